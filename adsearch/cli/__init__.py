@@ -1,0 +1,1 @@
+"""The ``adsearch`` command line: one small module per command group."""

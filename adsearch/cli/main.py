@@ -1,0 +1,81 @@
+"""Entry point of the ``adsearch`` command.
+
+Each command group lives in its own module and adds itself through ``register(app)``.
+Library errors (:class:`~adsearch.errors.AdsearchError`) become a clean message on stderr
+and exit status 1 here, at the boundary: :func:`_guard` wraps every registered command, so
+the same holds under ``typer.testing.CliRunner``. Modules keep heavy imports (torch) inside
+their command functions, so that light commands such as ``status`` never import torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from adsearch.errors import AdsearchError
+
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="adsearch",
+    help="Learn structured dropout patterns (AutoDropout) with a crash-safe search daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except AdsearchError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _guard_all(t: typer.Typer) -> None:
+    for info in t.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "__wrapped__", None):
+            info.callback = _guard(info.callback)
+    for group in t.registered_groups:
+        if group.typer_instance is not None:
+            _guard_all(group.typer_instance)
+
+
+def _register_all() -> None:
+    from adsearch.cli import db_cmd, pattern_cmd, search_cmd, train_cmd
+
+    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd):
+        mod.register(app)
+    _guard_all(app)
+
+
+_register_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status."""
+    try:
+        app(args=argv, prog_name="adsearch")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def _console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _console_main()

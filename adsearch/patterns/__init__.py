@@ -1,0 +1,30 @@
+"""Search spaces and dropout-pattern records. Pure data: imports no torch, nothing of ours
+beyond :mod:`adsearch.errors`."""
+
+from __future__ import annotations
+
+from adsearch.patterns.conv import CONV_FIELDS, CONV_VALUES, ConvPattern
+from adsearch.patterns.patternset import (
+    PatternSet,
+    Provenance,
+    load_patternset,
+    save_patternset,
+)
+from adsearch.patterns.seq import SEQ_FIELDS, SEQ_SITES, SEQ_VALUES, SeqPattern
+from adsearch.patterns.space import Pattern, SearchSpace
+
+__all__ = [
+    "CONV_FIELDS",
+    "CONV_VALUES",
+    "ConvPattern",
+    "Pattern",
+    "PatternSet",
+    "Provenance",
+    "SEQ_FIELDS",
+    "SEQ_SITES",
+    "SEQ_VALUES",
+    "SearchSpace",
+    "SeqPattern",
+    "load_patternset",
+    "save_patternset",
+]

@@ -1,0 +1,153 @@
+"""Search spaces: L dropout sites times a fixed list of discrete fields per site.
+
+A :class:`SearchSpace` turns a list of patterns (one per site) into a flat token sequence
+and back. Token ``i`` belongs to site ``i // F`` and field ``i % F`` (``F`` fields per site),
+and its value is an index into that field's value list, so the controller's output head for
+token ``i`` has exactly ``len(values)`` choices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from adsearch.errors import PatternError
+from adsearch.patterns.conv import CONV_VALUES, ConvPattern
+from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
+
+Pattern = Union[ConvPattern, SeqPattern]
+
+_KINDS: dict[str, tuple[type, dict[str, tuple[Any, ...]]]] = {
+    "conv": (ConvPattern, CONV_VALUES),
+    "seq": (SeqPattern, SEQ_VALUES),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A search space: ``kind`` (``"conv"`` or ``"seq"``) with ``num_sites`` sites.
+
+    Its ``name`` is ``"<kind>-<num_sites>"``, e.g. ``"conv-3"`` for WRN-28-k (one pattern per
+    group) and ``"seq-2"`` for the Transformer models. A pattern file records the name, and
+    a model refuses a file whose space differs.
+    """
+
+    kind: str
+    num_sites: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise PatternError(
+                f"SearchSpace.kind: invalid value {self.kind!r}; allowed values are "
+                f"{', '.join(map(repr, _KINDS))}"
+            )
+        if not isinstance(self.num_sites, int) or self.num_sites < 1:
+            raise PatternError(
+                f"SearchSpace.num_sites: invalid value {self.num_sites!r}; must be a positive integer"
+            )
+
+    # ------------------------------------------------------------------ description
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.num_sites}"
+
+    @property
+    def pattern_cls(self) -> type:
+        return _KINDS[self.kind][0]
+
+    @property
+    def values(self) -> dict[str, tuple[Any, ...]]:
+        """Field name -> its discrete values, in token order."""
+        return _KINDS[self.kind][1]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_sites * len(self.values)
+
+    def choices(self) -> list[int]:
+        """Number of choices of each token position (length ``num_tokens``)."""
+        per_site = [len(v) for v in self.values.values()]
+        return per_site * self.num_sites
+
+    def token_field(self, i: int) -> tuple[int, str]:
+        """(site, field name) of token position ``i``."""
+        f = len(self.values)
+        return i // f, self.fields[i % f]
+
+    def fingerprint(self) -> str:
+        """Hash of the value table: two spaces with equal fingerprints encode alike."""
+        table = {k: [repr(v) for v in vals] for k, vals in self.values.items()}
+        blob = json.dumps({"name": self.name, "values": table}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_name(cls, name: str) -> SearchSpace:
+        kind, sep, n = str(name).rpartition("-")
+        if not sep or not n.isdigit():
+            raise PatternError(
+                f"SearchSpace: invalid space name {name!r}; expected '<kind>-<sites>' such as "
+                f"'conv-3' or 'seq-2', with kind one of {', '.join(_KINDS)}"
+            )
+        return cls(kind, int(n))
+
+    # ------------------------------------------------------------------ coding
+    def _check_patterns(self, patterns: Sequence[Pattern]) -> None:
+        if len(patterns) != self.num_sites:
+            raise PatternError(
+                f"space {self.name}: expected {self.num_sites} pattern(s), one per site, "
+                f"got {len(patterns)}"
+            )
+        for i, p in enumerate(patterns):
+            if not isinstance(p, self.pattern_cls):
+                raise PatternError(
+                    f"space {self.name}: site {i} holds a {type(p).__name__}, "
+                    f"expected {self.pattern_cls.__name__}"
+                )
+
+    def encode(self, patterns: Sequence[Pattern]) -> list[int]:
+        self._check_patterns(patterns)
+        tokens: list[int] = []
+        for p in patterns:
+            for name, vals in self.values.items():
+                tokens.append(vals.index(getattr(p, name)))
+        return tokens
+
+    def decode(self, tokens: Sequence[int]) -> list[Pattern]:
+        if len(tokens) != self.num_tokens:
+            raise PatternError(
+                f"space {self.name}: expected {self.num_tokens} tokens, got {len(tokens)}"
+            )
+        out: list[Pattern] = []
+        f = len(self.values)
+        for s in range(self.num_sites):
+            kw: dict[str, Any] = {}
+            for j, (name, vals) in enumerate(self.values.items()):
+                t = tokens[s * f + j]
+                if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < len(vals):
+                    raise PatternError(
+                        f"space {self.name}: token {s * f + j} (site {s}, field {name}) is "
+                        f"{t!r}; allowed values are 0..{len(vals) - 1}"
+                    )
+                kw[name] = vals[t]
+            out.append(self.pattern_cls(**kw))
+        return out
+
+    def sample(self, rng: random.Random | None = None) -> list[Pattern]:
+        """Uniformly random patterns, one per site."""
+        rng = rng or random.Random()
+        return self.decode([rng.randrange(c) for c in self.choices()])
+
+    def size(self) -> int:
+        """Number of distinct pattern lists in the space."""
+        n = 1
+        for c in self.choices():
+            n *= c
+        return n
