@@ -1,0 +1,159 @@
+"""Engines for the store: URL checks and the per-connection SQLite settings.
+
+Everything SQLite-specific in the store lives here, in connection listeners:
+
+- every connection sets ``PRAGMA busy_timeout`` (30 s) and ``foreign_keys=ON``;
+- writable connections put the database in WAL mode (readers never block the writer and the
+  writer never blocks readers) with ``synchronous=NORMAL`` (an application crash loses
+  nothing; a power cut may roll back the last commits but never corrupts the file);
+- read-only stores open the file with the URI ``mode=ro`` and ``PRAGMA query_only``;
+- pysqlite's own transaction handling is switched off and the store emits ``BEGIN`` itself:
+  write sessions begin with ``BEGIN IMMEDIATE``, which takes the write lock up front, so
+  concurrent writers queue on the busy timeout instead of failing with "database is locked"
+  when a deferred read transaction tries to upgrade to a write.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from adsearch.errors import StoreError
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite connection waits for a lock before giving up (seconds)."""
+
+WRITE_OPTION = "adsearch_write"
+"""Execution option that marks a connection as used for a write transaction."""
+
+
+def parse_url(url: str) -> URL:
+    """Parse a store URL.
+
+    Args:
+        url: ``sqlite:///path/adsearch.db`` or ``postgresql+psycopg://user@host/db``.
+
+    Returns:
+        The parsed SQLAlchemy URL.
+
+    Raises:
+        StoreError: The URL cannot be parsed or names a backend the store does not support.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"invalid store URL {url!r}: use sqlite:///path/adsearch.db or "
+            "postgresql+psycopg://user@host/dbname"
+        ) from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported store backend {parsed.get_backend_name()!r} in {display_url(parsed)}: "
+            "use sqlite:///path/adsearch.db or postgresql+psycopg://user@host/dbname"
+        )
+    return parsed
+
+
+def display_url(url: URL | str) -> str:
+    """Render a URL for messages, with any password hidden."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: URL) -> str | None:
+    """Return the file path of a SQLite URL, or None for an in-memory database."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return database
+
+
+def make_engine(url: URL, *, readonly: bool) -> Engine:
+    """Create the engine of a store.
+
+    Args:
+        url: A URL accepted by :func:`parse_url`.
+        readonly: Open the database read-only (SQLite: ``mode=ro``; PostgreSQL: read-only
+            transactions).
+
+    Returns:
+        An engine with the store's connection settings.
+
+    Raises:
+        StoreError: A read-only open of a SQLite file that does not exist, or a driver that
+            is not installed.
+    """
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, readonly=readonly)
+    try:
+        engine = create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise StoreError(
+            f"the driver for {display_url(url)} is not installed ({exc.name}): run "
+            "`pip install 'adsearch[postgres]'`"
+        ) from exc
+    if readonly:
+        engine = engine.execution_options(postgresql_readonly=True)
+    return engine
+
+
+def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
+    path = sqlite_path(url)
+    kwargs: dict[str, Any] = {}
+    if path is None:
+        if readonly:
+            raise StoreError(
+                f"an in-memory store ({display_url(url)}) cannot be opened read-only: "
+                "use a file, e.g. sqlite:///runs/adsearch.db"
+            )
+        kwargs["poolclass"] = StaticPool
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        if readonly:
+            if not os.path.exists(path):
+                raise StoreError(
+                    f"no store at {path}: create one with "
+                    f"`adsearch db upgrade --store {display_url(url)}` (or start a search)"
+                )
+            uri = Path(path).resolve().as_uri() + "?mode=ro"
+            kwargs["creator"] = lambda: sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
+            )
+        else:
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False}
+    engine = create_engine(url, **kwargs)
+    _install_sqlite_listeners(engine, readonly=readonly, wal=path is not None)
+    return engine
+
+
+def _install_sqlite_listeners(engine: Engine, *, readonly: bool, wal: bool) -> None:
+    busy_ms = int(BUSY_TIMEOUT_S * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the "begin" listener emits BEGIN itself
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            if readonly:
+                cur.execute("PRAGMA query_only = ON")
+            elif wal:
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False) and not readonly
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

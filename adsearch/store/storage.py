@@ -1,0 +1,234 @@
+"""The trial store: searches, trials, results, controller checkpoints and an event log.
+
+Promises every backend keeps (SQLite and PostgreSQL, through SQLAlchemy 2):
+
+- Callers get frozen records (:mod:`adsearch.store.records`), never ORM rows.
+- Every read and write runs in :meth:`Store._session`, which commits, rolls back on any
+  error and turns SQLAlchemy errors into :class:`~adsearch.errors.StoreError`. A method is
+  one transaction: it happens completely or not at all.
+- State changes can be compare-and-set (``expect_state``), so two processes never both move
+  the same trial; :meth:`Store.finish_trial` writes the result and the terminal state
+  together and refuses to finish a trial twice.
+- A read-only store (``readonly=True``) never writes and, on SQLite, never blocks the
+  writer (WAL). A writable open of a new database creates it at the schema head; an older
+  schema raises :class:`~adsearch.errors.SchemaOutOfDateError` with the upgrade command.
+"""
+
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from adsearch.errors import StoreError
+from adsearch.store import convert
+from adsearch.store.models import CheckpointModel, CheckpointTrialModel, EventModel, SearchModel
+from adsearch.store.records import (
+    SEARCH_STATES,
+    CheckpointRecord,
+    EventRecord,
+    SearchRecord,
+    utcnow,
+)
+from adsearch.store.trials import TrialMethods, check_state
+
+
+class Store(TrialMethods):
+    """Access to one adsearch database.
+
+    Args:
+        url: ``sqlite:///path/adsearch.db`` or ``postgresql+psycopg://user@host/dbname``.
+        readonly: Open for reading only (status, list, export): never creates, never
+            writes, never blocks the daemon.
+
+    Raises:
+        SchemaOutOfDateError: The database is at an older schema revision; the message
+            gives the ``adsearch db upgrade --store URL`` command.
+        StoreError: Bad URL, a read-only open of a missing or empty database, a database
+            written by a newer adsearch, or a database error.
+    """
+
+    # -- searches ---------------------------------------------------------------------
+
+    def create_search(self, name: str, config: dict[str, Any]) -> SearchRecord:
+        """Create a search in state ``created``.
+
+        Args:
+            name: Unique, non-empty name.
+            config: JSON-able search configuration.
+
+        Returns:
+            The new search.
+
+        Raises:
+            StoreError: The name is empty or taken.
+        """
+        if not name or not name.strip():
+            raise StoreError("a search name must not be empty")
+        taken = StoreError(f"a search named {name!r} already exists: pick another name")
+        try:
+            with self._session() as s:
+                if s.scalar(select(SearchModel.id).where(SearchModel.name == name)) is not None:
+                    raise taken
+                now = utcnow()
+                row = SearchModel(
+                    name=name, config=dict(config), state="created", created_at=now, updated_at=now
+                )
+                s.add(row)
+                s.flush()
+                return convert.search_record(row)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # lost a race for the name
+                raise taken from exc
+            raise
+
+    def get_search(self, name: str) -> SearchRecord:
+        """Return the search called ``name``.
+
+        Raises:
+            StoreError: No such search; the message lists the known ones.
+        """
+        with self._session(write=False) as s:
+            row = s.scalar(select(SearchModel).where(SearchModel.name == name))
+            if row is None:
+                known = s.scalars(select(SearchModel.name).order_by(SearchModel.id)).all()
+                listed = ", ".join(known) if known else "none yet"
+                raise StoreError(f"no search named {name!r} in {self.url} (known: {listed})")
+            return convert.search_record(row)
+
+    def get_search_by_id(self, search_id: int) -> SearchRecord:
+        """Return the search with id ``search_id``.
+
+        Raises:
+            StoreError: No such search.
+        """
+        with self._session(write=False) as s:
+            return convert.search_record(self._search_row(s, search_id))
+
+    def list_searches(self) -> list[SearchRecord]:
+        """Return every search, oldest first."""
+        with self._session(write=False) as s:
+            rows = s.scalars(select(SearchModel).order_by(SearchModel.id)).all()
+            return [convert.search_record(r) for r in rows]
+
+    def set_search_state(self, search_id: int, state: str) -> SearchRecord:
+        """Set a search's state (one of ``SEARCH_STATES``) and return the search.
+
+        Raises:
+            StoreError: Unknown search or state.
+        """
+        check_state(state, SEARCH_STATES, "search")
+        with self._session() as s:
+            row = self._search_row(s, search_id)
+            row.state = state
+            row.updated_at = utcnow()
+            s.flush()
+            return convert.search_record(row)
+
+    # -- controller checkpoints -------------------------------------------------------
+
+    def add_checkpoint(
+        self, search_id: int, version: int, path: str, trial_ids: Iterable[int]
+    ) -> CheckpointRecord:
+        """Record a controller checkpoint and the trials its update consumed.
+
+        Args:
+            search_id: The search.
+            version: Controller version saved in the file.
+            path: The checkpoint file.
+            trial_ids: Trials of this search that the update consumed (duplicates ignored).
+
+        Returns:
+            The stored checkpoint.
+
+        Raises:
+            StoreError: Unknown search, or a trial id that does not exist.
+        """
+        ids = sorted({int(t) for t in trial_ids})
+        with self._session() as s:
+            self._search_row(s, search_id)
+            row = CheckpointModel(
+                search_id=search_id, version=int(version), path=str(path), created_at=utcnow()
+            )
+            s.add(row)
+            s.flush()
+            if ids:
+                s.execute(
+                    CheckpointTrialModel.__table__.insert(),
+                    [{"checkpoint_id": row.id, "trial_id": t} for t in ids],
+                )
+            return convert.checkpoint_record(row, ids)
+
+    def latest_checkpoint(self, search_id: int) -> CheckpointRecord | None:
+        """Return the checkpoint with the highest version (latest written on ties), or None."""
+        stmt = (
+            select(CheckpointModel)
+            .where(CheckpointModel.search_id == search_id)
+            .order_by(CheckpointModel.version.desc(), CheckpointModel.id.desc())
+            .limit(1)
+        )
+        with self._session(write=False) as s:
+            row = s.scalar(stmt)
+            if row is None:
+                return None
+            ids = s.scalars(
+                select(CheckpointTrialModel.trial_id).where(
+                    CheckpointTrialModel.checkpoint_id == row.id
+                )
+            ).all()
+            return convert.checkpoint_record(row, list(ids))
+
+    def consumed_trial_ids(self, search_id: int) -> set[int]:
+        """Return the ids of every trial that any checkpoint of the search consumed."""
+        stmt = (
+            select(CheckpointTrialModel.trial_id)
+            .join(CheckpointModel, CheckpointModel.id == CheckpointTrialModel.checkpoint_id)
+            .where(CheckpointModel.search_id == search_id)
+        )
+        with self._session(write=False) as s:
+            return set(s.scalars(stmt))
+
+    # -- event log --------------------------------------------------------------------
+
+    def log_event(
+        self, search_id: int, kind: str, message: str, data: dict[str, Any] | None = None
+    ) -> EventRecord:
+        """Append one event to a search's log.
+
+        Args:
+            search_id: The search.
+            kind: Short machine-readable kind (at most 64 characters), e.g. ``trial.failed``.
+            message: Human-readable line.
+            data: JSON-able details.
+
+        Returns:
+            The stored event.
+
+        Raises:
+            StoreError: Unknown search, or ``kind`` empty or too long.
+        """
+        if not kind or len(kind) > 64:
+            raise StoreError(f"an event kind must have 1 to 64 characters, got {kind!r}")
+        with self._session() as s:
+            self._search_row(s, search_id)
+            row = EventModel(
+                search_id=search_id, at=utcnow(), kind=kind, message=message, data=dict(data or {})
+            )
+            s.add(row)
+            s.flush()
+            return convert.event_record(row)
+
+    def events(self, search_id: int, limit: int = 50) -> list[EventRecord]:
+        """Return the latest ``limit`` events of a search, oldest first (like a log tail)."""
+        stmt = (
+            select(EventModel)
+            .where(EventModel.search_id == search_id)
+            .order_by(EventModel.id.desc())
+            .limit(limit)
+        )
+        with self._session(write=False) as s:
+            rows = s.scalars(stmt).all()
+            return [convert.event_record(r) for r in reversed(rows)]

@@ -1,0 +1,296 @@
+"""Trial methods of :class:`~adsearch.store.Store`: queueing, state changes, results, queries."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, insert, select, update
+
+from adsearch.errors import StoreError
+from adsearch.store import convert
+from adsearch.store.base import StoreCore
+from adsearch.store.models import ResultModel, TrialModel
+from adsearch.store.records import (
+    TERMINAL_TRIAL_STATES,
+    TRIAL_STATES,
+    NewTrial,
+    ResultRecord,
+    TrialRecord,
+    as_utc,
+    clean_reward,
+    utcnow,
+)
+
+_CHUNK = 500  # ids per IN (...) list: well under every backend's bound-parameter limit
+TRIAL_FIELDS = frozenset({"state", "slot", "attempts", "pid", "error", "started_at", "finished_at"})
+"""Trial columns that :meth:`Store.update_trial` may change."""
+
+
+def check_state(state: str, allowed: Collection[str], what: str) -> None:
+    """Raise StoreError unless ``state`` is one of ``allowed``."""
+    if state not in allowed:
+        raise StoreError(f"invalid {what} state {state!r}: use one of {', '.join(allowed)}")
+
+
+def _states(expect: str | Collection[str]) -> list[str]:
+    states = [expect] if isinstance(expect, str) else list(expect)
+    for s in states:
+        check_state(s, TRIAL_STATES, "trial")
+    return states
+
+
+def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    """Split ``ids`` into lists short enough for one ``IN (...)``."""
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+class TrialMethods(StoreCore):
+    """Trial half of the store (see :class:`~adsearch.store.Store` for the promises)."""
+
+    # -- trials -----------------------------------------------------------------------
+
+    def add_trials(self, search_id: int, items: Sequence[NewTrial]) -> list[TrialRecord]:
+        """Queue new trials (state ``queued``, 0 attempts) in one bulk insert.
+
+        Args:
+            search_id: The search they belong to.
+            items: The drawn trials, in the order their ids are assigned.
+
+        Returns:
+            The stored trials, in the order of ``items``.
+
+        Raises:
+            StoreError: Unknown search or a value that is not JSON-able.
+        """
+        if not items:
+            return []
+        now = utcnow()
+        rows = [
+            {
+                "search_id": search_id, "pattern": list(it.pattern),
+                "pattern_hash": it.pattern_hash, "tokens": [int(t) for t in it.tokens],
+                "controller_version": int(it.controller_version), "logp": float(it.logp),
+                "seed": int(it.seed), "state": "queued", "slot": None, "attempts": 0,
+                "pid": None, "error": None, "created_at": now, "started_at": None,
+                "finished_at": None,
+            }
+            for it in items
+        ]  # fmt: skip
+        table = TrialModel.__table__
+        with self._session() as s:
+            self._search_row(s, search_id)
+            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+            ids = s.execute(stmt, rows).scalars().all()
+        return [TrialRecord(id=i, **row) for i, row in zip(ids, rows)]
+
+    def get_trial(self, trial_id: int) -> TrialRecord:
+        """Return one trial.
+
+        Raises:
+            StoreError: No such trial.
+        """
+        with self._session(write=False) as s:
+            row = s.get(TrialModel, trial_id)
+            if row is None:
+                raise StoreError(f"no trial with id {trial_id}")
+            return convert.trial_record(row)
+
+    def update_trial(
+        self, trial_id: int, *, expect_state: str | Collection[str] | None = None, **changes: Any
+    ) -> TrialRecord:
+        """Change a trial's run fields, as a compare-and-set on its state if asked.
+
+        Args:
+            trial_id: The trial.
+            expect_state: Only change it while its state is this one (or one of these).
+            **changes: New values for ``state``, ``slot``, ``attempts``, ``pid``, ``error``,
+                ``started_at``, ``finished_at``.
+
+        Returns:
+            The trial after the change.
+
+        Raises:
+            StoreError: Unknown trial, unknown field or state, or (with ``expect_state``)
+                the trial is in another state; nothing is changed then.
+        """
+        values = self._trial_values(changes)
+        with self._session() as s:
+            stmt = update(TrialModel).where(TrialModel.id == trial_id)
+            if expect_state is not None:
+                stmt = stmt.where(TrialModel.state.in_(_states(expect_state)))
+            if values:
+                done = s.execute(
+                    stmt.values(**values), execution_options={"synchronize_session": False}
+                ).rowcount
+            else:
+                done = s.scalar(select(func.count()).select_from(stmt.whereclause))  # type: ignore[arg-type]
+            row = s.get(TrialModel, trial_id, populate_existing=True)
+            if row is None:
+                raise StoreError(f"no trial with id {trial_id}")
+            if not done:
+                raise StoreError(
+                    f"trial {trial_id} is {row.state!r}, expected {expect_state!r}: "
+                    "another process changed it first"
+                )
+            return convert.trial_record(row)
+
+    def update_trials(
+        self,
+        trial_ids: Sequence[int],
+        *,
+        expect_state: str | Collection[str] | None = None,
+        **changes: Any,
+    ) -> int:
+        """Apply the same change to many trials in one transaction (beyond the contract).
+
+        Trials that do not exist or are not in ``expect_state`` are skipped silently.
+
+        Returns:
+            How many trials were changed.
+
+        Raises:
+            StoreError: Unknown field or state.
+        """
+        values = self._trial_values(changes)
+        if not values or not trial_ids:
+            return 0
+        total = 0
+        with self._session() as s:
+            for chunk in chunks(list(trial_ids)):
+                stmt = update(TrialModel).where(TrialModel.id.in_(chunk))
+                if expect_state is not None:
+                    stmt = stmt.where(TrialModel.state.in_(_states(expect_state)))
+                total += s.execute(
+                    stmt.values(**values), execution_options={"synchronize_session": False}
+                ).rowcount
+        return total
+
+    @staticmethod
+    def _trial_values(changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - TRIAL_FIELDS
+        if unknown:
+            raise StoreError(
+                f"cannot change trial field(s) {sorted(unknown)}: "
+                f"update_trial changes only {sorted(TRIAL_FIELDS)}"
+            )
+        if "state" in changes:
+            check_state(changes["state"], TRIAL_STATES, "trial")
+        return {
+            k: as_utc(v) if isinstance(v, datetime) else v for k, v in changes.items()
+        }
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        reward: float | None,
+        metrics: dict[str, Any],
+        curve: list[dict[str, Any]],
+        seconds: float,
+        state: str = "done",
+    ) -> ResultRecord:
+        """Store a trial's result and move it to a terminal state, in one transaction.
+
+        Args:
+            trial_id: A trial that is not finished yet.
+            reward: The reward (None or NaN when the run produced none).
+            metrics: Final metrics (JSON-able).
+            curve: Learning curve, one dict per evaluation.
+            seconds: Wall-clock seconds of the run.
+            state: The terminal state: ``done``, ``failed`` or ``stale``.
+
+        Returns:
+            The stored result.
+
+        Raises:
+            StoreError: Unknown trial, a non-terminal ``state``, or the trial is already
+                finished (a second call); nothing is written then.
+        """
+        check_state(state, sorted(TERMINAL_TRIAL_STATES), "terminal trial")
+        with self._session() as s:
+            row = s.get(TrialModel, trial_id, with_for_update=True)
+            if row is None:
+                raise StoreError(f"no trial with id {trial_id}")
+            if row.state in TERMINAL_TRIAL_STATES:
+                raise StoreError(f"trial {trial_id} is already finished ({row.state!r})")
+            now = utcnow()
+            row.state = state
+            row.finished_at = now
+            result = ResultModel(
+                trial_id=trial_id, search_id=row.search_id, reward=clean_reward(reward),
+                metrics=dict(metrics), curve=list(curve), seconds=float(seconds), created_at=now,
+            )  # fmt: skip
+            s.add(result)
+            s.flush()
+            return convert.result_record(result)
+
+    # -- queries ----------------------------------------------------------------------
+
+    def trials(
+        self,
+        search_id: int,
+        states: Iterable[str] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[TrialRecord]:
+        """Return a search's trials in id order, optionally only those in ``states``."""
+        stmt = select(TrialModel).where(TrialModel.search_id == search_id)
+        if states is not None:
+            stmt = stmt.where(TrialModel.state.in_(_states(list(states))))
+        stmt = stmt.order_by(TrialModel.id).offset(offset).limit(limit)
+        with self._session(write=False) as s:
+            return [convert.trial_record(r) for r in s.scalars(stmt)]
+
+    def results(self, search_id: int, trial_ids: Iterable[int] | None = None) -> list[ResultRecord]:
+        """Return a search's results in finish order, optionally only for ``trial_ids``."""
+        base = select(ResultModel).where(ResultModel.search_id == search_id)
+        stmts: list[Select[tuple[ResultModel]]] = (
+            [base]
+            if trial_ids is None
+            else [base.where(ResultModel.trial_id.in_(c)) for c in chunks(sorted(set(trial_ids)))]
+        )
+        with self._session(write=False) as s:
+            rows = [r for stmt in stmts for r in s.scalars(stmt)]
+            rows.sort(key=lambda r: r.id)
+            return [convert.result_record(r) for r in rows]
+
+    def top_trials(self, search_id: int, k: int) -> list[tuple[TrialRecord, ResultRecord]]:
+        """Return the ``k`` done trials with the highest reward, best first (ties: first finished)."""
+        stmt = (
+            select(TrialModel, ResultModel)
+            .join(TrialModel, TrialModel.id == ResultModel.trial_id)
+            .where(
+                ResultModel.search_id == search_id,
+                ResultModel.reward.is_not(None),
+                TrialModel.state == "done",
+            )
+            .order_by(ResultModel.reward.desc(), ResultModel.id)
+            .limit(k)
+        )
+        with self._session(write=False) as s:
+            return [(convert.trial_record(t), convert.result_record(r)) for t, r in s.execute(stmt)]
+
+    def counts(self, search_id: int) -> dict[str, int]:
+        """Return the number of trials in each state; every state of ``TRIAL_STATES`` is a key."""
+        stmt = (
+            select(TrialModel.state, func.count())
+            .where(TrialModel.search_id == search_id)
+            .group_by(TrialModel.state)
+        )
+        out = dict.fromkeys(TRIAL_STATES, 0)
+        with self._session(write=False) as s:
+            for state, n in s.execute(stmt):
+                out[state] = n
+        return out
+
+    def reward_series(self, search_id: int) -> list[tuple[int, float]]:
+        """Return ``(trial_id, reward)`` of every result with a reward, in finish order."""
+        stmt = (
+            select(ResultModel.trial_id, ResultModel.reward)
+            .where(ResultModel.search_id == search_id, ResultModel.reward.is_not(None))
+            .order_by(ResultModel.id)
+        )
+        with self._session(write=False) as s:
+            return [(t, r) for t, r in s.execute(stmt)]
