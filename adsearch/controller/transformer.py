@@ -1,0 +1,227 @@
+"""The Transformer controller: sampling, the REINFORCE update with staleness correction,
+and exact-resume state.
+
+Estimator (**ours**; the paper says only "REINFORCE"; full derivation in
+``docs/controller.md``). For a batch of ``n`` finished samples ``(x_k, R_k)``, each drawn
+by an older or equal controller version with behaviour log-probability ``log mu(x_k)``:
+
+- baseline: ``b`` is an exponential moving average of batch-mean rewards (the first batch
+  uses its own mean); advantages ``A_k = R_k - b``, optionally divided by their batch std;
+  after the step ``b <- d * b + (1 - d) * mean(R)``.
+- ratio: ``r_k = exp(log q_theta(x_k) - log mu(x_k))``, with ``q_theta`` the *current*
+  behaviour-form policy (same temperature and epsilon mixing), so a fresh sample has
+  ``r = 1``.
+- ``correction="clip"`` (default, PPO): ``L = -mean_k min(r_k A_k, clip(r_k, 1-c, 1+c) A_k)``;
+  its gradient is ``r_k A_k grad log q_theta(x_k)`` inside the band, 0 where clipping binds,
+  so on-policy samples get exactly the REINFORCE gradient and stale ones a bounded
+  importance weight.
+- ``correction="none"``: ``L = -mean_k A_k log q_theta(x_k)`` (stale samples treated as
+  on-policy; kept as the ablation).
+- entropy bonus: ``L -= entropy_coef * mean_k H_k``, ``H_k`` the sum over positions of the
+  entropy of the temperature softmax along ``x_k``'s prefixes.
+
+Adam minimises ``L``; gradients are clipped to ``grad_clip`` global norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from adsearch.controller.base import check_batch, check_state_header
+from adsearch.controller.config import ControllerConfig, config_from_dict, get_default_config
+from adsearch.controller.policy import PatternPolicy
+from adsearch.controller.records import Sample, UpdateStats
+from adsearch.errors import CheckpointError, ConfigError
+from adsearch.patterns import SearchSpace
+
+
+class TransformerController:
+    """REINFORCE-trained causal Transformer over the tokens of ``space``.
+
+    Args:
+        space: the search space whose token sequences are sampled.
+        config: hyperparameters (defaults: :func:`get_default_config`).
+        seed: seeds both the weight init and the sampling generator.
+    """
+
+    kind = "transformer"
+
+    def __init__(
+        self, space: SearchSpace, config: ControllerConfig | None = None, seed: int = 0
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"controller seed: invalid value {seed!r}; expected an integer")
+        self.space = space
+        self.seed = seed
+        self.version = 0
+        self.baseline: float | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+        self._build(config or get_default_config())
+
+    def _build(self, config: ControllerConfig) -> None:
+        self.config = config
+        init_gen = torch.Generator().manual_seed(self.seed + 0x5EED)
+        self.policy = PatternPolicy(self.space, config, init_gen)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(),
+            lr=config.lr,
+            betas=(config.adam_beta1, config.adam_beta2),
+            foreach=True,
+        )
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int) -> list[Sample]:
+        """Draw ``n`` samples from the current policy, stamped with the current version."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"controller.sample: n={n!r}; expected a positive integer")
+        self.policy.eval()
+        tokens, logq = self.policy.sample(n, self.generator)
+        out = []
+        for row, lp in zip(tokens.tolist(), logq.tolist(), strict=False):
+            out.append(
+                Sample(tuple(row), tuple(self.space.decode(row)), min(lp, 0.0), self.version)
+            )
+        return out
+
+    def log_prob(self, samples: Sequence[Sample]) -> list[float]:
+        """Current behaviour-form log-probabilities of ``samples`` (no gradient)."""
+        toks = torch.tensor([s.tokens for s in samples], dtype=torch.long)
+        with torch.no_grad():
+            logq, _ = self.policy.evaluate(toks)
+        return logq.tolist()
+
+    # ------------------------------------------------------------------ learning
+    def update(self, batch: Sequence[tuple[Sample, float]]) -> UpdateStats:
+        """One REINFORCE update on finished samples (see the module docstring).
+
+        Raises:
+            ConfigError: empty batch, non-finite reward, or an item that is not a pair.
+            PatternError: tokens that do not fit this controller's space.
+        """
+        samples, rewards = check_batch(self.space, batch)
+        cfg = self.config
+        toks = torch.tensor([s.tokens for s in samples], dtype=torch.long)
+        behaviour = torch.tensor([s.logp for s in samples], dtype=torch.float32)
+        r = torch.tensor(rewards, dtype=torch.float32)
+        stale = [max(0, self.version - s.version) for s in samples]
+        mean_r = float(r.mean())
+        base = mean_r if self.baseline is None else self.baseline
+        adv = r - base
+        if cfg.normalize_advantage and len(samples) > 1:
+            adv = adv / (r.std() + 1e-8)
+        self.policy.train()
+        first: dict[str, float] = {}
+        for epoch in range(cfg.update_epochs):
+            logq, ent = self.policy.evaluate(toks)
+            log_ratio = (logq - behaviour).clamp(-cfg.max_log_ratio, cfg.max_log_ratio)
+            ratio = log_ratio.exp()
+            if cfg.correction == "clip":
+                clipped = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
+                pg = -torch.minimum(ratio * adv, clipped * adv).mean()
+            else:
+                pg = -(adv * logq).mean()
+            loss = pg - cfg.entropy_coef * ent.mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                gnorm = torch.nn.utils.clip_grad_norm_(
+                    self.policy.parameters(), cfg.grad_clip, foreach=True
+                )
+            else:
+                gnorm = torch.linalg.vector_norm(
+                    torch.stack(
+                        [p.grad.norm() for p in self.policy.parameters() if p.grad is not None]
+                    )
+                )
+            self.optimizer.step()
+            if epoch == 0:
+                band = (ratio.detach() - 1.0).abs() > cfg.clip_ratio
+                first = {
+                    "loss": float(loss.detach()),
+                    "entropy": float(ent.detach().mean()),
+                    "clipped_frac": float(band.float().mean()),
+                    "grad_norm": float(gnorm),
+                }
+        d = cfg.baseline_decay
+        self.baseline = mean_r if self.baseline is None else d * self.baseline + (1 - d) * mean_r
+        self.version += 1
+        return UpdateStats(
+            baseline=float(base),
+            entropy=first["entropy"],
+            mean_reward=mean_r,
+            loss=first["loss"],
+            clipped_frac=first["clipped_frac"],
+            version=self.version,
+            n=len(samples),
+            mean_staleness=sum(stale) / len(stale),
+            max_staleness=max(stale),
+            grad_norm=first["grad_norm"],
+        )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed for an exact resume, as plain data and tensors.
+
+        Keys: ``kind``, ``space`` (name, fingerprint), ``config`` (dict), ``seed``,
+        ``version``, ``baseline``, ``model`` (policy weights), ``optimizer`` (Adam state),
+        ``rng`` (``{"torch": sampling generator state}``). Tensors are cloned.
+        """
+        return {
+            "kind": self.kind,
+            "space": {"name": self.space.name, "fingerprint": self.space.fingerprint()},
+            "config": self.config.to_dict(),
+            "seed": self.seed,
+            "version": self.version,
+            "baseline": self.baseline,
+            "model": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": _clone_tensors(self.optimizer.state_dict()),
+            "rng": {"torch": self.generator.get_state().clone()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output, config included (the checkpoint's config wins).
+
+        Raises:
+            CheckpointError: another kind or space, or missing/mismatched entries.
+        """
+        check_state_header(state, self.kind, self.space)
+        try:
+            config = config_from_dict(state["config"])
+            seed = int(state["seed"])
+            version = int(state["version"])
+            baseline = state["baseline"]
+            if config != self.config or seed != self.seed:
+                self.seed = seed
+                self._build(config)
+            self.policy.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["rng"]["torch"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"controller state: cannot restore the transformer controller ({type(exc).__name__}: "
+                f"{exc}); the state is incomplete or from an incompatible adsearch version, "
+                "load an older checkpoint or start a fresh controller"
+            ) from None
+        self.version = version
+        self.baseline = None if baseline is None else float(baseline)
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.policy.parameters())
+        return (
+            f"TransformerController(space={self.space.name}, version={self.version}, "
+            f"params={n}, n_layer={self.config.n_layer}, d_model={self.config.d_model})"
+        )
+
+
+def _clone_tensors(obj: Any) -> Any:
+    """Deep-copy a nested dict/list structure, cloning tensors (optimizer state)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_tensors(v) for v in obj]
+    return obj
