@@ -1,0 +1,50 @@
+"""Small helpers shared by the ops: input checks, random draws, the realised-keep scale."""
+
+from __future__ import annotations
+
+import torch
+
+from adsearch.errors import PatternError
+
+
+def check_rank(x: torch.Tensor, rank: int, layout: str, op: str) -> None:
+    """Raise :class:`PatternError` unless ``x`` is a floating tensor of rank ``rank``."""
+    if not isinstance(x, torch.Tensor):
+        raise PatternError(f"{op}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != rank:
+        raise PatternError(
+            f"{op}: expected a {rank}-D input of shape {layout}, got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise PatternError(
+            f"{op}: expected a floating-point input (float32, float16, bfloat16, float64), "
+            f"got {x.dtype}"
+        )
+
+
+def check_prob(value: float, name: str, op: str) -> float:
+    """Validate a drop probability in ``[0, 1)`` (1 would drop everything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PatternError(f"{op}: {name} must be a number in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise PatternError(f"{op}: {name} must be in [0, 1), got {value!r}")
+    return float(value)
+
+
+def randint(
+    high: int, size: tuple[int, ...], device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Uniform int64 draws in ``[0, high)`` on ``device``.
+
+    They are drawn on the generator's device (a CPU generator may drive a CUDA tensor), so
+    one seeded generator reproduces the same draws on every device.
+    """
+    gdev = generator.device if generator is not None else device
+    out = torch.randint(0, high, size, generator=generator, device=gdev, dtype=torch.int64)
+    return out.to(device, non_blocking=True)
+
+
+def keep_scale(numel: int, kept: torch.Tensor) -> torch.Tensor:
+    """``numel / kept`` as a float64 0-d tensor, or 0 when nothing is kept (never inf/NaN)."""
+    kept = kept.to(torch.float64)
+    return torch.where(kept > 0, numel / kept.clamp_min(1.0), torch.zeros_like(kept))

@@ -1,0 +1,260 @@
+"""Learned (AutoDropout) dropout patterns on ``(N, C, H, W)`` feature maps.
+
+Papers and reference code this follows:
+
+- H. Pham, Q. V. Le, "AutoDropout: Learning Dropout Patterns to Regularize Deep Networks",
+  AAAI 2021, https://arxiv.org/abs/2101.01761 (tiled rectangles, rotation, shear, share_c).
+- G. Ghiasi, T.-Y. Lin, Q. V. Le, "DropBlock: A regularization method for convolutional
+  networks", NeurIPS 2018, https://arxiv.org/abs/1810.12890, and its reference code, whose
+  rescaling by the *realised* kept fraction (``numel / kept``) is used here.
+- timm ``timm/layers/drop.py`` for the function-plus-thin-module layout.
+
+How a mask is made (**ours**; the paper gives no code):
+
+1. Once per ``(pattern, H, W, device)`` a small *canvas* is rendered and cached. Every
+   integer pixel ``(i, j)`` is mapped, at its centre ``(x, y) = (j + .5, i + .5)`` (rows grow
+   downwards), to pattern-frame coordinates ``q = Hy^-1 Hx^-1 R^-1 (x, y)``, where ``R``
+   rotates by ``rotate`` degrees counter-clockwise *as displayed*, ``Hx`` shears x by
+   ``shear_x * y`` and ``Hy`` shears y by ``shear_y * x`` (all det 1, so areas are kept).
+   The pixel is dropped when ``q mod period < size`` on both axes; with a finite
+   ``repeat`` the pattern-frame square index must also lie in ``[0, repeat)``.
+2. Each example (and channel, unless ``share_c``) takes the window
+   ``canvas[oy:oy+H, ox:ox+W]`` at a uniformly random integer offset ``(oy, ox)``:
+   the only randomness is where the pattern is placed.
+
+   - ``repeat = None`` without transforms: offsets range over one period, so the phase is
+     exactly uniform and every position is dropped with probability ``size**2/period**2``.
+   - ``repeat = None`` with rotation/shear: offsets range over ``L >= max(2H, 2W, 64)``
+     pixels (a multiple of the period), which averages the transformed tiling over a large
+     region; the per-position probability then matches the area fraction up to the
+     discretisation of a rotated lattice on integer pixels.
+   - finite ``repeat``: the ``repeat x repeat`` group is drawn on an ``(H, W)`` torus and
+     tiled 2x2, so every offset is a cyclic shift and every position is equally likely to
+     be dropped. A group wider than the map wraps onto itself and overlaps, so it then
+     drops less than :meth:`ConvPattern.drop_fraction` predicts.
+3. The kept units are multiplied by ``numel / kept`` over the whole batch (DropBlock's
+   reference code). ``kept`` comes from a summed-area table of the canvas, without touching
+   the ``N*C*H*W`` elements. A mask that keeps nothing yields zeros (scale 0), never NaN.
+
+Cost: one gather of the ``(H, W)`` windows plus one multiply. Autograd saves only the
+offsets and the small canvas and regenerates the mask in backward.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from adsearch.errors import PatternError
+from adsearch.ops._common import check_rank, keep_scale, randint
+from adsearch.patterns.conv import ConvPattern
+
+__all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d"]
+
+
+class Canvas(NamedTuple):
+    """A rendered pattern: ``kept`` (Hc, Wc) bool, ``counts`` (Ly, Lx) int64 kept units of
+    the (H, W) window at each offset; offsets are drawn in ``[0, Ly) x [0, Lx)``."""
+
+    kept: torch.Tensor
+    counts: torch.Tensor
+    height: int
+    width: int
+
+
+def _pattern_coords(pattern: ConvPattern, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map pixel-centre coordinates (float64, any shape) to the pattern frame."""
+    theta = math.radians(pattern.rotate)
+    c, s = math.cos(theta), math.sin(theta)
+    rx = c * x - s * y  # R^-1 of a counter-clockwise (as displayed, y down) rotation
+    ry = s * x + c * y
+    qx = rx - pattern.shear_x * ry  # Hx^-1
+    qy = ry - pattern.shear_y * qx  # Hy^-1
+    return qx, qy
+
+
+def _dropped(pattern: ConvPattern, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+    p, size = pattern.period, pattern.size
+    out = (torch.remainder(qx, p) < size) & (torch.remainder(qy, p) < size)
+    if pattern.repeat is not None:
+        span = pattern.repeat * p
+        out &= (qx >= 0) & (qx < span) & (qy >= 0) & (qy < span)
+    return out
+
+
+def _full_tiling(pattern: ConvPattern, height: int, width: int) -> tuple[torch.Tensor, int, int]:
+    """Dropped canvas of a whole-map tiling and its offset ranges (Ly, Lx)."""
+    p = pattern.period
+    plain = pattern.rotate == 0 and pattern.shear_x == 0.0 and pattern.shear_y == 0.0
+    ly = lx = p if plain else p * math.ceil(max(2 * height, 2 * width, 64) / p)
+    i = torch.arange(height + ly - 1, dtype=torch.float64)[:, None] + 0.5
+    j = torch.arange(width + lx - 1, dtype=torch.float64)[None, :] + 0.5
+    qx, qy = _pattern_coords(pattern, j, i)
+    return _dropped(pattern, qx, qy), ly, lx
+
+
+def _finite_group(pattern: ConvPattern, height: int, width: int) -> tuple[torch.Tensor, int, int]:
+    """Dropped canvas of a ``repeat x repeat`` group on an (H, W) torus, tiled 2x2."""
+    assert pattern.repeat is not None
+    extent = float(pattern.repeat * pattern.period)
+    theta = math.radians(pattern.rotate)
+    c, s = math.cos(theta), math.sin(theta)
+    sx, sy = pattern.shear_x, pattern.shear_y
+    # forward map A = R Hx Hy applied to the group's corners gives its pixel bounding box
+    corners = []
+    for qx, qy in ((0.0, 0.0), (extent, 0.0), (0.0, extent), (extent, extent)):
+        hy = qy + sy * qx
+        hx = qx + sx * hy
+        corners.append((c * hx + s * hy, -s * hx + c * hy))
+    x0 = math.floor(min(px for px, _ in corners)) - 1
+    x1 = math.ceil(max(px for px, _ in corners)) + 1
+    y0 = math.floor(min(py for _, py in corners)) - 1
+    y1 = math.ceil(max(py for _, py in corners)) + 1
+    ii = torch.arange(y0, y1 + 1, dtype=torch.int64)[:, None]
+    jj = torch.arange(x0, x1 + 1, dtype=torch.int64)[None, :]
+    qx, qy = _pattern_coords(pattern, jj.double() + 0.5, ii.double() + 0.5)
+    hit = _dropped(pattern, qx, qy)
+    flat = (torch.remainder(ii, height) * width + torch.remainder(jj, width)).expand_as(hit)[hit]
+    torus = torch.zeros(height * width, dtype=torch.bool)
+    torus[flat] = True
+    torus = torus.view(height, width).repeat(2, 2)[: 2 * height - 1, : 2 * width - 1]
+    return torus, height, width
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_canvas(pattern: ConvPattern, height: int, width: int, device: str) -> Canvas:
+    if pattern.repeat is None:
+        dropped, ly, lx = _full_tiling(pattern, height, width)
+    else:
+        dropped, ly, lx = _finite_group(pattern, height, width)
+    kept = ~dropped
+    sat = torch.zeros(kept.shape[0] + 1, kept.shape[1] + 1, dtype=torch.int64)
+    sat[1:, 1:] = kept.to(torch.int64).cumsum(0).cumsum(1)
+    h, w = height, width
+    counts = sat[h : h + ly, w : w + lx] - sat[:ly, w : w + lx] - sat[h : h + ly, :lx] + sat[:ly, :lx]
+    dev = torch.device(device)
+    return Canvas(kept.to(dev), counts.contiguous().to(dev), height, width)
+
+
+def conv_canvas(pattern: ConvPattern, height: int, width: int, device: Any = "cpu") -> Canvas:
+    """The cached :class:`Canvas` of ``pattern`` for an ``(height, width)`` map on ``device``."""
+    if not isinstance(pattern, ConvPattern):
+        raise PatternError(
+            f"conv_canvas: expected a ConvPattern, got {type(pattern).__name__}"
+        )
+    if height < 1 or width < 1:
+        raise PatternError(f"conv_canvas: the map must be at least 1x1, got {height}x{width}")
+    return _cached_canvas(pattern, int(height), int(width), str(torch.device(device)))
+
+
+def _windows(vals: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Gather the (H, W) windows of ``vals`` at offsets (oy, ox) into a mask of ``shape``."""
+    h, w = shape[-2], shape[-1]
+    return vals.unfold(0, h, 1).unfold(1, w, 1)[oy, ox].view(shape)
+
+
+def _mask_mul(mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``t * mask``, reusing the freshly gathered ``mask`` as the output when it can.
+
+    A new ``N*C*H*W`` buffer costs page faults on the CPU, so the per-channel path
+    multiplies in place into the gathered mask; broadcast (``share_c``) and channels_last
+    inputs go through ``t * mask``, which keeps ``t``'s memory format.
+    """
+    if mask.shape == t.shape and t.is_contiguous():
+        return mask.mul_(t)
+    return t * mask
+
+
+class _WindowMul(torch.autograd.Function):
+    """``x * window(vals, offsets)``; saves only the offsets and the small canvas."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        vals: torch.Tensor,
+        oy: torch.Tensor,
+        ox: torch.Tensor,
+        shape: tuple[int, ...],
+    ) -> torch.Tensor:
+        ctx.save_for_backward(vals, oy, ox)
+        ctx.shape = shape
+        return _mask_mul(_windows(vals, oy, ox, shape), x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        vals, oy, ox = ctx.saved_tensors
+        return _mask_mul(_windows(vals, oy, ox, ctx.shape), grad), None, None, None, None
+
+
+def pattern_dropout_2d(
+    x: torch.Tensor,
+    pattern: ConvPattern,
+    training: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Apply a :class:`ConvPattern` to ``x``.
+
+    Args:
+        x: ``(N, C, H, W)`` floating tensor (any device, contiguous or channels_last).
+        pattern: the pattern; ``share_c`` gives one placement per example for all channels.
+            ``residual`` is read by models, not here.
+        training: when False, ``x`` itself is returned.
+        generator: optional ``torch.Generator`` (on x's device or the CPU); a seeded one
+            reproduces the mask exactly.
+
+    Returns:
+        ``(N, C, H, W)``: ``x`` times the kept mask, times ``numel / kept`` (0 if none kept).
+    """
+    check_rank(x, 4, "(N, C, H, W)", "pattern_dropout_2d")
+    if not isinstance(pattern, ConvPattern):
+        raise PatternError(
+            f"pattern_dropout_2d: expected a ConvPattern, got {type(pattern).__name__}; "
+            "use pattern_dropout_seq for a SeqPattern"
+        )
+    if not training or x.numel() == 0:
+        return x
+    n, c, h, w = x.shape
+    canvas = conv_canvas(pattern, h, w, x.device)
+    placements = n if pattern.share_c else n * c
+    with torch.no_grad():
+        ly, lx = canvas.counts.shape
+        oy = randint(ly, (placements,), x.device, generator)
+        ox = randint(lx, (placements,), x.device, generator)
+        kept = canvas.counts[oy, ox].sum() * (c if pattern.share_c else 1)
+        scale = keep_scale(x.numel(), kept)
+        vals = canvas.kept.to(x.dtype) * scale.to(x.dtype)
+    shape = (n, 1 if pattern.share_c else c, h, w)
+    return _WindowMul.apply(x, vals, oy, ox, shape)
+
+
+class PatternDropout2d(nn.Module):
+    """Module form of :func:`pattern_dropout_2d`; returns ``x`` itself when not training.
+
+    Args:
+        pattern: the :class:`ConvPattern` this site applies.
+    """
+
+    def __init__(self, pattern: ConvPattern) -> None:
+        super().__init__()
+        if not isinstance(pattern, ConvPattern):
+            raise PatternError(
+                f"PatternDropout2d: expected a ConvPattern, got {type(pattern).__name__}"
+            )
+        self.pattern = pattern
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.training:
+            return x
+        return pattern_dropout_2d(x, self.pattern, True, generator)
+
+    def extra_repr(self) -> str:
+        p = self.pattern
+        return (
+            f"size={p.size}, stride={p.stride}, repeat={p.repeat}, rotate={p.rotate}, "
+            f"shear_x={p.shear_x}, shear_y={p.shear_y}, share_c={p.share_c}, residual={p.residual}"
+        )
