@@ -1,0 +1,227 @@
+"""Image classification children: CIFAR-10 (WRN) and ImageNet-style trees (ResNet-50).
+
+One training loop for both: SGD with Nesterov momentum, cosine learning rate, pad-and-crop
+plus flip augmentation on in-memory uint8 batches, cross-entropy.
+
+Reward: the **validation accuracy** (fraction in [0, 1]) at the end of training, measured
+on the split held out of the training data. ``metrics`` holds ``val_acc``, ``val_loss``,
+``train_loss`` (mean over the last epoch), ``steps``, ``epochs``, ``params``, ``diverged``
+and, when the config names ``test_data``, ``test_acc`` and ``test_loss``. ``curve`` has one
+point per epoch (and one at the end). A diverged child returns reward 0.0 (see
+:mod:`adsearch.tasks.common`).
+
+Default CIFAR-10 child (**ours**, sized for a 2-core CPU, ~30-60 s): WRN-10-2 on the
+embedded sample (2,000 train / 500 validation images), 8 epochs, batch 64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from adsearch.errors import ConfigError, DataError
+from adsearch.patterns import SearchSpace
+from adsearch.tasks import common
+from adsearch.tasks.image_data import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageSet,
+    augment,
+    load_test_set,
+    load_train_pool,
+    normalize,
+)
+from adsearch.tasks.result import Budget, ChildResult
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    task: str = "cifar10"  # registry name: cifar10 or imagenet
+    data: str | None = None  # training data (see image_data); None = embedded CIFAR-10 sample
+    test_data: str | None = None  # test split (ImageFolder tree or CIFAR-10 root); None = no test
+    download: bool = False  # let torchvision download CIFAR-10 into `data` (only when asked)
+    image_size: int | None = None  # resize+centre-crop side in px for trees; None = native size
+    train_per_class: int | None = None  # training images per class; None = all not held out
+    val_per_class: int | None = None  # held-out validation images per class; None = val_fraction
+    val_fraction: float = 0.1  # validation share of the training data if val_per_class is None
+    test_per_class: int | None = None  # test images per class; None = the whole test split
+    split_seed: int = 0  # seed of the class-balanced subset and held-out split draws
+    model: str = "wrn"  # wrn (WRN-depth-width) or resnet50 (torchvision, conv-4 sites)
+    depth: int = 10  # WRN depth, 6n + 4 (paper: 28 for search, 28 for final)
+    width: int = 2  # WRN width factor k (paper: 2 for search, 10 for final)
+    epochs: float = 8.0  # default passes over the training split (a Budget overrides)
+    batch_size: int = 64  # training batch size, images
+    eval_batch_size: int = 250  # evaluation batch size, images
+    lr: float = 0.05  # peak SGD learning rate (cosine decay to 0 over the child)
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up, epochs
+    momentum: float = 0.9  # SGD Nesterov momentum
+    weight_decay: float = 5e-4  # L2 weight decay on every parameter
+    pad: int = 4  # random-crop padding in px (0 = no crop)
+    flip: bool = True  # random horizontal flips
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _cached(key: tuple[Any, ...], fn: Any) -> Any:
+    """Decoded data sets survive across children of one process (the daemon's workers)."""
+    if key not in _CACHE:
+        if len(_CACHE) >= 4:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = fn()
+    return _CACHE[key]
+
+
+class _ImageTask:
+    name = "cifar10"
+    mean, std = CIFAR_MEAN, CIFAR_STD
+
+    def get_default_config(self) -> ImageConfig:
+        return ImageConfig()
+
+    def config_from_dict(self, data: dict[str, Any]) -> ImageConfig:
+        return common.config_from_dict(ImageConfig, {"task": self.name, **data}, self.name)
+
+    def space(self, config: ImageConfig) -> SearchSpace:
+        return SearchSpace("conv", 4 if config.model == "resnet50" else 3)
+
+    # ------------------------------------------------------------------ data
+    def load(self, c: ImageConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+        """(train, val, test or None), decoded once per process."""
+        key = (c.data, c.download, c.image_size, c.train_per_class, c.val_per_class, c.val_fraction, c.split_seed)
+        train, val, _ = _cached(key, lambda: load_train_pool(
+            c.data, image_size=c.image_size, download=c.download, train_per_class=c.train_per_class,
+            val_per_class=c.val_per_class, val_fraction=c.val_fraction, split_seed=c.split_seed))
+        test = None
+        if c.test_data is not None:
+            test, _ = _cached(("test", c.test_data, c.image_size, c.test_per_class), lambda: load_test_set(
+                c.test_data, image_size=c.image_size, download=c.download, per_class=c.test_per_class))
+            if test.classes != train.classes:
+                raise DataError(
+                    f"test data {c.test_data} has classes {list(test.classes)[:5]}..., the training "
+                    f"data has {list(train.classes)[:5]}...; both need the same class folders"
+                )
+            if test.x.shape[1:] != train.x.shape[1:]:
+                raise DataError(f"test images {tuple(test.x.shape[1:])} differ in size from training images {tuple(train.x.shape[1:])}; set image_size")
+        if len(train) < c.batch_size:
+            raise DataError(f"{c.data or 'embedded sample'}: {len(train)} training images, fewer than one batch of {c.batch_size}")
+        return train, val, test
+
+    def build_model(self, c: ImageConfig, num_classes: int, regularizer: Any) -> torch.nn.Module:
+        from adsearch.models import resnet50, wide_resnet
+
+        if c.model == "wrn":
+            return wide_resnet(c.depth, c.width, num_classes, regularizer)
+        if c.model == "resnet50":
+            return resnet50(num_classes, regularizer)  # type: ignore[no-any-return]
+        raise ConfigError(f"unknown image model {c.model!r}; use wrn or resnet50")
+
+    # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module, data: ImageSet, c: ImageConfig, device: torch.device) -> tuple[float, float]:
+        """(accuracy in [0, 1], mean cross-entropy in nats) in eval mode."""
+        model.eval()
+        correct, loss = 0, 0.0
+        for i in range(0, len(data), c.eval_batch_size):
+            x = normalize(data.x[i : i + c.eval_batch_size].to(device), self.mean, self.std)
+            y = data.y[i : i + c.eval_batch_size].to(device)
+            with common.autocast(device):
+                logits = model(x).float()
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += int((logits.argmax(1) == y).sum())
+        model.train()
+        return correct / len(data), loss / len(data)
+
+    def run_child(self, task_config: Any, regularizer: Any, budget: Budget | None, device: str = "cpu", seed: int = 0) -> ChildResult:
+        """Train one child with ``regularizer``; reward = validation accuracy."""
+        from adsearch.ops import set_progress
+
+        c = task_config if isinstance(task_config, ImageConfig) else self.config_from_dict(task_config)
+        dev = common.resolve_device(device)
+        clock = common.Clock()
+        train, val, test = self.load(c)
+        gen = common.seeded(seed)
+        model = self.build_model(c, len(train.classes), regularizer).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.momentum > 0, weight_decay=c.weight_decay)
+        per_epoch = len(train) // c.batch_size
+        total = common.total_steps(budget, per_epoch, c.epochs)
+        seconds = budget.seconds if budget else None
+        warmup = int(c.warmup_epochs * per_epoch)
+        curve: list[dict[str, float]] = []
+        metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "diverged": 0.0}
+        step, epoch_losses, train_loss = 0, [], math.nan
+        model.train()
+        while step < total and not common.out_of_time(clock, seconds):
+            perm = torch.randperm(len(train), generator=gen)
+            for b in range(per_epoch):
+                if step >= total or common.out_of_time(clock, seconds):
+                    break
+                idx = perm[b * c.batch_size : (b + 1) * c.batch_size]
+                x = augment(train.x[idx], c.pad, c.flip, gen).to(dev, non_blocking=True)
+                x, y = normalize(x, self.mean, self.std), train.y[idx].to(dev, non_blocking=True)
+                for g in opt.param_groups:
+                    g["lr"] = common.cosine_lr(step, total, c.lr, warmup)
+                set_progress(model, common.progress(step, total, clock, seconds))
+                with common.autocast(dev):
+                    loss = F.cross_entropy(model(x).float(), y, label_smoothing=c.label_smoothing)
+                lv = loss.item()
+                if not math.isfinite(lv):
+                    metrics.update(common.diverged_metrics(step))
+                    return ChildResult(0.0, metrics, curve, clock.wall())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                epoch_losses.append(lv)
+            train_loss = sum(epoch_losses) / max(1, len(epoch_losses))
+            epoch_losses = []
+            with clock.pause():
+                acc, vloss = self.evaluate(model, val, c, dev)
+            curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
+        if not curve or curve[-1]["step"] != step:
+            with clock.pause():
+                acc, vloss = self.evaluate(model, val, c, dev)
+            curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
+        metrics.update(val_acc=curve[-1]["val_metric"], val_loss=curve[-1]["val_loss"], train_loss=train_loss, steps=float(step), epochs=step / per_epoch)
+        if test is not None:
+            metrics["test_acc"], metrics["test_loss"] = self.evaluate(model, test, c, dev)
+        return ChildResult(metrics["val_acc"], metrics, curve, clock.wall())
+
+
+class Cifar10Task(_ImageTask):
+    """CIFAR-10 with a WRN (space conv-3). Data defaults to the embedded sample."""
+
+    name = "cifar10"
+
+
+class ImageNetTask(_ImageTask):
+    """ImageNet-layout ImageFolder trees with ResNet-50 (space conv-4). ``data`` is required.
+
+    CPU-scale defaults (**ours**): images decoded once to 64 px (shorter side resize, centre
+    crop) and kept in memory, 8 px crop padding; the paper trains on 224 px crops of an
+    80k/5k ImageNet subset.
+    """
+
+    name = "imagenet"
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+
+    def get_default_config(self) -> ImageConfig:
+        return replace(ImageConfig(), task="imagenet", model="resnet50", image_size=64, pad=8, epochs=2.0, batch_size=32, lr=0.05, warmup_epochs=0.5, val_fraction=0.05)
+
+    def config_from_dict(self, data: dict[str, Any]) -> ImageConfig:
+        return common.config_from_dict(ImageConfig, {**self.get_default_config().to_dict(), **data}, self.name)
+
+    def load(self, c: ImageConfig) -> tuple[ImageSet, ImageSet, ImageSet | None]:
+        if c.data is None:
+            raise ConfigError("task imagenet needs a data path (an ImageFolder tree, e.g. --data /data/imagenet/train)")
+        return super().load(c)
