@@ -1,9 +1,170 @@
-"""CLI commands (filled in by the module's owner)."""
+"""``adsearch pattern show|sample``: look at dropout patterns.
+
+``show FILE`` draws the masks of a pattern-set file (the JSON that ``adsearch export``
+writes) as block art in the terminal and, with ``--png``, as an image. ``sample --space``
+prints random patterns of a search space. Masks are one seeded draw of
+:func:`adsearch.ops.render_mask` (dark = dropped). torch is imported inside the commands.
+"""
 
 from __future__ import annotations
 
+import json
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
 import typer
+from rich.console import Console
+from rich.text import Text
+
+from adsearch.errors import PatternError
+from adsearch.patterns import ConvPattern, PatternSet, SearchSpace, load_patternset
+
+if TYPE_CHECKING:
+    import torch
+
+pattern_app = typer.Typer(help="Show and sample dropout patterns.", no_args_is_help=True)
+
+#: Channels (conv) or examples (seq) drawn side by side for one site.
+PANELS = 4
+DEFAULT_CONV_SHAPE = (32, 32)
+DEFAULT_SEQ_SHAPE = (64, 32)
+
+
+def _site_masks(pattern: Any, shape: tuple[int, int], seed: int) -> torch.Tensor:
+    """``(PANELS, rows, cols)`` bool masks of one site, True = kept.
+
+    Conv: ``PANELS`` channels of one example (identical when ``share_c``), rows = H.
+    Seq: ``PANELS`` examples, drawn with channels as rows and time as columns.
+    """
+    from adsearch.ops import render_mask
+
+    if isinstance(pattern, ConvPattern):
+        return render_mask(pattern, (PANELS, *shape), seed)
+    return render_mask(pattern, (PANELS, *shape), seed).transpose(1, 2)
+
+
+def _block_art(masks: torch.Tensor) -> Text:
+    """Half-block art: two mask rows per line, ``█`` where dropped, panels side by side."""
+    chars = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
+    dropped = (~masks).tolist()
+    rows = len(dropped[0])
+    lines = []
+    for r in range(0, rows, 2):
+        parts = []
+        for panel in dropped:
+            top = panel[r]
+            bottom = panel[r + 1] if r + 1 < rows else [False] * len(top)
+            parts.append("".join(chars[(a, b)] for a, b in zip(top, bottom, strict=True)))
+        lines.append("│" + "│".join(parts) + "│")
+    return Text("\n".join(lines), style="bold")
+
+
+def _describe(site: int, pattern: Any, masks: torch.Tensor) -> str:
+    kept = masks.float().mean().item()
+    fields = ", ".join(f"{k}={v}" for k, v in pattern.to_dict().items())
+    return f"site {site}: {fields}  (this draw drops {1 - kept:.1%})"
+
+
+def _write_png(path: Path, sites: list[torch.Tensor], cell: int = 6, gap: int = 4) -> None:
+    """One row per site, ``PANELS`` masks per row; white = kept, black = dropped."""
+    import torch
+    from PIL import Image
+
+    rows, cols = sites[0].shape[-2:]
+    width = PANELS * cols * cell + (PANELS + 1) * gap
+    height = len(sites) * rows * cell + (len(sites) + 1) * gap
+    img = Image.new("L", (width, height), 128)
+    for s, masks in enumerate(sites):
+        for k in range(masks.shape[0]):
+            tile = (masks[k].to(torch.uint8) * 255).numpy()
+            im = Image.fromarray(tile, mode="L").resize((cols * cell, rows * cell), Image.NEAREST)
+            img.paste(im, (gap + k * (cols * cell + gap), gap + s * (rows * cell + gap)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        img.save(path, format="PNG")
+    except OSError as exc:
+        raise PatternError(f"cannot write PNG {path}: {exc}") from None
+
+
+def _parse_shape(shape: tuple[int, int] | None, kind: str) -> tuple[int, int]:
+    if not shape:
+        return DEFAULT_CONV_SHAPE if kind == "conv" else DEFAULT_SEQ_SHAPE
+    if len(shape) != 2 or any(v < 1 or v > 1024 for v in shape):
+        names = "H W" if kind == "conv" else "T D"
+        raise PatternError(f"--shape takes two integers {names} in 1..1024, got {shape}")
+    return int(shape[0]), int(shape[1])
+
+
+def _render(
+    console: Console, ps: PatternSet, sites: list[int], shape: tuple[int, int], seed: int, png: Path | None
+) -> None:
+    drawn = []
+    for i in sites:
+        masks = _site_masks(ps.patterns[i], shape, seed + i)
+        drawn.append(masks)
+        console.print(_describe(i, ps.patterns[i], masks), highlight=False, soft_wrap=True)
+        console.print(_block_art(masks), soft_wrap=True)
+    if png is not None:
+        _write_png(png, drawn)
+        console.print(f"wrote {png}", highlight=False)
+
+
+ShapeOpt = Annotated[
+    Optional[tuple[int, int]],  # noqa: UP045 (typer reads the annotation at runtime)
+    typer.Option(
+        "--shape",
+        help="Map size: H W (conv, default 32 32) or T D (seq, default 64 32).",
+        show_default=False,
+    ),
+]
+
+
+@pattern_app.command("show")
+def show(
+    file: Annotated[Path, typer.Argument(help="Pattern-set JSON file (written by `adsearch export`).")],
+    site: Annotated[Optional[int], typer.Option("--site", help="Only this site (0-based).")] = None,  # noqa: UP045
+    shape: ShapeOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the drawn placements.")] = 0,
+    png: Annotated[Optional[Path], typer.Option("--png", help="Also write the masks to this PNG.")] = None,  # noqa: UP045
+) -> None:
+    """Draw the masks of a pattern file: one row of 4 channels (conv) or examples (seq) per site."""
+    ps = load_patternset(file)
+    n = ps.space.num_sites
+    if site is not None and not 0 <= site < n:
+        raise PatternError(f"--site {site} is out of range; {file} has sites 0..{n - 1}")
+    sites = [site] if site is not None else list(range(n))
+    console = Console()
+    console.print(f"{file}: space {ps.space.name}, {n} site(s)", highlight=False, soft_wrap=True)
+    _render(console, ps, sites, _parse_shape(shape, ps.space.kind), seed, png)
+
+
+@pattern_app.command("sample")
+def sample(
+    space: Annotated[str, typer.Option("--space", help="Search space name, e.g. conv-3 or seq-2.")],
+    n: Annotated[int, typer.Option("--n", min=1, max=100, help="Number of pattern sets to draw.")] = 3,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (random when omitted).")] = None,  # noqa: UP045
+    fmt: Annotated[
+        str, typer.Option("--format", help="art (JSON and masks) or json (one JSON object per line).")
+    ] = "art",
+    shape: ShapeOpt = None,
+) -> None:
+    """Print random pattern sets of a search space (the random-search baseline's draws)."""
+    if fmt not in ("art", "json"):
+        raise PatternError(f"--format {fmt!r} is not known; allowed values are art, json")
+    sp = SearchSpace.from_name(space)
+    rng = random.Random(seed)
+    console = Console()
+    for k in range(n):
+        ps = PatternSet(sp, tuple(sp.sample(rng)))
+        if fmt == "json":
+            typer.echo(json.dumps(ps.to_dict(), sort_keys=True))
+            continue
+        console.print(f"# sample {k}: tokens {sp.encode(ps.patterns)}", highlight=False)
+        console.print(ps.to_json(), highlight=False, soft_wrap=True)
+        _render(console, ps, list(range(sp.num_sites)), _parse_shape(shape, sp.kind), k, None)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``pattern`` command group to ``app``."""
+    app.add_typer(pattern_app, name="pattern")

@@ -24,7 +24,7 @@ How a mask is made (**ours**; the paper gives no code):
 
    - ``repeat = None`` without transforms: offsets range over one period, so the phase is
      exactly uniform and every position is dropped with probability ``size**2/period**2``.
-   - ``repeat = None`` with rotation/shear: offsets range over ``L >= max(2H, 2W, 64)``
+   - ``repeat = None`` with rotation/shear: offsets range over ``L >= max(2H, 2W, 512)``
      pixels (a multiple of the period), which averages the transformed tiling over a large
      region; the per-position probability then matches the area fraction up to the
      discretisation of a rotated lattice on integer pixels.
@@ -54,6 +54,10 @@ from adsearch.ops._common import check_rank, keep_scale, randint
 from adsearch.patterns.conv import ConvPattern
 
 __all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d"]
+
+#: Offset range (pixels) of a rotated or sheared whole-map tiling: large enough that the
+#: transformed lattice averages out on integer pixels (**ours**; see the module docstring).
+_MIN_RANGE = 512
 
 
 class Canvas(NamedTuple):
@@ -90,7 +94,7 @@ def _full_tiling(pattern: ConvPattern, height: int, width: int) -> tuple[torch.T
     """Dropped canvas of a whole-map tiling and its offset ranges (Ly, Lx)."""
     p = pattern.period
     plain = pattern.rotate == 0 and pattern.shear_x == 0.0 and pattern.shear_y == 0.0
-    ly = lx = p if plain else p * math.ceil(max(2 * height, 2 * width, 64) / p)
+    ly = lx = p if plain else p * math.ceil(max(2 * height, 2 * width, _MIN_RANGE) / p)
     i = torch.arange(height + ly - 1, dtype=torch.float64)[:, None] + 0.5
     j = torch.arange(width + lx - 1, dtype=torch.float64)[None, :] + 0.5
     qx, qy = _pattern_coords(pattern, j, i)
