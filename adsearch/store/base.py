@@ -96,4 +96,3 @@ class StoreCore:
         if row is None:
             raise StoreError(f"no search with id {search_id}")
         return row
-

@@ -137,7 +137,9 @@ class ResultRecord:
     """The outcome of one finished trial."""
 
     trial_id: int
-    reward: float | None  # validation reward; None when the run produced none (NaN is stored as None)
+    reward: (
+        float | None
+    )  # validation reward; None when the run produced none (NaN is stored as None)
     metrics: dict[str, Any]  # final metrics reported by the task
     curve: list[dict[str, Any]]  # learning curve, one dict per evaluation
     seconds: float  # wall-clock seconds of the child run

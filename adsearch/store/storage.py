@@ -14,13 +14,12 @@ Promises every backend keeps (SQLite and PostgreSQL, through SQLAlchemy 2):
   schema raises :class:`~adsearch.errors.SchemaOutOfDateError` with the upgrade command.
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from adsearch.errors import StoreError
@@ -157,7 +156,7 @@ class Store(TrialMethods):
             s.flush()
             if ids:
                 s.execute(
-                    CheckpointTrialModel.__table__.insert(),
+                    insert(CheckpointTrialModel),
                     [{"checkpoint_id": row.id, "trial_id": t} for t in ids],
                 )
             return convert.checkpoint_record(row, ids)

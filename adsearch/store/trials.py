@@ -79,12 +79,11 @@ class TrialMethods(StoreCore):
             }
             for it in items
         ]  # fmt: skip
-        table = TrialModel.__table__
         with self._session() as s:
             self._search_row(s, search_id)
-            stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-            ids = s.execute(stmt, rows).scalars().all()
-        return [TrialRecord(id=i, **row) for i, row in zip(ids, rows)]
+            stmt = insert(TrialModel).returning(TrialModel.id, sort_by_parameter_order=True)
+            ids = s.scalars(stmt, rows).all()
+        return [TrialRecord(id=i, **row) for i, row in zip(ids, rows, strict=True)]  # type: ignore[arg-type]
 
     def get_trial(self, trial_id: int) -> TrialRecord:
         """Return one trial.
@@ -124,7 +123,7 @@ class TrialMethods(StoreCore):
             if values:
                 done = s.execute(
                     stmt.values(**values), execution_options={"synchronize_session": False}
-                ).rowcount
+                ).rowcount  # type: ignore[attr-defined]
             else:
                 done = s.scalar(select(func.count()).select_from(stmt.whereclause))  # type: ignore[arg-type]
             row = s.get(TrialModel, trial_id, populate_existing=True)
@@ -165,7 +164,7 @@ class TrialMethods(StoreCore):
                     stmt = stmt.where(TrialModel.state.in_(_states(expect_state)))
                 total += s.execute(
                     stmt.values(**values), execution_options={"synchronize_session": False}
-                ).rowcount
+                ).rowcount  # type: ignore[attr-defined]
         return total
 
     @staticmethod
@@ -178,9 +177,7 @@ class TrialMethods(StoreCore):
             )
         if "state" in changes:
             check_state(changes["state"], TRIAL_STATES, "trial")
-        return {
-            k: as_utc(v) if isinstance(v, datetime) else v for k, v in changes.items()
-        }
+        return {k: as_utc(v) if isinstance(v, datetime) else v for k, v in changes.items()}
 
     def finish_trial(
         self,
@@ -246,7 +243,7 @@ class TrialMethods(StoreCore):
     def results(self, search_id: int, trial_ids: Iterable[int] | None = None) -> list[ResultRecord]:
         """Return a search's results in finish order, optionally only for ``trial_ids``."""
         base = select(ResultModel).where(ResultModel.search_id == search_id)
-        stmts: list[Select[tuple[ResultModel]]] = (
+        stmts: list[Select[ResultModel]] = (
             [base]
             if trial_ids is None
             else [base.where(ResultModel.trial_id.in_(c)) for c in chunks(sorted(set(trial_ids)))]
@@ -293,4 +290,4 @@ class TrialMethods(StoreCore):
             .order_by(ResultModel.id)
         )
         with self._session(write=False) as s:
-            return [(t, r) for t, r in s.execute(stmt)]
+            return [(t, r) for t, r in s.execute(stmt) if r is not None]
