@@ -1,9 +1,293 @@
-"""CLI commands (filled in by the module's owner)."""
+"""``adsearch start|status|stop|resume|list|show|export|plot``: run and watch searches.
+
+Each command parses its input, calls :mod:`adsearch.daemon` and renders the result. The
+light commands (status, list, show, export) never import torch: the daemon, controller and
+tasks are imported inside ``start``/``resume`` only. Errors become ``error: ...`` on stderr
+and exit status 1 at the boundary in :mod:`adsearch.cli.main`.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+
+from adsearch.errors import ConfigError
+
+console = Console()
+
+RUN_DIR = typer.Option(None, "--run-dir", help="Run directory (default: ./runs/NAME, or $ADSEARCH_RUNS/NAME).")
+NAME_ARG = typer.Argument(None, help="Search name (default: the only search under ./runs).")
+EXPORT_OUT = typer.Option(None, "-o", "--output", help="Output file (K > 1: FILE-1.json, ...).")
+PLOT_NAMES = typer.Argument(None, help="Searches to draw on one plot (default: all).")
+PLOT_OUT = typer.Option(Path("search-rewards.png"), "-o", "--output", help="PNG file.")
+
+
+def _gpus(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if not ids:
+        raise ConfigError(f"--gpus: invalid value {text!r}; give GPU ids such as 0,2")
+    return ids
+
+
+def _task_config(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--task-config: invalid JSON ({exc}); e.g. '{{\"sleep\": 0.5}}'") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--task-config: expected a JSON object, e.g. '{\"epochs\": 2}'")
+    return data
+
+
+def start(
+    task: str = typer.Option(..., "--task", help="Task: cifar10, imagenet, wikitext2, ptb, translation, synthetic."),
+    name: str = typer.Option(None, "--name", help="Search name (default: TASK-CONTROLLER-SEED)."),
+    data: str = typer.Option(None, "--data", help="Data path (default: the task's own; cifar10: the embedded sample)."),
+    space: str = typer.Option("", "--space", help="Search space, e.g. conv-3 (default: the task's)."),
+    task_config: str = typer.Option(None, "--task-config", help="Task config overrides as JSON."),
+    budget_trials: int = typer.Option(None, "--budget-trials", help="Stop after this many trials."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", help="Stop after this many minutes of daemon run time."),
+    gpus: str = typer.Option(None, "--gpus", help="GPU ids, e.g. 0,2 (default: CUDA_VISIBLE_DEVICES or all)."),
+    slots_per_gpu: int = typer.Option(1, "--slots-per-gpu", help="Children at once per GPU."),
+    workers: int = typer.Option(None, "--workers", help="CPU mode: children at once (threads split between them)."),
+    store: str = typer.Option(None, "--store", help="Store URL (default: sqlite in the run directory)."),
+    run_dir: str = RUN_DIR,
+    controller: str = typer.Option("transformer", "--controller", help="transformer or random (the baseline)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Finished trials per controller update."),
+    lookahead: int = typer.Option(None, "--lookahead", help="Trials queued ahead of the slots (default: one per slot)."),
+    child_epochs: float = typer.Option(None, "--child-epochs", help="Child training epochs (default: the task's)."),
+    child_seconds: float = typer.Option(None, "--child-seconds", help="Child training seconds."),
+    child_timeout: float = typer.Option(None, "--child-timeout", help="Kill a child after this many seconds (then retry)."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="Runs of a trial whose child died before it is failed."),
+    failure_reward: float = typer.Option(0.0, "--failure-reward", help="Reward of a bad pattern (child raised or diverged)."),
+    seed: int = typer.Option(0, "--seed", help="Controller seed."),
+    foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display (Ctrl-C: warm stop, twice: cold)."),
+) -> None:
+    """Start a new search (in the background unless --foreground)."""
+    from adsearch.daemon.config import SearchConfig
+    from adsearch.daemon.launch import create_search, find_run_dir, runs_root
+    from adsearch.daemon.rundir import RunDir
+
+    name = name or f"{task}-{controller}-{seed}"
+    cfg = SearchConfig(
+        name=name, task=task, task_config=_task_config(task_config), space=space,
+        controller=controller, batch_size=batch_size, lookahead=lookahead,
+        budget_trials=budget_trials, budget_minutes=budget_minutes, gpus=_gpus(gpus),
+        slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,
+        child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
+        max_attempts=max_attempts, failure_reward=failure_reward, data=data,
+    )
+    run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
+    create_search(cfg, run, store)
+    console.print(f"created search [bold]{name}[/] in {run.path}")
+    _launch(find_run_dir(None, str(run.path)), foreground)
+
+
+def _launch(run: Any, foreground: bool) -> None:
+    from adsearch.daemon.launch import spawn_detached
+
+    if not foreground:
+        pid = spawn_detached(run)
+        name = run.identity()["name"]
+        console.print(f"daemon pid {pid} running; watch: [bold]adsearch status {name} --watch[/], "
+                      f"stop: adsearch stop {name}, log: {run.log_file}")
+        return
+    from adsearch.daemon.live import run_foreground
+
+    run_foreground(run, console)
+
+
+def resume(
+    name: str = NAME_ARG,
+    run_dir: str = RUN_DIR,
+    foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display."),
+) -> None:
+    """Continue a stopped or crashed search from its store and controller checkpoint."""
+    from adsearch.daemon.launch import find_run_dir
+
+    run = find_run_dir(name, run_dir)
+    _launch(run, foreground)
+
+
+def stop(
+    name: str = NAME_ARG,
+    run_dir: str = RUN_DIR,
+    now: bool = typer.Option(False, "--now", help="Cold stop: kill running children, requeue their trials."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the daemon has exited."),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait."),
+) -> None:
+    """Stop a search's daemon: warm (running trials finish) or cold (--now)."""
+    from adsearch.daemon.launch import find_run_dir, stop_daemon
+
+    run = find_run_dir(name, run_dir)
+    pid = stop_daemon(run, cold=now, wait=wait, timeout=timeout)
+    kind = "cold" if now else "warm"
+    console.print(f"{kind} stop sent to daemon pid {pid}" + (": it has exited" if wait else ""))
+
+
+def status(
+    name: str = NAME_ARG,
+    run_dir: str = RUN_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print the snapshot as JSON (for scripts)."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until Ctrl-C."),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between refreshes with --watch."),
+    top_k: int = typer.Option(5, "--top-k", help="Rows of the top table."),
+) -> None:
+    """Summary, slots and running trials, top-k, reward trend, controller, and why work waits."""
+    from adsearch.daemon.launch import find_run_dir, load_search
+    from adsearch.daemon.report import build_status, render_status
+
+    run = find_run_dir(name, run_dir)
+    store, search = load_search(run)
+    try:
+        def snap() -> dict[str, Any]:
+            return build_status(run, store, store.get_search(search.name), top_k=top_k)
+
+        if as_json:
+            typer.echo(json.dumps(snap(), default=str))
+            return
+        if not watch:
+            console.print(render_status(snap()))
+            return
+        from rich.live import Live
+
+        with Live(render_status(snap()), console=console, refresh_per_second=4) as live:
+            try:
+                while True:
+                    time.sleep(interval)
+                    live.update(render_status(snap()))
+            except KeyboardInterrupt:
+                pass
+    finally:
+        store.close()
+
+
+def list_searches() -> None:
+    """List the searches under ./runs (or $ADSEARCH_RUNS) with their state and best reward."""
+    from rich.table import Table
+
+    from adsearch.daemon.launch import known_searches, load_search, runs_root
+    from adsearch.daemon.rundir import RunDir
+
+    names = known_searches()
+    if not names:
+        console.print(f"no searches under {runs_root().absolute()}; start one with `adsearch start`")
+        return
+    t = Table()
+    for col in ("search", "state", "daemon", "task", "controller", "trials", "done", "best"):
+        t.add_column(col)
+    for n in names:
+        run = RunDir(runs_root() / n)
+        store, search = load_search(run)
+        try:
+            counts = store.counts(search.id)
+            top = store.top_trials(search.id, 1)
+        finally:
+            store.close()
+        pid = run.daemon_pid()
+        cfg = search.config
+        t.add_row(n, search.state, f"pid {pid}" if pid else "-", cfg.get("task", "?"),
+                  cfg.get("controller", "?"), str(sum(counts.values())), str(counts.get("done", 0)),
+                  f"{top[0][1].reward:.4f}" if top else "-")
+    console.print(t)
+
+
+def show(
+    trial: int = typer.Argument(..., help="Trial id."),
+    name: str = typer.Option(None, "--search", "-s", help="Search name (default: the only one)."),
+    run_dir: str = RUN_DIR,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """One trial: pattern, state, attempts, result, curve and log file."""
+    from adsearch.daemon.launch import find_run_dir, load_search
+    from adsearch.errors import StoreError
+
+    run = find_run_dir(name, run_dir)
+    store, search = load_search(run)
+    try:
+        rec = store.get_trial(trial)
+        if rec.search_id != search.id:
+            raise StoreError(f"trial {trial} belongs to another search than {search.name!r}")
+        results = store.results(search.id, [trial])
+    finally:
+        store.close()
+    logs = sorted(str(p) for p in run.trial_dir(trial).glob("attempt-*.log"))
+    doc = {"trial": rec.to_dict(), "result": results[0].to_dict() if results else None, "logs": logs}
+    if as_json:
+        typer.echo(json.dumps(doc, default=str))
+        return
+    console.print_json(json.dumps(doc, default=str))
+
+
+def export(
+    name: str = NAME_ARG,
+    run_dir: str = RUN_DIR,
+    best: bool = typer.Option(False, "--best", help="Export the best trial(s) (required)."),
+    top_k: int = typer.Option(1, "--top-k", help="Export the K best trials."),
+    output: Path = EXPORT_OUT,
+) -> None:
+    """Write the best patterns as PatternSet files for `adsearch train` and adsearch.ops."""
+    from adsearch.daemon.launch import find_run_dir, load_search
+    from adsearch.patterns import (
+        PatternSet,
+        Provenance,
+        SearchSpace,
+        load_patternset,
+        save_patternset,
+    )
+
+    if not best:
+        raise ConfigError("export: pass --best (with --top-k K for several patterns)")
+    if top_k < 1:
+        raise ConfigError(f"--top-k: invalid value {top_k}; use an integer >= 1")
+    run = find_run_dir(name, run_dir)
+    store, search = load_search(run)
+    try:
+        top = store.top_trials(search.id, top_k)
+    finally:
+        store.close()
+    if not top:
+        raise ConfigError(f"search {search.name!r} has no finished trial yet; nothing to export")
+    space = SearchSpace.from_name(search.config.get("space") or "")
+    base = output or Path(f"{search.name}-best.json")
+    paths = []
+    for i, (t, r) in enumerate(top, 1):
+        patterns = tuple(space.pattern_cls.from_dict(p) for p in t.pattern)  # type: ignore[attr-defined]
+        ps = PatternSet(space, patterns, Provenance(search=search.name, trial_id=t.id, reward=r.reward))
+        path = base if top_k == 1 else base.with_name(f"{base.stem}-{i}{base.suffix or '.json'}")
+        save_patternset(ps, path)
+        load_patternset(path)  # read back: what we wrote is what `adsearch train` reads
+        paths.append(path)
+        console.print(f"trial {t.id} (reward {r.reward:.4f}) -> {path}")
+
+
+def plot(
+    names: list[str] = PLOT_NAMES,
+    output: Path = PLOT_OUT,
+) -> None:
+    """Plot reward over the search (best so far and batch mean), several searches at once."""
+    from adsearch.daemon.launch import find_run_dir, known_searches
+    from adsearch.daemon.plot import plot_searches
+
+    chosen = names or known_searches()
+    if not chosen:
+        raise ConfigError("no searches to plot; start one with `adsearch start`")
+    runs = [find_run_dir(n, None) for n in chosen]
+    plot_searches(runs, output)
+    console.print(f"wrote {output}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    for fn, cmd in ((start, "start"), (status, "status"), (stop, "stop"), (resume, "resume"),
+                    (list_searches, "list"), (show, "show"), (export, "export"), (plot, "plot")):
+        app.command(cmd)(fn)

@@ -1,0 +1,142 @@
+"""The child process: train one trial and write its outcome. Run by the daemon as
+``python -m adsearch.daemon.child SPEC RESULT``; its stdout and stderr go to the trial's log.
+
+``SPEC`` (JSON, written by the daemon)::
+
+    {"trial_id": 7, "attempt": 1, "task": "cifar10", "task_config": {...},
+     "patterns": [{...}, ...], "budget": {...}, "device": "cpu", "seed": 123, "threads": 1}
+
+``RESULT`` is written atomically (temporary file, fsync, rename) and holds ``status``:
+
+- ``"ok"``: a finite reward, with metrics, curve and seconds;
+- ``"bad_pattern"``: the child raised, diverged or returned a non-finite reward. That is a
+  legitimate *result* of the pattern, not an infrastructure failure: the daemon records it
+  with the search's ``failure_reward`` and never retries it;
+- ``"infra"``: an error that says nothing about the pattern (out of memory on a GPU), so
+  the daemon retries it.
+
+No result file at all (the process was killed, crashed or timed out) is also an
+infrastructure failure. The child dies with the daemon: it asks the kernel for SIGKILL when
+its parent exits (``prctl(PR_SET_PDEATHSIG)``) and, as a fallback, a thread exits the
+process when its parent pid changes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+_INFRA_ERRORS = ("OutOfMemoryError", "CUDA out of memory")
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make sure this process ends when ``parent_pid`` does."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the watcher below still works
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(3)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(3)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def write_result(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, allow_nan=False, default=_jsonable)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+        else:
+            out[k] = v
+    return out
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train the trial described by ``spec`` and return the RESULT document."""
+    from adsearch.patterns import SearchSpace
+    from adsearch.tasks import Budget, get_task
+
+    started = time.time()
+    task = get_task(spec["task"])
+    config = task.config_from_dict(spec["task_config"])
+    space: SearchSpace = task.space(config)
+    patterns = [space.pattern_cls.from_dict(p) for p in spec["patterns"]]  # type: ignore[attr-defined]
+    threads = int(spec.get("threads") or 0)
+    if threads and spec["task"] != "synthetic":  # the synthetic task never imports torch
+        import torch
+
+        torch.set_num_threads(threads)
+    budget = Budget.from_dict(spec.get("budget"))
+    print(f"[child] trial {spec['trial_id']} attempt {spec['attempt']} task {spec['task']} "
+          f"device {spec['device']} threads {threads} budget {budget}", flush=True)
+    base = {"trial_id": spec["trial_id"], "attempt": spec["attempt"], "pid": os.getpid()}
+    try:
+        result = task.run_child(config, patterns, budget, spec["device"], int(spec["seed"]))
+    except Exception as exc:  # a pattern may legitimately break training
+        traceback.print_exc()
+        text = f"{type(exc).__name__}: {exc}"
+        status = "infra" if any(s in text for s in _INFRA_ERRORS) else "bad_pattern"
+        return {**base, "status": status, "error": text[:2000], "reward": None, "metrics": {},
+                "curve": [], "seconds": time.time() - started, "ended_at": time.time()}
+    doc = {**base, "metrics": _finite_or_none(dict(result.metrics)),
+           "curve": [_finite_or_none(dict(c)) for c in result.curve],
+           "seconds": float(result.seconds or time.time() - started)}
+    if not math.isfinite(result.reward):
+        return {**doc, "status": "bad_pattern", "reward": None,
+                "error": f"non-finite reward {result.reward!r} (training diverged)",
+                "ended_at": time.time()}
+    return {**doc, "status": "ok", "reward": float(result.reward), "error": None,
+            "ended_at": time.time()}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m adsearch.daemon.child SPEC RESULT", file=sys.stderr)
+        return 2
+    parent = os.environ.get("ADSEARCH_PARENT_PID")
+    if parent:
+        die_with_parent(int(parent))
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    doc = run(spec)
+    write_result(result_path, doc)
+    print(f"[child] trial {spec['trial_id']}: {doc['status']} reward={doc['reward']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

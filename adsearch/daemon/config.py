@@ -1,0 +1,148 @@
+"""The configuration of one search, stored as JSON in the store's search record.
+
+Every field has a comment; :meth:`SearchConfig.validate` turns each bad value into a
+:class:`~adsearch.errors.ConfigError` that names the option and how to fix it, before anything
+is written. No torch here: ``status`` reads this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from adsearch.errors import ConfigError
+from adsearch.tasks.result import Budget
+
+CONTROLLERS = ("transformer", "random")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What one search runs. Defaults are **ours** (the paper gives no scheduling details)."""
+
+    name: str  # the search's unique name in its store
+    task: str  # task registry name: cifar10, wikitext2, synthetic, ...
+    task_config: dict[str, Any] = field(default_factory=dict)  # the task config's to_dict()
+    space: str = ""  # SearchSpace name, e.g. "conv-3"; "" = the task's default
+    controller: str = "transformer"  # "transformer" (REINFORCE) or "random" (the baseline)
+    controller_config: dict[str, Any] | None = None  # controller config overrides (None: defaults)
+    batch_size: int = 8  # finished trials per controller update
+    lookahead: int | None = None  # queued trials kept ahead of the slots (None: one per slot)
+    max_ahead: int | None = None  # drawn but not yet consumed trials (None: batch + slots + lookahead)
+    budget_trials: int | None = None  # stop after this many trials (None: no limit)
+    budget_minutes: float | None = None  # stop after this many minutes of daemon run time
+    gpus: list[str] | None = None  # GPU ids to use; None: CUDA_VISIBLE_DEVICES / torch.cuda
+    slots_per_gpu: int = 1  # children run at once on each GPU
+    workers: int | None = None  # CPU mode: children run at once (threads split between them)
+    child_epochs: float | None = None  # child budget in epochs (None: the task's default)
+    child_steps: int | None = None  # child budget in optimizer steps
+    child_seconds: float | None = None  # child budget in seconds of training
+    child_timeout: float | None = None  # kill a child after this many seconds (None: derived)
+    seed: int = 0  # controller seed; trial seeds derive from it
+    max_attempts: int = 3  # runs of a trial whose child process died before it is failed
+    lease_seconds: float = 60.0  # a queue lease without heartbeat this long has expired
+    heartbeat_seconds: float = 5.0  # how often a worker renews its lease
+    failure_reward: float = 0.0  # reward of a bad pattern (child raised / non-finite reward)
+    data: str | None = None  # data path given with --data (None: the task's default data)
+
+    # ------------------------------------------------------------------ derived values
+    def child_budget(self) -> Budget:
+        return Budget(epochs=self.child_epochs, steps=self.child_steps, seconds=self.child_seconds)
+
+    def timeout_seconds(self) -> float:
+        """Seconds after which a running child is killed and its trial retried.
+
+        Default (**ours**): ``4 * child_seconds + 120`` when a time budget is given, else 6 h.
+        """
+        if self.child_timeout is not None:
+            return self.child_timeout
+        if self.child_seconds is not None:
+            return 4 * self.child_seconds + 120.0
+        return 6 * 3600.0
+
+    def effective_lookahead(self, num_slots: int) -> int:
+        return num_slots if self.lookahead is None else self.lookahead
+
+    def effective_max_ahead(self, num_slots: int) -> int:
+        if self.max_ahead is not None:
+            return self.max_ahead
+        return self.batch_size + num_slots + self.effective_lookahead(num_slots)
+
+    # ------------------------------------------------------------------ checks and JSON
+    def validate(self) -> SearchConfig:
+        """Raise ConfigError naming the first bad option; return self when all are fine."""
+        if not self.name or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
+            raise ConfigError(
+                f"--name: invalid search name {self.name!r}; use letters, digits, '-' or '_'"
+            )
+        if self.controller not in CONTROLLERS:
+            raise ConfigError(
+                f"--controller: unknown controller {self.controller!r}; choose one of "
+                f"{', '.join(CONTROLLERS)}"
+            )
+        _positive_int("--batch-size", self.batch_size)
+        _positive_int("--slots-per-gpu", self.slots_per_gpu)
+        _positive_int("--max-attempts", self.max_attempts)
+        if self.lookahead is not None and (not isinstance(self.lookahead, int) or self.lookahead < 0):
+            raise ConfigError(f"--lookahead: invalid value {self.lookahead!r}; use an integer >= 0")
+        if self.max_ahead is not None:
+            _positive_int("--max-ahead", self.max_ahead)
+        if self.budget_trials is not None:
+            _positive_int("--budget-trials", self.budget_trials)
+        if self.workers is not None:
+            _positive_int("--workers", self.workers)
+        for opt, value in (("--budget-minutes", self.budget_minutes),
+                           ("--child-epochs", self.child_epochs),
+                           ("--child-seconds", self.child_seconds),
+                           ("--child-timeout", self.child_timeout),
+                           ("lease_seconds", self.lease_seconds),
+                           ("heartbeat_seconds", self.heartbeat_seconds)):
+            if value is not None and (not isinstance(value, (int, float)) or not value > 0
+                                      or not math.isfinite(value)):
+                raise ConfigError(f"{opt}: invalid value {value!r}; use a positive number")
+        if self.child_steps is not None:
+            _positive_int("--child-steps", self.child_steps)
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ConfigError(
+                f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
+                f"lease_seconds ({self.lease_seconds}), or live leases would expire"
+            )
+        if not math.isfinite(self.failure_reward):
+            raise ConfigError("--failure-reward: must be a finite number")
+        if self.gpus is not None:
+            if not self.gpus or any(not str(g).strip().isdigit() for g in self.gpus):
+                raise ConfigError(
+                    f"--gpus: invalid value {','.join(map(str, self.gpus))!r}; give GPU ids "
+                    "such as 0,2"
+                )
+            if self.workers is not None:
+                raise ConfigError("--gpus and --workers exclude each other: pick GPU or CPU mode")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("search config: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"search config: unknown key(s) {', '.join(unknown)}; this adsearch knows "
+                f"{', '.join(sorted(known))} (was it written by a newer adsearch?)"
+            )
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"search config: {exc}") from None
+
+    def with_changes(self, **changes: Any) -> SearchConfig:
+        return replace(self, **changes).validate()
+
+
+def _positive_int(opt: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{opt}: invalid value {value!r}; use an integer >= 1")

@@ -1,0 +1,190 @@
+"""Create, start, resume and stop searches (what the CLI's start/resume/stop call).
+
+Everything a user can get wrong is checked before anything is written: the task and its
+config, the data path, the search space, the controller kind, the budgets, the run
+directory (a directory that belongs to another search is refused) and the store (a name
+that already exists is refused). A failed check leaves the store and the disk unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.rundir import RunDir, pid_alive
+from adsearch.errors import ConfigError, DaemonError, DataError, StoreError
+
+
+def runs_root() -> Path:
+    """Where run directories live by default: ``$ADSEARCH_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("ADSEARCH_RUNS", "runs"))
+
+
+def find_run_dir(name: str | None, run_dir: str | None) -> RunDir:
+    """The run directory of search ``name`` (or the only search under the runs root)."""
+    if run_dir:
+        return RunDir(run_dir)
+    root = runs_root()
+    if name:
+        run = RunDir(root / name)
+        if run.identity() is None:
+            known = ", ".join(known_searches()) or "none"
+            raise ConfigError(
+                f"no search {name!r} under {root.absolute()} (known: {known}); pass --run-dir "
+                "if it lives elsewhere, or start it with `adsearch start --name NAME`"
+            )
+        return run
+    found = known_searches()
+    if len(found) == 1:
+        return RunDir(root / found[0])
+    if not found:
+        raise ConfigError(f"no search under {root.absolute()}; start one with `adsearch start`")
+    raise ConfigError(f"several searches under {root.absolute()} ({', '.join(found)}); name one")
+
+
+def known_searches() -> list[str]:
+    root = runs_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "search.json").is_file())
+
+
+def check_task(cfg: SearchConfig) -> SearchConfig:
+    """Validate the task side of ``cfg`` (task, config, data, space); return it completed
+    with the full task config and the space name."""
+    from adsearch.patterns import SearchSpace
+    from adsearch.tasks import get_task
+
+    task = get_task(cfg.task)
+    raw = dict(cfg.task_config)
+    if cfg.data is not None:
+        path = Path(cfg.data).expanduser()
+        if not path.exists():
+            raise DataError(
+                f"--data: {path} does not exist; give the path of the task's data (for "
+                f"{cfg.task}, see `adsearch start --help`) or omit --data for the default"
+            )
+        if path.is_dir() and not any(path.iterdir()):
+            raise DataError(f"--data: {path} is an empty directory; point it at the data set")
+        raw["data"] = str(path.absolute())
+    task_config = task.config_from_dict(raw)
+    default_space = task.space(task_config)
+    space = SearchSpace.from_name(cfg.space) if cfg.space else default_space
+    if space != default_space and cfg.task != "synthetic":
+        raise ConfigError(
+            f"--space {space.name}: task {cfg.task} has dropout sites for space "
+            f"{default_space.name}; omit --space or pass --space {default_space.name}"
+        )
+    loader = getattr(task, "load", None)
+    if cfg.data is not None and callable(loader):
+        loader(task_config)  # raises DataError on a bad layout, before anything is written
+    return cfg.with_changes(task_config=task_config.to_dict(), space=space.name)
+
+
+def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) -> RunDir:
+    """Validate everything, then create the search in the store and claim ``run``."""
+    from adsearch.controller import KINDS
+    from adsearch.store import Store
+
+    cfg = check_task(cfg.validate())
+    if cfg.controller not in KINDS:
+        raise ConfigError(f"--controller: unknown kind {cfg.controller!r}; use {', '.join(KINDS)}")
+    run.check_belongs_to(cfg.name)
+    if run.identity() is not None:
+        raise ConfigError(
+            f"search {cfg.name!r} already exists in {run.path}; continue it with "
+            f"`adsearch resume {cfg.name}` or pick another --name"
+        )
+    url = store_url or run.default_store_url
+    with Store(url) as store:
+        names = [s.name for s in store.list_searches()]
+        if cfg.name in names:
+            raise ConfigError(
+                f"the store {url} already holds a search named {cfg.name!r}; pick another "
+                "--name, or resume it with its --run-dir"
+            )
+        run.claim(cfg.name, url)
+        try:
+            store.create_search(cfg.name, cfg.to_dict())
+        except BaseException:
+            run.identity_file.unlink(missing_ok=True)
+            raise
+    return run
+
+
+def spawn_detached(run: RunDir, timeout: float = 300.0) -> int:
+    """Start ``python -m adsearch.daemon RUN_DIR`` in its own session, wait until it is
+    ready, and return its pid. A failed start raises with the daemon's own message."""
+    r, w = os.pipe()
+    run.path.mkdir(parents=True, exist_ok=True)
+    with open(run.log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "adsearch.daemon", str(run.path), "--ready-fd", str(w)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, pass_fds=(w,), close_fds=True,
+        )
+    os.close(w)
+    buf = b""
+    deadline = time.time() + timeout
+    try:
+        while b"\n" not in buf and time.time() < deadline:
+            ready, _, _ = select.select([r], [], [], 0.5)
+            if ready:
+                chunk = os.read(r, 4096)
+                if not chunk:
+                    break
+                buf += chunk
+    finally:
+        os.close(r)
+    line = buf.decode(errors="replace").strip()
+    if line.startswith("ok"):
+        proc.returncode = 0  # detached: never waited for here (silences Popen.__del__)
+        return proc.pid
+    if line.startswith("error "):
+        proc.wait(timeout=30)
+        raise DaemonError(line[len("error "):])
+    if proc.poll() is None:
+        raise DaemonError(f"the daemon (pid {proc.pid}) did not report ready within "
+                          f"{timeout:.0f} s; see {run.log_file}")
+    raise DaemonError(f"the daemon exited with status {proc.returncode} before it was ready; "
+                      f"see {run.log_file}")
+
+
+def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) -> int:
+    """Ask the search's daemon to stop (SIGTERM: warm; SIGUSR1: cold). Returns its pid."""
+    pid = run.daemon_pid()
+    name = (run.identity() or {}).get("name", run.path.name)
+    if pid is None:
+        raise DaemonError(f"search {name!r} is not running (no live daemon in {run.path}); "
+                          f"nothing to stop")
+    os.kill(pid, signal.SIGUSR1 if cold else signal.SIGTERM)
+    if wait:
+        deadline = time.time() + timeout
+        while pid_alive(pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if pid_alive(pid):
+            raise DaemonError(f"daemon pid {pid} still runs after {timeout:.0f} s; its running "
+                              f"trials are finishing. `adsearch stop {name} --now` kills them")
+    return pid
+
+
+def load_search(run: RunDir) -> tuple[Any, Any]:
+    """Open the store of ``run`` read-only and return ``(store, search record)``."""
+    from adsearch.store import Store
+
+    ident = run.identity()
+    if ident is None:
+        raise ConfigError(f"{run.path} is not an adsearch run directory (no search.json)")
+    store = Store(run.store_url(), readonly=True)
+    try:
+        return store, store.get_search(str(ident["name"]))
+    except StoreError:
+        store.close()
+        raise

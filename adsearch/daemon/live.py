@@ -1,0 +1,44 @@
+"""``adsearch start --foreground``: the daemon in this process, with a live Rich display of
+the same snapshot ``adsearch status`` shows. Ctrl-C asks for a warm stop, a second Ctrl-C
+for a cold one (the daemon's own signal handlers)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from adsearch.daemon.report import build_status, render_status
+from adsearch.daemon.rundir import RunDir
+
+
+def run_foreground(run: RunDir, console: Any, refresh: float = 0.5) -> Any:
+    """Run the search of ``run`` here until it finishes or is stopped; returns the daemon."""
+    from rich.live import Live
+
+    from adsearch.daemon.runner import run_daemon
+
+    handler = logging.FileHandler(run.log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("adsearch")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    last = 0.0
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            def on_tick(daemon: Any) -> None:
+                nonlocal last
+                now = time.time()
+                if now - last < refresh:
+                    return
+                last = now
+                search = daemon.store.get_search(daemon.name)
+                live.update(render_status(build_status(run, daemon.store, search)))
+
+            daemon = run_daemon(str(run.path), on_tick=on_tick)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    state = "finished" if daemon.finished else "stopped"
+    console.print(f"search {daemon.name} {state}; `adsearch status {daemon.name}` for the summary")
+    return daemon

@@ -1,0 +1,455 @@
+"""The search daemon: ``initialize()``, ``loop(now)``, ``shutdown()`` (as huey/rq workers).
+
+One pass of :meth:`Daemon.loop`:
+
+1. reap children that exited: store their result (or requeue their trial), ack the queue;
+2. kill children past their timeout; renew the leases of the others (heartbeat);
+3. feed full batches of finished results to the controller, checkpoint it atomically, then
+   record the checkpoint with the trial ids it consumed in the store;
+4. draw new trials so that ``lookahead`` trials wait in the queue (bounded by the trial
+   budget and by ``max_ahead`` drawn-but-unconsumed trials);
+5. give each idle slot a trial from the queue (claim, lease, spawn the child);
+6. write ``daemon-state.json`` (slots, running trials, and why anything waits).
+
+Signal handlers only set flags (:meth:`Daemon.request_stop`): the first SIGTERM/SIGINT asks
+for a warm stop (no new trials, running ones finish), a second one or SIGUSR1 for a cold
+stop (children killed, their trials requeued). Exactly-once feeding: a result is in the
+controller's weights iff its trial id is in the latest checkpoint's ``consumed_ids``; at
+start, every ``done`` trial not in that set is fed again (once), in finish order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.recovery import read_outcome, reconcile, record_outcome, retry_or_fail
+from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
+from adsearch.daemon.slots import ChildProcess, Slot, plan_slots
+from adsearch.errors import CheckpointError, DaemonError, StoreError
+from adsearch.patterns import SearchSpace
+from adsearch.queue import FileQueue
+
+log = logging.getLogger("adsearch.daemon")
+
+WARM, COLD = 1, 2
+
+
+def pattern_hash(patterns: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(patterns, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class Daemon:
+    """Runs one search from its run directory until its budget is spent or it is stopped.
+
+    Args:
+        run_dir: the search's run directory (holds ``search.json``).
+        max_loops: stop (warm) after this many passes; for tests ("burst mode").
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, max_loops: int | None = None) -> None:
+        self.run = RunDir(run_dir)
+        self.max_loops = max_loops
+        self.stop_level = 0
+        self.stop_reason = ""
+        self.finished = False
+        self.children: dict[int, ChildProcess] = {}  # slot index -> running child
+        self.unconsumed: list[int] = []  # done trial ids not yet in the controller, finish order
+        self.consumed: set[int] = set()
+        self.active: set[int] = set()  # queued or running trial ids
+        self.waiting: list[str] = []
+        self.latencies: list[float] = []  # seconds from a child's end to its slot's next start
+        self.busy: dict[int, float] = {}  # slot index -> seconds with a child running
+        self._freed_at: dict[int, float] = {}
+        self._loops = 0
+        self._last_state = 0.0
+        self._last_elapsed = 0.0
+        self._last_lease_scan = 0.0
+        self._started = time.time()
+        self._owner = f"daemon-{os.getpid()}"
+        self.controller_stats: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, cold: bool = False, reason: str = "") -> None:
+        """Ask for a warm stop, or a cold one (``cold`` or a second request). Safe to call
+        from a signal handler: it only sets flags."""
+        self.stop_level = COLD if (cold or self.stop_level >= WARM) else WARM
+        self.stop_reason = reason or self.stop_reason
+
+    # ------------------------------------------------------------------ initialize
+    def initialize(self) -> None:
+        """Open the store, take the daemon lock, restore the controller and recover."""
+        from adsearch.controller import CheckpointManager, make_controller
+        from adsearch.store import Store
+        from adsearch.tasks import get_task
+
+        ident = self.run.identity()
+        if ident is None:
+            raise DaemonError(f"{self.run.path} holds no search.json: not a run directory")
+        self.name = str(ident["name"])
+        self.lock = DaemonLock(self.run, self.name)
+        self.lock.acquire()
+        try:
+            self.store = Store(self.run.store_url())
+            search = self.store.get_search(self.name)
+            self.search_id = search.id
+            self.cfg = SearchConfig.from_dict(search.config).validate()
+            self.task = get_task(self.cfg.task)
+            self.task_config = self.task.config_from_dict(self.cfg.task_config)
+            self.space = SearchSpace.from_name(self.cfg.space) if self.cfg.space else self.task.space(self.task_config)
+            self.slots, self.slot_source = plan_slots(
+                gpus=self.cfg.gpus, slots_per_gpu=self.cfg.slots_per_gpu, workers=self.cfg.workers)
+            self.ckpts = CheckpointManager(self.run.checkpoint_dir, keep=3)
+            import torch  # noqa: F401 - checkpoints need it; load it now, not mid-search
+            self.controller = self._restore_controller(make_controller)
+            self.queue = FileQueue(self.run.queue_dir, lease_seconds=self.cfg.lease_seconds)
+            stats = reconcile(self.store, self.queue, self.run, self.cfg, self.search_id)
+            self.active = {t.id for t in self.store.trials(self.search_id, states=["queued", "running"])}
+            self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)
+                               if tid not in self.consumed]
+            self.n_trials = sum(self.store.counts(self.search_id).values())
+            self._elapsed_base = self.run.elapsed()
+            self.store.set_search_state(self.search_id, "running")
+            self.store.log_event(
+                self.search_id, "daemon.start",
+                f"daemon pid {os.getpid()} started: {len(self.slots)} slot(s), {self.slot_source}; "
+                f"{len(self.unconsumed)} result(s) to feed the controller",
+                {"pid": os.getpid(), "recovery": stats, "slots": [s.to_dict() for s in self.slots],
+                 "controller_version": self.controller.version})
+            log.info("search %s: %d slot(s) (%s), recovery %s", self.name, len(self.slots),
+                     self.slot_source, stats)
+        except BaseException:
+            self.lock.release()
+            raise
+        self._write_state(time.time(), force=True)
+
+    def _restore_controller(self, make_controller: Any) -> Any:
+        recorded = self.store.consumed_trial_ids(self.search_id)
+        if not self.ckpts.checkpoints():
+            if recorded:
+                raise CheckpointError(
+                    f"the store records controller checkpoints for search {self.name!r} but "
+                    f"{self.ckpts.directory} holds none; restore that directory to resume"
+                )
+            return make_controller(self.cfg.controller, self.space, self.cfg.controller_config,
+                                   seed=self.cfg.seed)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ctrl, consumed = self.ckpts.load_latest(self.space)
+        self.consumed = set(consumed)
+        notes = self.ckpts.last_loaded.notes if self.ckpts.last_loaded else ()
+        missing = sorted(self.consumed - recorded)
+        if missing:  # the daemon died between saving the checkpoint and recording it
+            path = self.ckpts.last_loaded.info.path if self.ckpts.last_loaded else ""
+            self.store.add_checkpoint(self.search_id, ctrl.version, str(path), missing)
+        if notes:
+            self.store.log_event(self.search_id, "controller.fallback",
+                                 "; ".join(notes), {"version": ctrl.version})
+        return ctrl
+
+    # ------------------------------------------------------------------ the loop
+    def loop(self, now: float) -> bool:
+        """One pass; returns False when the daemon should shut down."""
+        self._loops += 1
+        if self.max_loops is not None and self._loops >= self.max_loops and not self.stop_level:
+            self.request_stop(reason="max_loops")
+        if self.stop_level >= COLD:
+            self._cold_stop()
+            return False
+        self._reap(now)
+        over_time = (self.cfg.budget_minutes is not None
+                     and self.elapsed(now) >= self.cfg.budget_minutes * 60)
+        if over_time and not self.stop_level:
+            self.request_stop(reason="budget-minutes")
+        if not self.stop_level:  # freed slots first: scheduling latency is what keeps them busy
+            self._dispatch(now)
+        self._heartbeat(now)
+        self._update_controller(final=False)
+        if not self.stop_level:
+            self._produce()
+            self._dispatch(now)
+        done = self._check_done()
+        self._write_state(now, force=done)
+        return not done
+
+    def elapsed(self, now: float) -> float:
+        return self._elapsed_base + (now - self._started)
+
+    def budget_spent(self) -> bool:
+        if self.stop_reason == "budget-minutes":
+            return True
+        return self.cfg.budget_trials is not None and self.n_trials >= self.cfg.budget_trials
+
+    def _check_done(self) -> bool:
+        if self.children:
+            return False
+        if self.stop_level:
+            if self.budget_spent():
+                self._finish_search()
+            return True
+        if self.budget_spent() and not self.active:
+            self._finish_search()
+            return True
+        return False
+
+    def _finish_search(self) -> None:
+        """Budget spent: stale what never ran, feed the last partial batch, finish."""
+        left = sorted(self.active)
+        for tid in left:
+            self.store.finish_trial(tid, None, {"reason": "budget spent before it ran"}, [], 0.0,
+                                    state="stale")
+        self.queue.discard(left)
+        self.active.clear()
+        self._update_controller(final=True)
+        self.finished = True
+
+    # ------------------------------------------------------------------ children
+    def _reap(self, now: float) -> None:
+        for index, child in list(self.children.items()):
+            if child.poll() is None:
+                if child.timed_out(now):
+                    child.kill(f"timed out after {child.timeout:.0f} s")
+                else:
+                    continue
+            code = child.reap()
+            del self.children[index]
+            end = time.time()
+            self.busy[index] = self.busy.get(index, 0.0) + (end - child.started_at)
+            trial = self.store.get_trial(child.trial_id)
+            outcome = read_outcome(self.run, trial.id, trial.attempts)
+            self._freed_at[index] = (outcome.ended_at if outcome and outcome.ended_at else end)
+            if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial.id, outcome):
+                self.active.discard(trial.id)
+                self.unconsumed.append(trial.id)
+                continue
+            if outcome is not None:
+                reason = f"child error: {outcome.error}"
+            elif child.kill_reason:
+                reason = child.kill_reason
+            elif code < 0:
+                reason = f"child killed by signal {-code}"
+            else:
+                reason = f"child exited with status {code} without a result"
+            reason += f" (log: {child.log_path})"
+            log.warning("trial %d: %s", trial.id, reason)
+            if retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial, reason) == "failed":
+                self.active.discard(trial.id)
+
+    def _heartbeat(self, now: float) -> None:
+        for child in self.children.values():
+            if now - getattr(child, "beat", 0.0) >= self.cfg.heartbeat_seconds:
+                self.queue.heartbeat(child.trial_id)
+                child.beat = now  # type: ignore[attr-defined]
+        if now - self._last_lease_scan >= self.cfg.lease_seconds / 4:
+            self._last_lease_scan = now
+            mine = {c.trial_id for c in self.children.values()}
+            for lease in self.queue.expired(now):
+                if lease.trial_id in mine:
+                    continue
+                trial = self.store.get_trial(lease.trial_id)
+                if trial.state == "running":
+                    retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial,
+                                  f"lease of {lease.owner} expired")
+                elif trial.state == "queued":
+                    self.queue.release(trial.id)
+                else:
+                    self.queue.ack(trial.id)
+
+    def _dispatch(self, now: float) -> None:
+        for slot in self.slots:
+            if slot.index in self.children:
+                continue
+            while True:
+                lease = self.queue.claim(self._owner, slot.name)
+                if lease is None:
+                    return
+                trial = self.store.get_trial(lease.trial_id)
+                if trial.state == "queued":
+                    break
+                self.queue.ack(trial.id)  # stale entry: the store already moved on
+            self._start(slot, trial)
+
+    def _start(self, slot: Slot, trial: Any) -> None:
+        from adsearch.store.records import utcnow
+
+        attempt = trial.attempts + 1
+        tdir = self.run.trial_dir(trial.id)
+        tdir.mkdir(parents=True, exist_ok=True)
+        (tdir / "result.json").unlink(missing_ok=True)
+        spec = {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
+                "task_config": self.cfg.task_config, "patterns": trial.pattern,
+                "budget": self.cfg.child_budget().to_dict(), "device": slot.device,
+                "seed": trial.seed, "threads": slot.threads}
+        write_json_atomic(tdir / "spec.json", spec)
+        child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
+                             tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds())
+        try:
+            self.store.update_trial(trial.id, expect_state="queued", state="running",
+                                    slot=slot.index, attempts=attempt, pid=child.pid,
+                                    started_at=utcnow())
+        except StoreError:
+            child.kill("the trial changed state before it started")
+            child.reap()
+            self.queue.ack(trial.id)
+            raise
+        child.beat = time.time()  # type: ignore[attr-defined]
+        self.children[slot.index] = child
+        freed = self._freed_at.pop(slot.index, None)
+        if freed is not None:
+            self.latencies.append(max(0.0, child.started_at - freed))
+
+    def _cold_stop(self) -> None:
+        """Kill every child and requeue its trial without counting the interrupted run."""
+        for index, child in list(self.children.items()):
+            child.kill("cold stop")
+            child.reap()
+            del self.children[index]
+            trial = self.store.get_trial(child.trial_id)
+            outcome = read_outcome(self.run, trial.id, trial.attempts)
+            if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial.id, outcome):
+                self.active.discard(trial.id)
+                self.unconsumed.append(trial.id)
+                continue
+            self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
+                                    slot=None, attempts=max(0, trial.attempts - 1),
+                                    error="interrupted by a cold stop; requeued")
+            self.queue.release(trial.id, front=True)
+        self.store.log_event(self.search_id, "daemon.cold_stop", "cold stop: children killed, "
+                             "their trials requeued")
+
+    # ------------------------------------------------------------------ controller
+    def _update_controller(self, final: bool) -> None:
+        from adsearch.controller import Sample
+
+        bs = self.cfg.batch_size
+        while len(self.unconsumed) >= bs or (final and self.unconsumed):
+            ids = self.unconsumed[:bs]
+            rewards = {r.trial_id: r.reward for r in self.store.results(self.search_id, ids)}
+            batch = []
+            for tid in ids:
+                t = self.store.get_trial(tid)
+                sample = Sample.from_dict({"tokens": t.tokens, "logp": t.logp,
+                                           "version": t.controller_version}, space=self.space)
+                reward = rewards.get(tid)
+                batch.append((sample, self.cfg.failure_reward if reward is None else float(reward)))
+            stats = self.controller.update(batch)
+            self.consumed.update(ids)
+            path = self.ckpts.save(self.controller, self.consumed)
+            self.store.add_checkpoint(self.search_id, self.controller.version, str(path), ids)
+            del self.unconsumed[: len(ids)]
+            self.controller_stats = stats.to_dict()
+            self.store.log_event(self.search_id, "controller.update",
+                                 f"controller v{stats.version}: mean reward {stats.mean_reward:.4f}, "
+                                 f"baseline {stats.baseline:.4f}, entropy {stats.entropy:.3f}",
+                                 {**stats.to_dict(), "trial_ids": ids})
+
+    def _produce(self) -> None:
+        from adsearch.store import NewTrial
+
+        n_slots = len(self.slots)
+        pending = len(self.queue)
+        idle = n_slots - len(self.children)
+        want = max(0, self.cfg.effective_lookahead(n_slots) + idle - pending)
+        ahead = len(self.active) + len(self.unconsumed)
+        want = min(want, max(0, self.cfg.effective_max_ahead(n_slots) - ahead))
+        if self.cfg.budget_trials is not None:
+            want = min(want, self.cfg.budget_trials - self.n_trials)
+        if want <= 0:
+            return
+        items: list[Any] = []
+        for sample in self.controller.sample(want):
+            pats = [p.to_dict() for p in sample.patterns]
+            seed = random.Random(f"{self.cfg.seed}-{self.n_trials + len(items)}").randrange(2**31)
+            items.append(NewTrial(pattern=pats, pattern_hash=pattern_hash(pats),
+                                  tokens=list(sample.tokens), controller_version=sample.version,
+                                  logp=sample.logp, seed=seed))
+        records = self.store.add_trials(self.search_id, items)
+        self.queue.push(r.id for r in records)
+        self.active.update(r.id for r in records)
+        self.n_trials += len(records)
+
+    # ------------------------------------------------------------------ state file
+    def wait_reasons(self) -> list[str]:
+        """Why trials or slots wait right now, in words (shown by ``adsearch status``)."""
+        n_slots = len(self.slots)
+        pending = len(self.queue) if hasattr(self, "queue") else 0
+        idle = n_slots - len(self.children)
+        out = []
+        if self.stop_level:
+            why = {"budget-minutes": "wall-time budget spent", "max_loops": "burst limit reached"}
+            out.append(f"stopping ({why.get(self.stop_reason, 'warm stop requested')}): no new "
+                       f"trials; waiting for {len(self.children)} running trial(s) to finish")
+        elif pending and not idle:
+            out.append(f"{pending} trial(s) queued: all {n_slots} slot(s) busy")
+        if idle and not pending and not self.stop_level:
+            if self.cfg.budget_trials is not None and self.n_trials >= self.cfg.budget_trials:
+                out.append(f"{idle} slot(s) idle: trial budget spent ({self.cfg.budget_trials} "
+                           "trials drawn), finishing the running ones")
+            elif len(self.active) + len(self.unconsumed) >= self.cfg.effective_max_ahead(n_slots):
+                out.append(f"{idle} slot(s) idle: controller waiting for a batch "
+                           f"({len(self.unconsumed)}/{self.cfg.batch_size} results in, "
+                           f"max_ahead {self.cfg.effective_max_ahead(n_slots)} drawn trials)")
+        return out
+
+    def _write_state(self, now: float, force: bool = False) -> None:
+        if not force and now - self._last_state < 0.5:
+            return
+        self._last_state = now
+        window = max(1e-9, now - self._started)
+        lat = sorted(self.latencies)
+        state = {
+            "pid": os.getpid(), "search": self.name, "updated_at": now,
+            "started_at": self._started, "stop_level": self.stop_level,
+            "stop_reason": self.stop_reason, "finished": self.finished,
+            "slot_source": getattr(self, "slot_source", ""),
+            "slots": [{**s.to_dict(), **({"trial_id": c.trial_id, "pid": c.pid,
+                                          "started_at": c.started_at}
+                                         if (c := self.children.get(s.index)) else {}),
+                       "busy_s": self.busy.get(s.index, 0.0)}
+                      for s in getattr(self, "slots", [])],
+            "waiting": self.wait_reasons() if hasattr(self, "cfg") else [],
+            "controller": {"kind": self.cfg.controller, "version": self.controller.version,
+                           "baseline": self.controller.baseline, **self.controller_stats,
+                           "unconsumed": len(self.unconsumed)},
+            "scheduling": {"starts_measured": len(lat), "window_s": window,
+                           "median_latency_s": lat[len(lat) // 2] if lat else None},
+        }
+        write_json_atomic(self.run.state_file, state)
+        if force or now - self._last_elapsed >= 5.0:
+            self._last_elapsed = now
+            write_json_atomic(self.run.elapsed_file, {"seconds": self.elapsed(now)})
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """Leave the store consistent and release the lock. Never leaves a child behind."""
+        now = time.time()
+        try:
+            if self.children:  # an exception ended the loop: nothing may run on
+                self._cold_stop()
+            if self.finished:
+                state = "finished"
+            elif self.stop_level:
+                state = "stopped"
+            else:
+                state = "failed"
+            self.store.set_search_state(self.search_id, state)
+            self.store.log_event(self.search_id, f"daemon.{state}",
+                                 f"daemon pid {os.getpid()} exited: search {state}",
+                                 {"stop_reason": self.stop_reason})
+            self._write_state(now, force=True)
+        finally:
+            self.store.close()
+            self.lock.release()
+
+    @property
+    def state_path(self) -> Path:
+        return self.run.state_file

@@ -1,0 +1,55 @@
+"""``adsearch plot``: reward over the search, best so far and batch mean, one PNG, one or
+several searches (e.g. the controller against random search). Needs matplotlib
+(``pip install adsearch[plot]``); no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from adsearch.daemon.report import trend
+from adsearch.errors import ConfigError
+
+
+def plot_searches(runs: list[Any], output: Path) -> Path:
+    """Draw every search of ``runs`` (RunDirs) on one figure and save it as PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("plot needs matplotlib: pip install 'adsearch[plot]'") from None
+    from adsearch.daemon.launch import load_search
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    drawn = 0
+    for run in runs:
+        store, search = load_search(run)
+        try:
+            rewards = [r for _, r in store.reward_series(search.id)]
+        finally:
+            store.close()
+        if not rewards:
+            continue
+        bs = int(search.config.get("batch_size") or 8)
+        tr = trend(rewards, bs)
+        x = [min(len(rewards), (i + 1) * bs) for i in range(len(tr["batch_mean"]))]
+        line, = ax.plot(x, tr["best_so_far"], label=f"{search.name}: best so far")
+        ax.plot(x, tr["batch_mean"], linestyle="--", color=line.get_color(),
+                label=f"{search.name}: batch mean")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        raise ConfigError("no finished trials to plot yet")
+    ax.set_xlabel("finished trials")
+    ax.set_ylabel("reward")
+    ax.set_title("AutoDropout search: reward over the search")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output

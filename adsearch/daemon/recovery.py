@@ -1,0 +1,149 @@
+"""Crash recovery: make the queue agree with the store, and decide what a lost run means.
+
+The store is the source of truth for trial states; the queue holds order and leases. After
+any crash (daemon ``kill -9``, power loss, a worker that hangs) :func:`reconcile` restores
+these invariants, and the daemon keeps them from then on:
+
+- every ``queued`` trial is pending in the queue exactly once;
+- every ``running`` trial belongs to a live child of the running daemon, holding a lease;
+- no terminal trial (``done``, ``failed``, ``stale``) is pending or leased.
+
+A run that ended without a result (child killed, daemon died, lease expired, timeout) is an
+*infrastructure failure*: :func:`retry_or_fail` requeues its trial (first in line) while
+``attempts < max_attempts``, else marks it ``failed``. ``attempts`` counts the child runs
+started, minus runs interrupted on purpose by a cold stop. A result the child wrote before
+the daemon died is not thrown away: :func:`salvage` records it, so no finished work is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.rundir import RunDir, read_json
+from adsearch.queue import FileQueue
+
+log = logging.getLogger("adsearch.daemon")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished child run produced, read from its RESULT file."""
+
+    status: str  # "ok", "bad_pattern" or "infra"
+    reward: float | None
+    metrics: dict[str, Any]
+    curve: list[dict[str, Any]]
+    seconds: float
+    error: str | None
+    ended_at: float | None
+
+
+def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
+    """The outcome written by attempt ``attempt`` of the trial, or None (no complete file)."""
+    doc = read_json(run.trial_dir(trial_id) / "result.json")
+    if not isinstance(doc, dict) or doc.get("attempt") != attempt or doc.get("trial_id") != trial_id:
+        return None
+    if doc.get("status") not in ("ok", "bad_pattern", "infra"):
+        return None
+    return Outcome(
+        status=str(doc["status"]),
+        reward=doc.get("reward"),
+        metrics=dict(doc.get("metrics") or {}),
+        curve=list(doc.get("curve") or []),
+        seconds=float(doc.get("seconds") or 0.0),
+        error=doc.get("error"),
+        ended_at=doc.get("ended_at"),
+    )
+
+
+def record_outcome(store: Any, queue: FileQueue, cfg: SearchConfig, trial_id: int,
+                   outcome: Outcome) -> bool:
+    """Store a result (``ok`` or ``bad_pattern``). Returns False for ``infra`` outcomes,
+    which the caller retries.
+
+    A bad pattern (the child raised, diverged, or returned a non-finite reward) is a result:
+    the trial is ``done`` with reward ``cfg.failure_reward``, ``metrics["bad_pattern"] = 1``
+    and the error in ``trial.error``; the controller receives that reward like any other.
+    """
+    if outcome.status == "infra":
+        return False
+    if outcome.status == "ok" and outcome.reward is not None:
+        reward, metrics = float(outcome.reward), outcome.metrics
+    else:
+        reward = cfg.failure_reward
+        metrics = {**outcome.metrics, "bad_pattern": 1.0}
+        store.update_trial(trial_id, error=(outcome.error or "bad pattern")[:2000])
+    store.finish_trial(trial_id, reward, metrics, outcome.curve, outcome.seconds, state="done")
+    queue.ack(trial_id)
+    return True
+
+
+def retry_or_fail(store: Any, queue: FileQueue, cfg: SearchConfig, search_id: int,
+                  trial: Any, reason: str) -> str:
+    """Handle a run lost to an infrastructure failure. Returns the trial's new state."""
+    from adsearch.store.records import utcnow
+
+    if trial.attempts >= cfg.max_attempts:
+        store.update_trial(trial.id, state="failed", pid=None,
+                           error=f"{reason} (attempt {trial.attempts} of {cfg.max_attempts}: giving up)",
+                           finished_at=utcnow())
+        queue.ack(trial.id)
+        store.log_event(search_id, "trial_failed", f"trial {trial.id} failed: {reason}",
+                        {"trial_id": trial.id, "attempts": trial.attempts})
+        return "failed"
+    store.update_trial(trial.id, state="queued", pid=None, slot=None,
+                       error=f"{reason} (attempt {trial.attempts}; requeued)")
+    queue.release(trial.id, front=True)
+    store.log_event(search_id, "trial_requeued", f"trial {trial.id} requeued: {reason}",
+                    {"trial_id": trial.id, "attempts": trial.attempts})
+    return "queued"
+
+
+def salvage(store: Any, queue: FileQueue, run: RunDir, cfg: SearchConfig, trial: Any) -> bool:
+    """Record the result of a run whose child finished but whose daemon died before it
+    stored the result. Returns True when the trial is now ``done``."""
+    outcome = read_outcome(run, trial.id, trial.attempts)
+    if outcome is None:
+        return False
+    return record_outcome(store, queue, cfg, trial.id, outcome)
+
+
+def reconcile(store: Any, queue: FileQueue, run: RunDir, cfg: SearchConfig,
+              search_id: int) -> dict[str, int]:
+    """Restore the invariants above at daemon start (the caller holds the daemon lock, so
+    no other daemon is alive and every lease and ``running`` trial is left over from a dead
+    one). Returns counts of what was done, for the event log."""
+    queue.repair()
+    stats = {"salvaged": 0, "requeued": 0, "failed": 0, "pushed": 0, "dropped": 0}
+    leased = {le.trial_id for le in queue.leases()}
+    pending = set(queue.pending())
+    running = store.trials(search_id, states=["running"])
+    for trial in running:
+        if salvage(store, queue, run, cfg, trial):
+            stats["salvaged"] += 1
+            continue
+        state = retry_or_fail(store, queue, cfg, search_id, trial,
+                              "lost when the daemon stopped without finishing it")
+        stats["requeued" if state == "queued" else "failed"] += 1
+    running_ids = {t.id for t in running}
+    for tid in sorted(leased - running_ids):  # leased but never marked running, or terminal
+        trial = store.get_trial(tid)
+        if trial.state == "queued":
+            queue.release(tid, front=True)
+        else:
+            queue.ack(tid)
+            stats["dropped"] += 1
+    queued = [t.id for t in store.trials(search_id, states=["queued"])]
+    missing = [tid for tid in queued if tid not in pending and tid not in leased]
+    queue.push(missing)
+    stats["pushed"] = len(missing)
+    queued_set = set(queued)
+    extra = [tid for tid in queue.pending() if tid not in queued_set]
+    if extra:  # pending but terminal (or unknown) in the store
+        queue.discard(extra)
+        stats["dropped"] += len(extra)
+    log.info("recovery: %s", stats)
+    return stats

@@ -1,0 +1,196 @@
+"""What ``adsearch status`` shows: a JSON-able snapshot and its Rich rendering. No torch.
+
+The snapshot combines the store (opened read-only: it never blocks the daemon) with the
+daemon's ``daemon-state.json`` (slots, wait reasons, controller statistics), and says why
+work waits, including when no daemon runs at all.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.rundir import RunDir
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    """A one-line chart of ``values`` (the last ``width`` of them)."""
+    vals = [v for v in values if v is not None][-width:]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = (hi - lo) or 1.0
+    return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))]
+                   for v in vals)
+
+
+def trend(rewards: list[float], batch_size: int) -> dict[str, list[float]]:
+    """Batch means (consecutive groups of ``batch_size`` in finish order) and best-so-far
+    at the end of each batch."""
+    means, best, top = [], [], float("-inf")
+    for i in range(0, len(rewards), batch_size):
+        chunk = rewards[i:i + batch_size]
+        means.append(sum(chunk) / len(chunk))
+        top = max(top, max(chunk))
+        best.append(top)
+    return {"batch_mean": means, "best_so_far": best}
+
+
+def _age(dt: datetime | None, now: float) -> float | None:
+    if dt is None:
+        return None
+    return now - dt.replace(tzinfo=dt.tzinfo or timezone.utc).timestamp()
+
+
+def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dict[str, Any]:
+    """The status snapshot of one search (see ``adsearch status --json``)."""
+    now = time.time()
+    cfg = SearchConfig.from_dict(search.config)
+    counts = store.counts(search.id)
+    series = store.reward_series(search.id)
+    rewards = [r for _, r in series]
+    pid = run.daemon_pid()
+    state = run.read_state() or {}
+    live = pid is not None and state.get("pid") == pid
+    running = store.trials(search.id, states=["running"])
+    top = store.top_trials(search.id, top_k)
+    ctrl = dict(state.get("controller") or {}) if live else {}
+    if not ctrl:
+        for ev in reversed(store.events(search.id, limit=200)):
+            if ev.kind == "controller.update":
+                ctrl = {"kind": cfg.controller, **ev.data}
+                ctrl.pop("trial_ids", None)
+                break
+    waiting = list(state.get("waiting") or []) if live else []
+    if not live:
+        pending = counts.get("queued", 0) + counts.get("running", 0)
+        if search.state in ("running", "stopping"):
+            waiting.append(f"no daemon is running (it crashed or was killed): {pending} trial(s) "
+                           f"wait; continue with `adsearch resume {search.name}`")
+        elif search.state in ("stopped", "created", "failed") and pending:
+            waiting.append(f"search {search.state}: {pending} trial(s) wait for "
+                           f"`adsearch resume {search.name}`")
+    slot_info = {s.get("index"): s for s in state.get("slots", [])} if live else {}
+    tr = trend(rewards, cfg.batch_size)
+    best = top[0] if top else None
+    return {
+        "search": search.name,
+        "state": search.state,
+        "run_dir": str(run.path),
+        "store": run.store_url(),
+        "daemon": {"pid": pid, "alive": pid is not None,
+                   "slot_source": state.get("slot_source") if live else None},
+        "config": {k: getattr(cfg, k) for k in ("task", "space", "controller", "batch_size",
+                                                 "budget_trials", "budget_minutes", "seed")},
+        "counts": counts,
+        "trials": sum(counts.values()),
+        "elapsed_s": run.elapsed(),
+        "slots": [
+            {**s, "elapsed_s": (now - s["started_at"]) if s.get("started_at") else None}
+            for s in state.get("slots", [])
+        ] if live else [],
+        "running": [
+            {"trial_id": t.id, "slot": t.slot,
+             "slot_name": (slot_info.get(t.slot) or {}).get("name"), "pid": t.pid,
+             "attempts": t.attempts, "elapsed_s": _age(t.started_at, now)}
+            for t in running
+        ],
+        "top": [
+            {"trial_id": t.id, "reward": r.reward, "seconds": r.seconds,
+             "controller_version": t.controller_version, "pattern": t.pattern,
+             "bad_pattern": bool((r.metrics or {}).get("bad_pattern"))}
+            for t, r in top
+        ],
+        "best": {"trial_id": best[0].id, "reward": best[1].reward} if best else None,
+        "trend": tr,
+        "controller": ctrl,
+        "waiting": waiting,
+        "scheduling": state.get("scheduling") if live else None,
+    }
+
+
+def _fmt_s(v: float | None) -> str:
+    if v is None:
+        return "-"
+    v = max(0.0, v)
+    if v < 120:
+        return f"{v:.0f}s"
+    if v < 7200:
+        return f"{v / 60:.1f}m"
+    return f"{v / 3600:.1f}h"
+
+
+def _pattern_text(pattern: list[dict[str, Any]]) -> str:
+    parts = []
+    for p in pattern:
+        if "repeat" in p:
+            rep = "all" if p.get("repeat") is None else p.get("repeat")
+            parts.append(f"{p['size']}/{p['stride']}x{rep} r{p['rotate']}")
+        else:
+            parts.append(",".join(f"{k}={v}" for k, v in list(p.items())[:3]))
+    return "  ".join(parts)
+
+
+def render_status(snap: dict[str, Any]) -> Any:
+    """A Rich renderable of a snapshot: summary, slots, top-k, trend, controller, waits."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    c = snap["counts"]
+    cfg = snap["config"]
+    daemon = (f"daemon pid {snap['daemon']['pid']}" if snap["daemon"]["alive"]
+              else "no daemon running")
+    budget = []
+    if cfg["budget_trials"]:
+        budget.append(f"{snap['trials']}/{cfg['budget_trials']} trials")
+    if cfg["budget_minutes"]:
+        budget.append(f"{snap['elapsed_s'] / 60:.1f}/{cfg['budget_minutes']} min")
+    head = Text.assemble(
+        (f"{snap['search']}", "bold"), f"  [{snap['state']}]  {daemon}  task {cfg['task']} "
+        f"({cfg['space']}), controller {cfg['controller']}, batch {cfg['batch_size']}\n",
+        f"trials: {c.get('done', 0)} done, {c.get('running', 0)} running, "
+        f"{c.get('queued', 0)} queued, {c.get('failed', 0)} failed, {c.get('stale', 0)} stale"
+        + (f"   budget: {', '.join(budget)}" if budget else ""),
+    )
+    parts: list[Any] = [head]
+    if snap["running"]:
+        t = Table(title="running", title_justify="left", expand=False)
+        for col in ("trial", "slot", "pid", "attempt", "elapsed"):
+            t.add_column(col)
+        for r in snap["running"]:
+            t.add_row(str(r["trial_id"]), str(r["slot_name"] or r["slot"]), str(r["pid"]),
+                      str(r["attempts"]), _fmt_s(r["elapsed_s"]))
+        parts.append(t)
+    idle = [s["name"] for s in snap["slots"] if not s.get("trial_id")]
+    if snap["slots"]:
+        parts.append(Text(f"slots: {len(snap['slots'])} ({snap['daemon'].get('slot_source')}); "
+                          f"idle: {', '.join(idle) or 'none'}"))
+    if snap["top"]:
+        t = Table(title=f"top {len(snap['top'])}", title_justify="left")
+        for col in ("trial", "reward", "ctrl v", "seconds", "pattern (size/stride x repeat, rotate)"):
+            t.add_column(col)
+        for r in snap["top"]:
+            t.add_row(str(r["trial_id"]), f"{r['reward']:.4f}", str(r["controller_version"]),
+                      f"{r['seconds']:.1f}", _pattern_text(r["pattern"]))
+        parts.append(t)
+    tr = snap["trend"]
+    if tr["batch_mean"]:
+        parts.append(Text(
+            f"batch mean  {sparkline(tr['batch_mean'])}  last {tr['batch_mean'][-1]:.4f}\n"
+            f"best so far {sparkline(tr['best_so_far'])}  {tr['best_so_far'][-1]:.4f}"))
+    ctrl = snap["controller"]
+    if ctrl:
+        bits = [f"controller {ctrl.get('kind', cfg['controller'])} v{ctrl.get('version', 0)}"]
+        if ctrl.get("baseline") is not None:
+            bits.append(f"baseline {ctrl['baseline']:.4f}")
+        if ctrl.get("entropy") is not None:
+            bits.append(f"entropy {ctrl['entropy']:.3f}")
+        parts.append(Text(", ".join(bits)))
+    for w in snap["waiting"]:
+        parts.append(Text(f"waiting: {w}", style="yellow"))
+    return Group(*parts)

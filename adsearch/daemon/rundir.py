@@ -1,0 +1,177 @@
+"""The run directory of a search and the files the daemon keeps in it. No torch.
+
+Layout of ``<run_dir>`` (default ``./runs/<name>``)::
+
+    search.json        # identity: {"name", "store"}: which search this directory belongs to
+    adsearch.db        # the SQLite store (unless --store points elsewhere)
+    daemon.lock        # held (flock) by the running daemon: one daemon per search
+    daemon.pid         # the running daemon's pid (written after the lock is taken)
+    daemon.log         # the detached daemon's stdout/stderr
+    daemon-state.json  # live slots and wait reasons, rewritten atomically by the daemon
+    elapsed.json       # daemon run time so far (for --budget-minutes across resumes)
+    queue/             # the file-locked trial queue (adsearch.queue)
+    checkpoints/       # controller checkpoints (adsearch.controller.CheckpointManager)
+    trials/<id>/       # spec.json, result.json and attempt-<n>.log of each trial
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from adsearch.errors import ConfigError, DaemonError
+
+DB_NAME = "adsearch.db"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` so that readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+class RunDir:
+    """Paths and small files of one search's run directory."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).absolute()
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def identity_file(self) -> Path:
+        return self.path / "search.json"
+
+    @property
+    def default_store_url(self) -> str:
+        return f"sqlite:///{self.path / DB_NAME}"
+
+    queue_dir = property(lambda self: self.path / "queue")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+    pid_file = property(lambda self: self.path / "daemon.pid")
+    lock_file = property(lambda self: self.path / "daemon.lock")
+    log_file = property(lambda self: self.path / "daemon.log")
+    state_file = property(lambda self: self.path / "daemon-state.json")
+    elapsed_file = property(lambda self: self.path / "elapsed.json")
+
+    def trial_dir(self, trial_id: int) -> Path:
+        return self.path / "trials" / str(trial_id)
+
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict[str, Any] | None:
+        data = read_json(self.identity_file)
+        return data if isinstance(data, dict) else None
+
+    def check_belongs_to(self, name: str) -> None:
+        """Refuse a run directory that belongs to another search."""
+        ident = self.identity()
+        if ident is not None and ident.get("name") != name:
+            raise ConfigError(
+                f"run directory {self.path} belongs to search {ident.get('name')!r}, not "
+                f"{name!r}; pick another --run-dir (or --name {ident.get('name')} to use it)"
+            )
+        if ident is None and self.path.exists() and any(self.path.iterdir()):
+            raise ConfigError(
+                f"run directory {self.path} is not empty and holds no search.json; pick an "
+                "empty or new --run-dir"
+            )
+
+    def store_url(self) -> str:
+        ident = self.identity()
+        if ident is None:
+            raise ConfigError(
+                f"{self.path} is not an adsearch run directory (no search.json); start a "
+                "search there with `adsearch start`, or pass the right --run-dir"
+            )
+        return str(ident.get("store") or self.default_store_url)
+
+    def claim(self, name: str, store_url: str) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.identity_file, {"name": name, "store": store_url, "format": 1})
+
+    # ------------------------------------------------------------------ daemon liveness
+    def daemon_pid(self) -> int | None:
+        """The running daemon's pid, or None. Readers never touch the lock (a status loop
+        must not make a starting daemon think the search is taken): the pid file plus a
+        liveness check is enough, since the daemon removes the file when it exits and a
+        killed daemon's pid is dead."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def read_state(self) -> dict[str, Any] | None:
+        data = read_json(self.state_file)
+        return data if isinstance(data, dict) else None
+
+    def elapsed(self) -> float:
+        data = read_json(self.elapsed_file)
+        return float(data.get("seconds", 0.0)) if isinstance(data, dict) else 0.0
+
+
+class DaemonLock:
+    """One daemon per search: an exclusive flock on ``daemon.lock`` held for the daemon's life
+    (the kernel drops it when the process dies, even on kill -9) plus a pid file."""
+
+    def __init__(self, run: RunDir, name: str) -> None:
+        self.run = run
+        self.name = name
+        self._lock = FileLock(str(run.lock_file), timeout=0)
+
+    def acquire(self) -> None:
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            try:
+                pid = self.run.pid_file.read_text().strip()
+            except FileNotFoundError:
+                pid = "unknown"
+            raise DaemonError(
+                f"search {self.name!r} is already running (daemon pid {pid}); stop it with "
+                f"`adsearch stop {self.name}` or watch it with `adsearch status {self.name}`"
+            ) from None
+        self.run.pid_file.write_text(f"{os.getpid()}\n")
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self.run.pid_file.unlink(missing_ok=True)
+            self._lock.release()

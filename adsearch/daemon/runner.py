@@ -1,0 +1,135 @@
+"""Drive a :class:`~adsearch.daemon.loop.Daemon`: signals, sleeping, readiness, logging.
+
+The driver sleeps in a selector on every running child's pidfd and on the signal wakeup
+pipe, so it wakes within milliseconds of a child's exit or a signal, and otherwise at least
+every ``tick`` seconds (heartbeats, timeouts, the state file).
+
+Detached start (``adsearch start``): the CLI spawns ``python -m adsearch.daemon RUN_DIR
+--ready-fd N`` in a new session (``setsid``) with its output in ``daemon.log``. The daemon
+writes ``ok <pid>`` to fd N once :meth:`Daemon.initialize` succeeded, or ``error <message>``
+when it failed, so the CLI reports a bad checkpoint or a running daemon in the terminal, not
+in a log file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from adsearch.daemon.loop import Daemon
+from adsearch.errors import AdsearchError
+
+log = logging.getLogger("adsearch.daemon")
+
+
+def install_signal_handlers(daemon: Daemon) -> int:
+    """SIGTERM/SIGINT: warm stop, then cold on the second; SIGUSR1: cold stop. Handlers only
+    set flags; the returned fd becomes readable when a signal arrives (wakes the selector)."""
+
+    def warm_or_cold(signum: int, _frame: Any) -> None:
+        daemon.request_stop(reason=signal.Signals(signum).name)
+
+    def cold(signum: int, _frame: Any) -> None:
+        daemon.request_stop(cold=True, reason=signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, warm_or_cold)
+    signal.signal(signal.SIGINT, warm_or_cold)
+    signal.signal(signal.SIGUSR1, cold)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    return r
+
+
+def _wait(daemon: Daemon, sel: selectors.BaseSelector, wake_fd: int, tick: float) -> None:
+    fds: list[Any] = [c for c in daemon.children.values() if c.has_fd]
+    polling = len(fds) < len(daemon.children)  # no pidfd: poll fast
+    for f in fds:
+        sel.register(f, selectors.EVENT_READ)
+    try:
+        sel.select(timeout=0.02 if polling else tick)
+    finally:
+        for f in fds:
+            sel.unregister(f)
+    try:
+        while os.read(wake_fd, 512):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+
+
+def run_daemon(
+    run_dir: str,
+    *,
+    ready_fd: int | None = None,
+    on_tick: Callable[[Daemon], None] | None = None,
+    tick: float = 0.25,
+    max_loops: int | None = None,
+) -> Daemon:
+    """Run the daemon of ``run_dir`` to the end. Returns the daemon (for its final state).
+
+    Args:
+        ready_fd: a pipe to report readiness on (detached start), closed afterwards.
+        on_tick: called after every pass (the foreground progress display).
+        tick: longest sleep between passes, in seconds.
+        max_loops: burst mode for tests: warm stop after this many passes.
+    """
+    daemon = Daemon(run_dir, max_loops=max_loops)
+    wake = install_signal_handlers(daemon)
+    try:
+        daemon.initialize()
+    except AdsearchError as exc:
+        _report_ready(ready_fd, f"error {exc}")
+        raise
+    except BaseException as exc:
+        _report_ready(ready_fd, f"error {type(exc).__name__}: {exc}")
+        raise
+    _report_ready(ready_fd, f"ok {os.getpid()}")
+    sel = selectors.DefaultSelector()
+    sel.register(wake, selectors.EVENT_READ)
+    try:
+        while daemon.loop(time.time()):
+            if on_tick is not None:
+                on_tick(daemon)
+            _wait(daemon, sel, wake, tick)
+        if on_tick is not None:
+            on_tick(daemon)
+    finally:
+        daemon.shutdown()
+        sel.close()
+    return daemon
+
+
+def _report_ready(fd: int | None, message: str) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, (message.replace("\n", " ") + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m adsearch.daemon RUN_DIR [--ready-fd N]``: the detached daemon process."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m adsearch.daemon")
+    parser.add_argument("run_dir")
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        daemon = run_daemon(args.run_dir, ready_fd=args.ready_fd)
+    except AdsearchError as exc:
+        log.error("%s", exc)
+        return 1
+    log.info("daemon exiting: finished=%s stop=%s", daemon.finished, daemon.stop_reason)
+    return 0

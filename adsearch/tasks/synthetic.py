@@ -1,0 +1,117 @@
+"""The ``synthetic`` task: a reward that is a known function of the pattern, for tests,
+dry runs and scheduling benchmarks. It never imports torch and never stands in for a real
+task where quality is measured.
+
+The reward is :func:`adsearch.controller.synthetic.make_reward` (``"match"`` or
+``"interaction"`` with a hidden target drawn from ``target_seed``), plus Gaussian noise drawn
+from the trial seed, so a trial's reward is reproducible. A child may ``sleep`` to stand in
+for training time. ``bad_fraction`` / ``nan_fraction`` make a deterministic share of patterns
+(chosen by the pattern's hash) raise or return NaN, to exercise the bad-pattern path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from adsearch.errors import ConfigError, PatternError
+from adsearch.patterns import SearchSpace
+from adsearch.tasks.result import Budget, ChildResult
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    task: str = "synthetic"  # registry name (fixed)
+    space: str = "conv-3"  # search space name, e.g. conv-3 or seq-2
+    reward: str = "match"  # "match" or "interaction" (see adsearch.controller.synthetic)
+    target_seed: int = 0  # picks the hidden optimum
+    noise_sd: float = 0.05  # std of the additive reward noise
+    sleep: float = 0.0  # seconds each child sleeps (stands in for training time)
+    bad_fraction: float = 0.0  # share of patterns whose child raises (a bad pattern)
+    nan_fraction: float = 0.0  # share of patterns whose child returns a NaN reward
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class BadPatternError(RuntimeError):
+    """Raised by a synthetic child for a pattern in the configured ``bad_fraction``."""
+
+
+def _unit(patterns: list[dict[str, Any]], salt: str) -> float:
+    """A number in [0, 1) fixed by the patterns: picks the bad/NaN share deterministically."""
+    blob = json.dumps([salt, patterns], sort_keys=True).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") / 2**64
+
+
+class SyntheticTask:
+    """A task whose reward is a known function of the pattern tokens."""
+
+    name = "synthetic"
+
+    def get_default_config(self) -> SyntheticConfig:
+        return SyntheticConfig()
+
+    def config_from_dict(self, data: dict[str, Any]) -> SyntheticConfig:
+        known = {f.name for f in fields(SyntheticConfig)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"synthetic task config: unknown key(s) {', '.join(unknown)}; known keys are "
+                f"{', '.join(sorted(known))}"
+            )
+        cfg = SyntheticConfig(**data)
+        if cfg.task != "synthetic":
+            raise ConfigError(f"synthetic task config: task is {cfg.task!r}, expected 'synthetic'")
+        try:
+            SearchSpace.from_name(cfg.space)
+        except PatternError as exc:
+            raise ConfigError(f"synthetic task config: space: {exc}") from None
+        from adsearch.controller.synthetic import REWARDS
+
+        if cfg.reward not in REWARDS:
+            raise ConfigError(
+                f"synthetic task config: unknown reward {cfg.reward!r}; choose one of "
+                f"{', '.join(REWARDS)}"
+            )
+        for name in ("noise_sd", "sleep", "bad_fraction", "nan_fraction"):
+            v = getattr(cfg, name)
+            if not isinstance(v, (int, float)) or v < 0:
+                raise ConfigError(f"synthetic task config: {name}={v!r}; must be a number >= 0")
+        if cfg.bad_fraction + cfg.nan_fraction > 1:
+            raise ConfigError("synthetic task config: bad_fraction + nan_fraction must be <= 1")
+        return cfg
+
+    def space(self, config: SyntheticConfig) -> SearchSpace:
+        return SearchSpace.from_name(config.space)
+
+    def run_child(self, task_config: SyntheticConfig, regularizer: Any, budget: Budget,
+                  device: str, seed: int) -> ChildResult:
+        """Sleep ``config.sleep`` seconds (capped by ``budget.seconds``), then score the
+        patterns. ``regularizer`` is a PatternSet or a list of patterns (one per site)."""
+        from adsearch.controller.synthetic import make_reward
+
+        started = time.time()
+        space = self.space(task_config)
+        patterns = list(getattr(regularizer, "patterns", regularizer) or [])
+        tokens = space.encode(patterns)
+        dicts = [p.to_dict() for p in patterns]
+        pause = task_config.sleep if budget.seconds is None else min(task_config.sleep, budget.seconds)
+        if pause > 0:
+            time.sleep(pause)
+        u = _unit(dicts, f"fail-{task_config.target_seed}")
+        if u < task_config.bad_fraction:
+            raise BadPatternError("synthetic bad pattern: this pattern is in bad_fraction")
+        fn = make_reward(task_config.reward, space, task_config.target_seed, task_config.noise_sd)
+        clean = fn(tokens, noise=False)
+        if u < task_config.bad_fraction + task_config.nan_fraction:
+            reward = float("nan")
+        else:
+            reward = fn(tokens, rng=random.Random(seed))
+        curve = [{"step": float(k), "val_metric": clean * k / 4} for k in range(1, 5)]
+        return ChildResult(reward=reward, metrics={"clean_reward": clean, "device_gpu": float(device != "cpu")},
+                           curve=curve, seconds=time.time() - started)
