@@ -58,6 +58,7 @@ __all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d"]
 #: Offset range (pixels) of a rotated or sheared whole-map tiling: large enough that the
 #: transformed lattice averages out on integer pixels (**ours**; see the module docstring).
 _MIN_RANGE = 512
+_EPS = 1e-9
 
 
 class Canvas(NamedTuple):
@@ -82,7 +83,10 @@ def _pattern_coords(pattern: ConvPattern, x: torch.Tensor, y: torch.Tensor) -> t
 
 
 def _dropped(pattern: ConvPattern, qx: torch.Tensor, qy: torch.Tensor) -> torch.Tensor:
+    """Squares are half-open, ``[0, size)``; ``_EPS`` puts points on an edge that rounding
+    may push either way (e.g. ``cos 45 - sin 45``) deterministically on its closed side."""
     p, size = pattern.period, pattern.size
+    qx, qy = qx + _EPS, qy + _EPS
     out = (torch.remainder(qx, p) < size) & (torch.remainder(qy, p) < size)
     if pattern.repeat is not None:
         span = pattern.repeat * p
