@@ -102,7 +102,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(threads)
     budget = Budget.from_dict(spec.get("budget"))
     print(f"[child] trial {spec['trial_id']} attempt {spec['attempt']} task {spec['task']} "
-          f"device {spec['device']} threads {threads} budget {budget}", flush=True)
+          f"device {spec['device']} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} "
+          f"threads {threads} budget {budget}", flush=True)
     base = {"trial_id": spec["trial_id"], "attempt": spec["attempt"], "pid": os.getpid()}
     try:
         result = task.run_child(config, patterns, budget, spec["device"], int(spec["seed"]))

@@ -28,9 +28,10 @@ from adsearch.errors import AdsearchError
 log = logging.getLogger("adsearch.daemon")
 
 
-def install_signal_handlers(daemon: Daemon) -> int:
+def install_signal_handlers(daemon: Daemon) -> tuple[int, Callable[[], None]]:
     """SIGTERM/SIGINT: warm stop, then cold on the second; SIGUSR1: cold stop. Handlers only
-    set flags; the returned fd becomes readable when a signal arrives (wakes the selector)."""
+    set flags; the returned fd becomes readable when a signal arrives (wakes the selector).
+    The returned function restores the previous handlers (for in-process use)."""
 
     def warm_or_cold(signum: int, _frame: Any) -> None:
         daemon.request_stop(reason=signal.Signals(signum).name)
@@ -38,14 +39,23 @@ def install_signal_handlers(daemon: Daemon) -> int:
     def cold(signum: int, _frame: Any) -> None:
         daemon.request_stop(cold=True, reason=signal.Signals(signum).name)
 
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
     signal.signal(signal.SIGTERM, warm_or_cold)
     signal.signal(signal.SIGINT, warm_or_cold)
     signal.signal(signal.SIGUSR1, cold)
     r, w = os.pipe()
     os.set_blocking(r, False)
     os.set_blocking(w, False)
-    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    return r
+    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+
+    def restore() -> None:
+        signal.set_wakeup_fd(old_fd)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.close(r)
+        os.close(w)
+
+    return r, restore
 
 
 def _wait(daemon: Daemon, sel: selectors.BaseSelector, wake_fd: int, tick: float) -> None:
@@ -82,28 +92,31 @@ def run_daemon(
         max_loops: burst mode for tests: warm stop after this many passes.
     """
     daemon = Daemon(run_dir, max_loops=max_loops)
-    wake = install_signal_handlers(daemon)
+    wake, restore = install_signal_handlers(daemon)
     try:
-        daemon.initialize()
-    except AdsearchError as exc:
-        _report_ready(ready_fd, f"error {exc}")
-        raise
-    except BaseException as exc:
-        _report_ready(ready_fd, f"error {type(exc).__name__}: {exc}")
-        raise
-    _report_ready(ready_fd, f"ok {os.getpid()}")
-    sel = selectors.DefaultSelector()
-    sel.register(wake, selectors.EVENT_READ)
-    try:
-        while daemon.loop(time.time()):
+        try:
+            daemon.initialize()
+        except AdsearchError as exc:
+            _report_ready(ready_fd, f"error {exc}")
+            raise
+        except BaseException as exc:
+            _report_ready(ready_fd, f"error {type(exc).__name__}: {exc}")
+            raise
+        _report_ready(ready_fd, f"ok {os.getpid()}")
+        sel = selectors.DefaultSelector()
+        sel.register(wake, selectors.EVENT_READ)
+        try:
+            while daemon.loop(time.time()):
+                if on_tick is not None:
+                    on_tick(daemon)
+                _wait(daemon, sel, wake, tick)
             if on_tick is not None:
                 on_tick(daemon)
-            _wait(daemon, sel, wake, tick)
-        if on_tick is not None:
-            on_tick(daemon)
+        finally:
+            daemon.shutdown()
+            sel.close()
     finally:
-        daemon.shutdown()
-        sel.close()
+        restore()
     return daemon
 
 

@@ -201,11 +201,12 @@ class FileQueue:
                     (self._pending / name).unlink(missing_ok=True)
                     continue
                 now = time.time()
-                data = {"trial_id": tid, "owner": owner, "slot": slot,
-                        "pid": os.getpid() if pid is None else pid, "claimed_at": now}
+                holder = os.getpid() if pid is None else int(pid)
+                data = {"trial_id": tid, "owner": owner, "slot": slot, "pid": holder,
+                        "claimed_at": now}
                 _write_atomic(self._leases / f"{tid}.json", data)
                 (self._pending / name).unlink(missing_ok=True)
-                return Lease(tid, owner, slot, int(data["pid"]), now, now)  # type: ignore[arg-type]
+                return Lease(tid, owner, slot, holder, now, now)
         return None
 
     def heartbeat(self, trial_id: int) -> None:

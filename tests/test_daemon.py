@@ -1,0 +1,162 @@
+"""The daemon loop in this process, with real child subprocesses and a real SQLite store:
+an end-to-end synthetic search, bad patterns as results, a child killed with SIGKILL,
+timeouts, the wall-time budget, and slot planning."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.launch import create_search
+from adsearch.daemon.rundir import RunDir, pid_alive
+from adsearch.daemon.runner import run_daemon
+from adsearch.daemon.slots import plan_slots
+from adsearch.errors import ConfigError
+from adsearch.store import Store
+
+
+def make(tmp_path: Path, name: str = "s", **kw: Any) -> RunDir:
+    opts: dict[str, Any] = {"task": "synthetic", "controller": "random", "batch_size": 4,
+                            "workers": 2, "budget_trials": 8}
+    opts.update(kw)
+    return create_search(SearchConfig(name=name, **opts), RunDir(tmp_path / name))
+
+
+def check_exactly_once(run: RunDir) -> tuple[Store, Any]:
+    """Every trial terminal, one result per finished trial, each reward consumed once."""
+    store = Store(run.store_url(), readonly=True)
+    search = store.get_search(run.identity()["name"])  # type: ignore[index]
+    trials = store.trials(search.id)
+    assert {t.state for t in trials} <= {"done", "failed", "stale"}
+    results = store.results(search.id)
+    assert len({r.trial_id for r in results}) == len(results)
+    done = {t.id for t in trials if t.state == "done"}
+    assert {r.trial_id for r in results if r.reward is not None} == done
+    assert store.consumed_trial_ids(search.id) == done
+    # checkpoint records consumed disjoint sets: no reward was fed twice
+    ids: list[int] = []
+    for ev in store.events(search.id, limit=10_000):
+        if ev.kind == "controller.update":
+            ids += ev.data["trial_ids"]
+    assert sorted(ids) == sorted(done)
+    return store, search
+
+
+def test_end_to_end_transformer(tmp_path: Path) -> None:
+    run = make(tmp_path, controller="transformer", budget_trials=12)
+    daemon = run_daemon(str(run.path))
+    assert daemon.finished
+    store, search = check_exactly_once(run)
+    assert store.counts(search.id)["done"] == 12
+    assert store.get_search("s").state == "finished"
+    assert daemon.controller.version == 3  # 12 results / batch 4
+    for t in store.trials(search.id):
+        assert t.attempts == 1 and t.pid is not None and not pid_alive(t.pid)
+        assert (run.trial_dir(t.id) / "attempt-1.log").read_text().startswith("[child] trial")
+    assert run.daemon_pid() is None and not run.pid_file.exists()
+    store.close()
+
+
+def test_bad_patterns_are_results_not_retries(tmp_path: Path) -> None:
+    run = make(tmp_path, task_config={"bad_fraction": 0.3, "nan_fraction": 0.3},
+               failure_reward=-1.0, budget_trials=16)
+    run_daemon(str(run.path))
+    store, search = check_exactly_once(run)
+    bad = 0
+    for t in store.trials(search.id):
+        (res,) = store.results(search.id, [t.id])
+        assert t.state == "done" and t.attempts == 1  # never retried
+        if res.metrics.get("bad_pattern"):
+            bad += 1
+            assert res.reward == -1.0
+            assert "BadPatternError" in (t.error or "") or "non-finite" in (t.error or "")
+        else:
+            assert res.reward is not None and res.reward > -1.0
+    assert bad >= 3  # 60% of patterns are bad; 16 draws
+    store.close()
+
+
+def test_child_killed_by_sigkill_is_requeued_then_finishes(tmp_path: Path) -> None:
+    run = make(tmp_path, task_config={"sleep": 1.0}, workers=1, budget_trials=2)
+    victims: list[tuple[int, int]] = []
+
+    def kill_first(daemon: Any) -> None:
+        if not victims and daemon.children:
+            child = next(iter(daemon.children.values()))
+            os.kill(child.pid, signal.SIGKILL)
+            victims.append((child.trial_id, child.pid))
+
+    from adsearch.daemon.runner import run_daemon as run_with_hook
+
+    run_with_hook(str(run.path), on_tick=kill_first)
+    store, search = check_exactly_once(run)
+    (tid, _pid), = victims
+    trial = store.get_trial(tid)
+    assert trial.state == "done" and trial.attempts == 2
+    assert "signal 9" in (trial.error or "")
+    kinds = [e.kind for e in store.events(search.id, limit=100)]
+    assert kinds.count("trial_requeued") == 1
+    assert (run.trial_dir(tid) / "attempt-2.log").exists()
+    store.close()
+
+
+def test_timeout_is_retried_up_to_max_attempts_then_failed(tmp_path: Path) -> None:
+    run = make(tmp_path, task_config={"sleep": 30.0}, workers=1, budget_trials=1,
+               child_timeout=0.5, max_attempts=2)
+    run_daemon(str(run.path))
+    store, search = check_exactly_once(run)
+    (trial,) = store.trials(search.id)
+    assert trial.state == "failed" and trial.attempts == 2
+    assert "timed out" in (trial.error or "") and "giving up" in (trial.error or "")
+    assert store.get_search("s").state == "finished"
+    store.close()
+
+
+def test_wall_time_budget_stales_unstarted_trials(tmp_path: Path) -> None:
+    run = make(tmp_path, task_config={"sleep": 0.4}, budget_trials=None, budget_minutes=0.03,
+               lookahead=3)
+    daemon = run_daemon(str(run.path))
+    assert daemon.finished
+    store, search = check_exactly_once(run)
+    c = store.counts(search.id)
+    assert c["done"] >= 2 and c["queued"] == c["running"] == 0
+    assert c["stale"] >= 1  # the lookahead that never ran
+    assert run.elapsed() >= 0.03 * 60
+    store.close()
+
+
+def test_children_see_only_their_gpu(tmp_path: Path) -> None:
+    run = make(tmp_path, workers=None, gpus=["3", "5"], budget_trials=4)
+    run_daemon(str(run.path))
+    store, search = check_exactly_once(run)
+    seen = set()
+    for t in store.trials(search.id):
+        log = (run.trial_dir(t.id) / "attempt-1.log").read_text()
+        gpu = "3" if t.slot == 0 else "5"
+        assert f"CUDA_VISIBLE_DEVICES='{gpu}'" in log and "device cuda" in log
+        seen.add(gpu)
+    assert seen == {"3", "5"}
+    store.close()
+
+
+def test_plan_slots_sources() -> None:
+    slots, why = plan_slots(gpus=None, slots_per_gpu=2, workers=None,
+                            env={"CUDA_VISIBLE_DEVICES": "0,2"}, cpu_count=8)
+    assert [(s.name, s.gpu, s.threads) for s in slots] == [
+        ("gpu0.0", "0", 2), ("gpu0.1", "0", 2), ("gpu2.2", "2", 2), ("gpu2.3", "2", 2)]
+    assert "CUDA_VISIBLE_DEVICES" in why
+    slots, why = plan_slots(gpus=["1"], slots_per_gpu=1, workers=None,
+                            env={"CUDA_VISIBLE_DEVICES": "0,2"}, cpu_count=8)
+    assert [s.gpu for s in slots] == ["1"] and "--gpus" in why
+    slots, why = plan_slots(gpus=None, slots_per_gpu=1, workers=3, env={}, cpu_count=8)
+    assert [(s.device, s.threads) for s in slots] == [("cpu", 2)] * 3
+    slots, why = plan_slots(gpus=None, slots_per_gpu=1, workers=None,
+                            env={"CUDA_VISIBLE_DEVICES": ""}, cpu_count=4)
+    assert [(s.device, s.threads) for s in slots] == [("cpu", 4)] and "no GPU" in why
+    with pytest.raises(ConfigError, match="invalid GPU id 'x'"):
+        plan_slots(gpus=["x"], slots_per_gpu=1, workers=None, env={})

@@ -1,0 +1,80 @@
+"""Helpers for the daemon and CLI tests (no tests here): run the real ``adsearch`` CLI in
+subprocesses, wait for conditions, open the store of a run directory, dump a database."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(runs: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ADSEARCH_RUNS"] = str(runs)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(runs: Path, *args: str, timeout: float = 120, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m adsearch ARGS`` with ``$ADSEARCH_RUNS=runs``; asserts success if ``check``."""
+    proc = subprocess.run([sys.executable, "-m", "adsearch", *args], cwd=runs.parent,
+                          env=env or cli_env(runs), capture_output=True, text=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, f"adsearch {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def open_store(run_dir: Path) -> tuple[Any, Any]:
+    from adsearch.daemon.launch import load_search
+    from adsearch.daemon.rundir import RunDir
+
+    return load_search(RunDir(run_dir))
+
+
+def counts(run_dir: Path) -> dict[str, int]:
+    store, search = open_store(run_dir)
+    try:
+        return store.counts(search.id)  # type: ignore[no-any-return]
+    finally:
+        store.close()
+
+
+def daemon_pid(run_dir: Path) -> int | None:
+    from adsearch.daemon.rundir import RunDir
+
+    return RunDir(run_dir).daemon_pid()
+
+
+def dump_db(path: Path) -> list[str]:
+    """Every row of the database, as SQL (read-only open: it does not change the file)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def alive(pid: int) -> bool:
+    from adsearch.daemon.rundir import pid_alive
+
+    return pid_alive(pid)
