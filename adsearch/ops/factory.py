@@ -122,33 +122,40 @@ _active = threading.local()
 
 
 def set_progress(model: nn.Module, progress: float) -> int:
-    """Call ``set_progress(progress)`` on every module of ``model`` that has one.
+    """Call ``set_progress(progress)`` once on every module of ``model`` that has one.
 
     Args:
         model: any module; ``model`` itself is included.
         progress: fraction of training done, in [0, 1].
 
     Returns:
-        The number of modules updated. A model whose own ``set_progress`` calls this
-        function on itself is not called again (no recursion).
+        The number of modules whose ``set_progress`` ran. A module whose own
+        ``set_progress`` calls this helper on itself (to reach its children) is safe: it is
+        not called again, and its children are called once.
     """
     if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0.0 <= progress <= 1.0:
         raise PatternError(f"set_progress: progress must be a number in [0, 1], got {progress!r}")
-    busy: set[int] = getattr(_active, "ids", set())
-    _active.ids = busy
-    if id(model) in busy:
-        return 0
-    busy.add(id(model))
+    state: tuple[set[int], set[int]] | None = getattr(_active, "state", None)
+    outer = state is None
+    calling, done = state if state is not None else (set(), set())
+    if outer:
+        _active.state = (calling, done)
+    before = len(done)
     try:
-        count = 0
         for m in model.modules():
             fn = getattr(m, "set_progress", None)
-            if callable(fn) and (m is model or id(m) not in busy):
+            if not callable(fn) or id(m) in done or id(m) in calling:
+                continue
+            calling.add(id(m))
+            try:
                 fn(float(progress))
-                count += 1
-        return count
+            finally:
+                calling.discard(id(m))
+            done.add(id(m))
+        return len(done) - before
     finally:
-        busy.discard(id(model))
+        if outer:
+            _active.state = None
 
 
 def render_mask(pattern: ConvPattern | SeqPattern, shape: Sequence[int], seed: int = 0) -> torch.Tensor:
