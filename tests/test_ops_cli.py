@@ -1,0 +1,117 @@
+"""Tests of ``adsearch pattern show|sample`` (CliRunner plus one real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from adsearch.cli.main import app
+from adsearch.patterns import ConvPattern, PatternSet, SearchSpace, SeqPattern, save_patternset
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def conv_file(tmp_path: Path) -> Path:
+    ps = PatternSet(
+        SearchSpace("conv", 2),
+        (ConvPattern(size=4, stride=4, share_c=True), ConvPattern(size=2, stride=6, rotate=30)),
+    )
+    return save_patternset(ps, tmp_path / "best.json")
+
+
+def test_show_prints_block_art(conv_file: Path) -> None:
+    result = runner.invoke(app, ["pattern", "show", str(conv_file), "--shape", "8", "8", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "space conv-2, 2 site(s)" in result.output
+    assert "site 0: size=4, stride=4" in result.output and "site 1:" in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("│")]
+    assert len(lines) == 2 * 4  # two sites, 8 rows -> 4 half-block lines each
+    # site 0 (period 8, size 4, share_c): 4 identical panels, each a 4x4 block on 8x8
+    panels = lines[0].strip("│").split("│")
+    assert len(panels) == 4 and len(set(panels)) == 1 and len(panels[0]) == 8
+    art = "".join(lines[:4])
+    pixels = 2 * art.count("█") + art.count("▀") + art.count("▄")
+    assert pixels == 4 * 16  # 16 dropped pixels per panel
+
+
+def test_show_one_site_png(conv_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "masks.png"
+    result = runner.invoke(app, ["pattern", "show", str(conv_file), "--site", "1", "--png", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "site 0" not in result.output and "site 1" in result.output
+    with Image.open(out) as img:
+        assert img.format == "PNG"
+        assert img.size == (4 * 32 * 6 + 5 * 4, 32 * 6 + 2 * 4)
+        colours = {c for _, c in img.getcolors()}
+        assert colours == {0, 128, 255}  # dropped, background, kept
+
+
+def test_show_seq_file(tmp_path: Path) -> None:
+    ps = PatternSet(SearchSpace("seq", 1), (SeqPattern(size=2, stride=2, mask="token"),))
+    path = save_patternset(ps, tmp_path / "seq.json")
+    result = runner.invoke(app, ["pattern", "show", str(path), "--shape", "16", "4"])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("│")]
+    assert len(lines) == 2  # D = 4 channels as rows, T = 16 steps as columns
+    assert all(len(p) == 16 for p in lines[0].strip("│").split("│"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--site", "5"], "--site 5 is out of range"),
+        (["--shape", "0", "8"], "--shape takes two integers H W in 1..1024"),
+    ],
+)
+def test_show_bad_options(conv_file: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["pattern", "show", str(conv_file), *args])
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_show_bad_files(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["pattern", "show", str(tmp_path / "nope.json")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "adsearch.patternset", "format_version": 1, "space": "conv-1", "patterns": [{"size": 99}]}')
+    result = runner.invoke(app, ["pattern", "show", str(bad)])
+    assert result.exit_code == 1 and "unknown field" not in result.output and "missing field" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_sample_json_and_art() -> None:
+    result = runner.invoke(app, ["pattern", "sample", "--space", "conv-3", "--n", "2", "--seed", "4", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2
+    sets = [PatternSet.from_dict(json.loads(ln)) for ln in lines]
+    assert all(s.space == SearchSpace("conv", 3) for s in sets)
+    again = runner.invoke(app, ["pattern", "sample", "--space", "conv-3", "--n", "2", "--seed", "4", "--format", "json"])
+    assert again.output == result.output
+    art = runner.invoke(app, ["pattern", "sample", "--space", "seq-2", "--n", "1", "--seed", "0"])
+    assert art.exit_code == 0, art.output
+    assert "# sample 0: tokens" in art.output and "site 1:" in art.output
+    bad = runner.invoke(app, ["pattern", "sample", "--space", "lstm-2"])
+    assert bad.exit_code == 1 and "kind: invalid value 'lstm'" in bad.output
+    bad = runner.invoke(app, ["pattern", "sample", "--space", "conv-1", "--format", "yaml"])
+    assert bad.exit_code == 1 and "allowed values are art, json" in bad.output
+
+
+def test_subprocess_smoke(conv_file: Path) -> None:
+    exe = Path(sys.executable).with_name("adsearch")
+    proc = subprocess.run(
+        [str(exe), "pattern", "show", str(conv_file), "--site", "0", "--shape", "8", "8"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "site 0: size=4" in proc.stdout and "█" in proc.stdout
+    proc = subprocess.run([str(exe), "pattern", "show", str(conv_file), "--site", "9"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: --site 9 is out of range") and "Traceback" not in proc.stderr
