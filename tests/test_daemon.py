@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_daemon_support import check_exactly_once
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
@@ -17,7 +18,6 @@ from adsearch.daemon.rundir import RunDir, pid_alive
 from adsearch.daemon.runner import run_daemon
 from adsearch.daemon.slots import plan_slots
 from adsearch.errors import ConfigError
-from adsearch.store import Store
 
 
 def make(tmp_path: Path, name: str = "s", **kw: Any) -> RunDir:
@@ -25,26 +25,6 @@ def make(tmp_path: Path, name: str = "s", **kw: Any) -> RunDir:
                             "workers": 2, "budget_trials": 8}
     opts.update(kw)
     return create_search(SearchConfig(name=name, **opts), RunDir(tmp_path / name))
-
-
-def check_exactly_once(run: RunDir) -> tuple[Store, Any]:
-    """Every trial terminal, one result per finished trial, each reward consumed once."""
-    store = Store(run.store_url(), readonly=True)
-    search = store.get_search(run.identity()["name"])  # type: ignore[index]
-    trials = store.trials(search.id)
-    assert {t.state for t in trials} <= {"done", "failed", "stale"}
-    results = store.results(search.id)
-    assert len({r.trial_id for r in results}) == len(results)
-    done = {t.id for t in trials if t.state == "done"}
-    assert {r.trial_id for r in results if r.reward is not None} == done
-    assert store.consumed_trial_ids(search.id) == done
-    # checkpoint records consumed disjoint sets: no reward was fed twice
-    ids: list[int] = []
-    for ev in store.events(search.id, limit=10_000):
-        if ev.kind == "controller.update":
-            ids += ev.data["trial_ids"]
-    assert sorted(ids) == sorted(done)
-    return store, search
 
 
 def test_end_to_end_transformer(tmp_path: Path) -> None:

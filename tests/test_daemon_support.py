@@ -78,3 +78,35 @@ def alive(pid: int) -> bool:
     from adsearch.daemon.rundir import pid_alive
 
     return pid_alive(pid)
+
+
+def check_exactly_once(run: Any) -> tuple[Any, Any]:
+    """Every trial terminal, one result per finished trial, each reward consumed once."""
+    from adsearch.store import Store
+
+    store = Store(run.store_url(), readonly=True)
+    search = store.get_search(run.identity()["name"])  # type: ignore[index]
+    trials = store.trials(search.id)
+    assert {t.state for t in trials} <= {"done", "failed", "stale"}
+    results = store.results(search.id)
+    assert len({r.trial_id for r in results}) == len(results)
+    done = {t.id for t in trials if t.state == "done"}
+    assert {r.trial_id for r in results if r.reward is not None} == done
+    assert store.consumed_trial_ids(search.id) == done
+    # the store's checkpoint records consumed disjoint sets: no reward was fed twice
+    db = Path(run.path) / "adsearch.db"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = [r[0] for r in conn.execute(
+            "SELECT ct.trial_id FROM checkpoint_trials ct JOIN checkpoints c "
+            "ON c.id = ct.checkpoint_id WHERE c.search_id = ?", (search.id,))]
+    finally:
+        conn.close()
+    assert sorted(rows) == sorted(done), "a trial was consumed twice or never"
+    # and the latest controller checkpoint file holds exactly these ids
+    from adsearch.controller import read_checkpoint
+
+    ckpts = sorted((Path(run.path) / "checkpoints").glob("ckpt-*.pt"))
+    if done:
+        assert set(read_checkpoint(ckpts[-1])["consumed_ids"]) == done
+    return store, search
