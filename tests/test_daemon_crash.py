@@ -9,10 +9,6 @@ import os
 import signal
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from adsearch.cli.main import app
-from adsearch.daemon.rundir import RunDir
 from test_daemon_support import (
     alive,
     check_exactly_once,
@@ -22,6 +18,10 @@ from test_daemon_support import (
     run_cli,
     wait_for,
 )
+from typer.testing import CliRunner
+
+from adsearch.cli.main import app
+from adsearch.daemon.rundir import RunDir
 
 
 def running_trials(run_dir: Path) -> list[tuple[int, int, int]]:
