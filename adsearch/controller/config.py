@@ -31,13 +31,13 @@ class ControllerConfig:
     temperature: float = 1.0  # logits are divided by this before the softmax
     epsilon: float = 0.0  # mix q = (1 - epsilon) * softmax + epsilon * uniform, per token
     # --- optimisation (Adam on the surrogate loss)
-    lr: float = 5e-3  # Adam learning rate
+    lr: float = 2e-3  # Adam learning rate
     adam_beta1: float = 0.9  # Adam first-moment decay
     adam_beta2: float = 0.999  # Adam second-moment decay
     grad_clip: float = 1.0  # max global gradient norm (0 disables clipping)
     update_epochs: int = 1  # gradient steps per update() on the same batch
     # --- REINFORCE estimator
-    baseline_decay: float = 0.9  # EMA baseline: b <- decay * b + (1 - decay) * mean(rewards)
+    baseline_decay: float = 0.5  # EMA baseline: b <- decay * b + (1 - decay) * mean(rewards)
     normalize_advantage: bool = True  # divide advantages by the batch std (if n > 1)
     entropy_coef: float = 1e-3  # weight of the entropy bonus (entropy summed over tokens)
     # --- staleness correction
@@ -45,7 +45,7 @@ class ControllerConfig:
     clip_ratio: float = 0.2  # the ratio is clipped to [1 - clip_ratio, 1 + clip_ratio]
     max_log_ratio: float = 20.0  # |log ratio| is clamped before exp() to avoid overflow
     # --- how the caller should batch finished children (not used inside update())
-    batch_size: int = 16  # recommended number of (sample, reward) pairs per update
+    batch_size: int = 8  # recommended number of (sample, reward) pairs per update
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
