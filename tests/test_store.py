@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from store_backends import *  # noqa: F403  (fixtures: store_url, store, sqlite_url)
+from store_backends import *  # noqa: F403  (fixtures: store_url, store, sqlite_url, pg_base_url)
 from store_backends import new_trials
 
 from adsearch.errors import StoreError

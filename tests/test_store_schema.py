@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
-from store_backends import *  # noqa: F403  (fixtures: store_url, store, sqlite_url)
+from store_backends import *  # noqa: F403  (fixtures: store_url, store, sqlite_url, pg_base_url)
 from typer.testing import CliRunner
 
 from adsearch.cli.main import app
