@@ -255,3 +255,19 @@ def test_trial_record_round_trip_through_the_store(store: Store) -> None:
     (t,) = store.add_trials(s.id, new_trials(1))
     t = store.update_trial(t.id, state="running", started_at=datetime.now(timezone.utc))
     assert TrialRecord.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+
+
+def test_readonly_connections_refuse_writes_in_the_database(store_url: str) -> None:
+    """Below the store's own check, the database itself refuses a read-only store's writes."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    Store(store_url).close()
+    with Store(store_url, readonly=True) as ro, ro._engine.connect() as conn:
+        with pytest.raises(DBAPIError, match="(?i)read-only|readonly"):
+            conn.execute(
+                text(
+                    "INSERT INTO searches (name, config, state, created_at, updated_at) "
+                    "VALUES ('x', '{}', 'created', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from adsearch.store import Store
 from adsearch.store.schema import migrations_dir
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -39,3 +42,20 @@ def test_migrations_import_as_adsearch_migrations() -> None:
         "0001_initial.py",
         "0002_event_log.py",
     ]
+
+
+def test_reading_the_store_never_imports_torch_or_alembic(tmp_path: Path) -> None:
+    """`adsearch status` reads the store: that path must stay light (a real subprocess)."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    code = (
+        "import sys\n"
+        "from adsearch.store import Store\n"
+        f"s = Store({url!r}, readonly=True)\n"
+        "s.counts(s.get_search('x').id)\n"
+        "print(sorted(m for m in ('torch', 'alembic') if m in sys.modules))\n"
+    )
+    with Store(url) as st:  # creating a store may import alembic; reading it may not
+        st.create_search("x", {})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
