@@ -112,9 +112,14 @@ def resume(
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display."),
 ) -> None:
     """Continue a stopped or crashed search from its store and controller checkpoint."""
-    from adsearch.daemon.launch import find_run_dir
+    from adsearch.daemon.launch import find_run_dir, load_search
 
     run = find_run_dir(name, run_dir)
+    store, search = load_search(run)
+    store.close()
+    if search.state == "finished":
+        raise ConfigError(f"search {search.name!r} is finished (its budget is spent); nothing "
+                          "to resume. Start a new search with `adsearch start`")
     _launch(run, foreground)
 
 
@@ -264,7 +269,13 @@ def export(
         patterns = tuple(space.pattern_cls.from_dict(p) for p in t.pattern)  # type: ignore[attr-defined]
         ps = PatternSet(space, patterns, Provenance(search=search.name, trial_id=t.id, reward=r.reward))
         path = base if top_k == 1 else base.with_name(f"{base.stem}-{i}{base.suffix or '.json'}")
-        save_patternset(ps, path)
+        if path.is_dir():
+            raise ConfigError(f"-o {path}: is a directory; give a file name such as {path}/best.json")
+        try:
+            save_patternset(ps, path)
+        except OSError as exc:
+            raise ConfigError(f"-o {path}: cannot write it ({exc.strerror}); choose a writable "
+                              "file path") from None
         load_patternset(path)  # read back: what we wrote is what `adsearch train` reads
         paths.append(path)
         console.print(f"trial {t.id} (reward {r.reward:.4f}) -> {path}")
