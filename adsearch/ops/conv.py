@@ -62,7 +62,7 @@ _EPS = 1e-9
 
 
 class Canvas(NamedTuple):
-    """A rendered pattern: ``kept`` (Hc, Wc) bool, ``counts`` (Ly, Lx) int64 kept units of
+    """A rendered pattern: ``kept`` (Hc, Wc) bool, ``counts`` (Ly, Lx) int32 kept units of
     the (H, W) window at each offset; offsets are drawn in ``[0, Ly) x [0, Lx)``."""
 
     kept: torch.Tensor
@@ -133,7 +133,7 @@ def _finite_group(pattern: ConvPattern, height: int, width: int) -> tuple[torch.
     return torus, height, width
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)  # a few sites x map sizes per model; <= ~2 MB each
 def _cached_canvas(pattern: ConvPattern, height: int, width: int, device: str) -> Canvas:
     if pattern.repeat is None:
         dropped, ly, lx = _full_tiling(pattern, height, width)
@@ -145,7 +145,7 @@ def _cached_canvas(pattern: ConvPattern, height: int, width: int, device: str) -
     h, w = height, width
     counts = sat[h : h + ly, w : w + lx] - sat[:ly, w : w + lx] - sat[h : h + ly, :lx] + sat[:ly, :lx]
     dev = torch.device(device)
-    return Canvas(kept.to(dev), counts.contiguous().to(dev), height, width)
+    return Canvas(kept.to(dev), counts.to(torch.int32).contiguous().to(dev), height, width)
 
 
 def conv_canvas(pattern: ConvPattern, height: int, width: int, device: Any = "cpu") -> Canvas:
@@ -178,25 +178,32 @@ def _mask_mul(mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 class _WindowMul(torch.autograd.Function):
-    """``x * window(vals, offsets)``; saves only the offsets and the small canvas."""
+    """``x * window(kept * scale, offsets)``.
+
+    Saves the offsets, the 0-d scale and the cached bool canvas (shared with the cache, so
+    it costs no new memory), and regenerates the mask in backward.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
         x: torch.Tensor,
-        vals: torch.Tensor,
+        kept: torch.Tensor,
+        scale: torch.Tensor,
         oy: torch.Tensor,
         ox: torch.Tensor,
         shape: tuple[int, ...],
     ) -> torch.Tensor:
-        ctx.save_for_backward(vals, oy, ox)
+        ctx.save_for_backward(kept, scale, oy, ox)
         ctx.shape = shape
+        vals = kept.to(x.dtype) * scale.to(x.dtype)
         return _mask_mul(_windows(vals, oy, ox, shape), x)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        vals, oy, ox = ctx.saved_tensors
-        return _mask_mul(_windows(vals, oy, ox, ctx.shape), grad), None, None, None, None
+        kept, scale, oy, ox = ctx.saved_tensors
+        vals = kept.to(grad.dtype) * scale.to(grad.dtype)
+        return _mask_mul(_windows(vals, oy, ox, ctx.shape), grad), None, None, None, None, None
 
 
 def pattern_dropout_2d(
@@ -235,9 +242,8 @@ def pattern_dropout_2d(
         ox = randint(lx, (placements,), x.device, generator)
         kept = canvas.counts[oy, ox].sum() * (c if pattern.share_c else 1)
         scale = keep_scale(x.numel(), kept)
-        vals = canvas.kept.to(x.dtype) * scale.to(x.dtype)
     shape = (n, 1 if pattern.share_c else c, h, w)
-    return _WindowMul.apply(x, vals, oy, ox, shape)
+    return _WindowMul.apply(x, canvas.kept, scale, oy, ox, shape)
 
 
 class PatternDropout2d(nn.Module):

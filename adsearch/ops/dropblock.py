@@ -19,7 +19,7 @@ tensorflow/tpu ``models/official/resnet/resnet_model.py`` and torchvision's
 Why it is fast: with ``gamma`` around 0.003, torchvision draws ``N*C*H*W`` Bernoulli numbers
 and max-pools with a 7x7 kernel. Here the seed positions are drawn directly as a Bernoulli
 process (cumulative sums of geometric gaps, exact in distribution), the blocks are written
-with one ``index_put_``, and autograd saves only the seed positions and regenerates the mask
+with one ``scatter_``, and autograd saves only the seed positions and regenerates the mask
 in backward.
 """
 
@@ -72,27 +72,36 @@ def _block_index(seeds: torch.Tensor, height: int, width: int, block: int) -> to
     return (base[:, None] + offs[None, :]).reshape(-1)
 
 
-def _keep_mask(seeds: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], block: int, dtype: torch.dtype) -> torch.Tensor:
-    mask = torch.empty(shape, dtype=dtype, device=seeds.device)
-    mask.fill_(scale.to(dtype))
-    mask.view(-1)[_block_index(seeds, shape[-2], shape[-1], block)] = 0
-    return mask
+def _dropped_mask(seeds: torch.Tensor, shape: tuple[int, ...], block: int) -> torch.Tensor:
+    """Bool ``shape`` mask, True where a block whose top-left corner is in ``seeds`` lies."""
+    dropped = torch.zeros(math.prod(shape), dtype=torch.bool, device=seeds.device)
+    dropped.scatter_(0, _block_index(seeds, shape[-2], shape[-1], block), True)
+    return dropped.view(shape)
+
+
+def _apply(t: torch.Tensor, dropped: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``t`` with dropped units zeroed and the rest times ``scale``; keeps ``t``'s layout."""
+    if t.is_contiguous():
+        out = torch.where(dropped, 0.0, t)
+    else:  # e.g. channels_last: keep the input's memory format
+        out = t.clone(memory_format=torch.preserve_format).masked_fill_(dropped, 0.0)
+    return out.mul_(scale.to(t.dtype))
 
 
 class _BlockMul(torch.autograd.Function):
+    """Applies the blocks; saves only the seed positions and regenerates them in backward."""
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, seeds: torch.Tensor, scale: torch.Tensor, shape: tuple[int, ...], block: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, dropped: torch.Tensor, seeds: torch.Tensor, scale: torch.Tensor, block: int) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(seeds, scale)
-        ctx.shape, ctx.block = shape, block
-        mask = _keep_mask(seeds, scale, shape, block, x.dtype)
-        return mask.mul_(x) if mask.shape == x.shape and x.is_contiguous() else x * mask
+        ctx.shape, ctx.block = tuple(dropped.shape), block
+        return _apply(x, dropped, scale)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         seeds, scale = ctx.saved_tensors
-        mask = _keep_mask(seeds, scale, ctx.shape, ctx.block, grad.dtype)
-        out = mask.mul_(grad) if mask.shape == grad.shape and grad.is_contiguous() else grad * mask
-        return out, None, None, None, None
+        dropped = _dropped_mask(seeds, ctx.shape, ctx.block)
+        return _apply(grad, dropped, scale), None, None, None, None
 
 
 def drop_block_2d(
@@ -130,11 +139,10 @@ def drop_block_2d(
     shape = (n, 1 if share_c else c, h, w)
     with torch.no_grad():
         seeds = bernoulli_positions(shape[0] * shape[1] * vh * vw, gamma, x.device, generator)
-        dropped = torch.zeros(shape[0] * shape[1] * h * w, dtype=torch.bool, device=x.device)
-        dropped[_block_index(seeds, h, w, block)] = True
-        kept = (dropped.numel() - dropped.sum()) * (c if share_c else 1)
+        dropped = _dropped_mask(seeds, shape, block)
+        kept = (dropped.numel() - torch.count_nonzero(dropped)) * (c if share_c else 1)
         scale = keep_scale(x.numel(), kept)
-    return _BlockMul.apply(x, seeds, scale, shape, block)
+    return _BlockMul.apply(x, dropped, seeds, scale, block)
 
 
 class DropBlock2d(nn.Module):
