@@ -38,7 +38,8 @@ class ControllerConfig:
     update_epochs: int = 1  # gradient steps per update() on the same batch
     # --- REINFORCE estimator
     baseline_decay: float = 0.5  # EMA baseline: b <- decay * b + (1 - decay) * mean(rewards)
-    normalize_advantage: bool = True  # divide advantages by the batch std (if n > 1)
+    normalize_advantage: bool = True  # divide advantages by max(batch std, adv_std_floor)
+    adv_std_floor: float = 1e-3  # reward spread below this counts as ties (no blow-up)
     entropy_coef: float = 1e-3  # weight of the entropy bonus (entropy summed over tokens)
     # --- staleness correction
     correction: str = "clip"  # "clip": PPO clipped importance ratio; "none": plain REINFORCE
@@ -59,7 +60,7 @@ class ControllerConfig:
                 raise bad(name, "must be a positive integer")
         if self.d_model % self.n_head:
             raise bad("d_model", f"must be a multiple of n_head={self.n_head}")
-        for name in ("init_std", "temperature", "lr", "max_log_ratio"):
+        for name in ("init_std", "temperature", "lr", "max_log_ratio", "adv_std_floor"):
             v = getattr(self, name)
             if (
                 isinstance(v, bool)

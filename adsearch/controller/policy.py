@@ -153,7 +153,9 @@ class PatternPolicy(nn.Module):
         if eps == 0.0:
             return logp, logp
         q = (1.0 - eps) * logp.exp() + eps * self.uniform[pos]
-        return torch.log(q), logp
+        # log(0) would put inf in the backward pass of masked entries (0 * inf = nan).
+        logq = torch.log(q.masked_fill(~allowed, 1.0)).masked_fill(~allowed, float("-inf"))
+        return logq, logp
 
     def input_ids(self, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher-forcing inputs: BOS then ``1 + global id`` of tokens ``0..T-2``."""

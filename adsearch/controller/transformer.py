@@ -111,7 +111,7 @@ class TransformerController:
         base = mean_r if self.baseline is None else self.baseline
         adv = r - base
         if cfg.normalize_advantage and len(samples) > 1:
-            adv = adv / (r.std() + 1e-8)
+            adv = adv / r.std().clamp_min(cfg.adv_std_floor)
         self.policy.train()
         first: dict[str, float] = {}
         for epoch in range(cfg.update_epochs):
@@ -135,6 +135,13 @@ class TransformerController:
                     torch.stack(
                         [p.grad.norm() for p in self.policy.parameters() if p.grad is not None]
                     )
+                )
+            if not torch.isfinite(gnorm):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise ConfigError(
+                    f"controller.update: non-finite gradient (norm {float(gnorm)}) at version "
+                    f"{self.version}; the update was not applied. Check the rewards' scale or "
+                    "lower ControllerConfig.lr"
                 )
             self.optimizer.step()
             if epoch == 0:
