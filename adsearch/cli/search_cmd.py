@@ -65,6 +65,7 @@ def start(
     batch_size: int = typer.Option(8, "--batch-size", help="Finished trials per controller update."),
     lookahead: int = typer.Option(None, "--lookahead", help="Trials queued ahead of the slots (default: one per slot)."),
     child_epochs: float = typer.Option(None, "--child-epochs", help="Child training epochs (default: the task's)."),
+    child_steps: int = typer.Option(None, "--child-steps", help="Child optimizer steps."),
     child_seconds: float = typer.Option(None, "--child-seconds", help="Child training seconds."),
     child_timeout: float = typer.Option(None, "--child-timeout", help="Kill a child after this many seconds (then retry)."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Runs of a trial whose child died before it is failed."),
@@ -83,7 +84,7 @@ def start(
         controller=controller, batch_size=batch_size, lookahead=lookahead,
         budget_trials=budget_trials, budget_minutes=budget_minutes, gpus=_gpus(gpus),
         slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,
-        child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
+        child_steps=child_steps, child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
         max_attempts=max_attempts, failure_reward=failure_reward, data=data,
     )
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)

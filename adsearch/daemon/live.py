@@ -36,9 +36,21 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5) -> Any:
                 live.update(render_status(build_status(run, daemon.store, search)))
 
             daemon = run_daemon(str(run.path), on_tick=on_tick)
+            live.update(_final(run))  # after shutdown: the stored state, no live slots
     finally:
         logger.removeHandler(handler)
         handler.close()
     state = "finished" if daemon.finished else "stopped"
+    console.print()
     console.print(f"search {daemon.name} {state}; `adsearch status {daemon.name}` for the summary")
     return daemon
+
+
+def _final(run: RunDir) -> Any:
+    from adsearch.daemon.launch import load_search
+
+    store, search = load_search(run)
+    try:
+        return render_status(build_status(run, store, search))
+    finally:
+        store.close()
