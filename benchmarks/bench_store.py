@@ -17,6 +17,9 @@ What is timed:
 - status: open ``Store(url, readonly=True)``, ``counts``, ``top_trials(k=10)``,
   ``trials(states=["running"])``, ``events(limit=20)``, ``latest_checkpoint``, close:
   everything ``adsearch status --json`` needs, on a search whose trials are half finished.
+
+On PostgreSQL (``--url postgresql+psycopg://...``) the script runs ``VACUUM ANALYZE`` after
+the bulk load, as autovacuum would within a minute, before timing the status queries.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import insert, update
+from sqlalchemy import create_engine, insert, update
 
 from adsearch.store import NewTrial, Store
 from adsearch.store.models import ResultModel, TrialModel
@@ -148,6 +151,13 @@ def main() -> None:
         store.log_event(sid, "trial.done", f"trial {i} done", {"i": i})
     store.add_checkpoint(sid, 1, "ckpt/1.pt", half[:64])
     store.close()
+    if url.startswith("postgresql"):
+        # What autovacuum does within a minute of a bulk load: without fresh statistics the
+        # planner ignores the top-k index (about 0.2 s instead of 1 ms on 100,000 trials).
+        engine = create_engine(url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+        engine.dispose()
 
     def status() -> None:
         with Store(url, readonly=True) as ro:
