@@ -86,6 +86,9 @@ def test_update_trial_compare_and_set(store: Store) -> None:
         store.update_trial(t.id, expect_state="queued", state="running", pid=5)
     assert store.get_trial(t.id).pid == 99  # the failed compare-and-set changed nothing
     assert store.update_trial(t.id, expect_state=["queued", "running"], error="x").error == "x"
+    assert store.update_trial(t.id, expect_state="running") == store.get_trial(t.id)  # a check
+    with pytest.raises(StoreError, match="is 'running', expected 'done'"):
+        store.update_trial(t.id, expect_state="done")
     with pytest.raises(StoreError, match=r"cannot change trial field\(s\) \['seed'\]"):
         store.update_trial(t.id, seed=3)
     with pytest.raises(StoreError, match="invalid trial state 'lost'"):

@@ -125,7 +125,12 @@ class TrialMethods(StoreCore):
                     stmt.values(**values), execution_options={"synchronize_session": False}
                 ).rowcount  # type: ignore[attr-defined]
             else:
-                done = s.scalar(select(func.count()).select_from(stmt.whereclause))  # type: ignore[arg-type]
+                check = (
+                    select(func.count()).select_from(TrialModel).where(TrialModel.id == trial_id)
+                )
+                if expect_state is not None:
+                    check = check.where(TrialModel.state.in_(_states(expect_state)))
+                done = s.scalar(check)
             row = s.get(TrialModel, trial_id, populate_existing=True)
             if row is None:
                 raise StoreError(f"no trial with id {trial_id}")
