@@ -112,11 +112,19 @@ def test_hand_checked_shapes() -> None:
     assert sx == [[1, 0, 1, 0, 1, 0], [0] * 6, [0, 1, 0, 1, 0, 1], [0] * 6, [1, 0, 1, 0, 1, 0], [0] * 6]
     sy = dropped(ConvPattern(size=1, stride=1, shear_y=0.5), 6)
     assert sy == [list(r) for r in zip(*sx, strict=True)]
-    # one 4x4 square rotated 45 degrees counter-clockwise: a diamond whose left vertex is at
-    # the origin, wrapped on the 8x8 torus (pixel centres inside the half-open square)
-    diamond = dropped(ConvPattern(size=4, stride=1, repeat=1, rotate=45), 8)
-    rows = {0: range(0, 5), 1: range(1, 4), 2: range(2, 3), 5: range(2, 3), 6: range(1, 4), 7: range(0, 5)}
-    assert diamond == [[int(j in rows.get(i, ())) for j in range(8)] for i in range(8)]
+    # rotate 45, period 4: centre (j+.5, i+.5) -> q = (u, v) / sqrt(2) with u = j - i,
+    # v = i + j + 1; q mod 4 < 2 holds for u in {-3, 0, 1, 2} and v in {1, 2, 6, 7}
+    assert dropped(ConvPattern(size=2, stride=2, rotate=45), 4) == [
+        [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]
+    ]
+    # one 4x4 square rotated 45 degrees (a finite group): a single diamond whose pixel
+    # count is the closest to its area 16 over the sub-pixel anchors
+    diamond = torch.tensor(dropped(ConvPattern(size=4, stride=1, repeat=1, rotate=45), 8))
+    assert abs(int(diamond.sum()) - 16) <= 1
+    rows = diamond.roll(3, 0)  # the diamond straddles row 0 on the torus
+    widths = [int(r.sum()) for r in rows if r.any()]  # rise, then fall: one convex blob
+    assert widths == sorted(widths[: len(widths) // 2 + 1]) + sorted(widths[len(widths) // 2 + 1 :], reverse=True)
+    assert max(widths) >= 4
 
 
 def test_share_c_channels_identical_else_different() -> None:

@@ -31,7 +31,9 @@ How a mask is made (**ours**; the paper gives no code):
    - finite ``repeat``: the ``repeat x repeat`` group is drawn on an ``(H, W)`` torus and
      tiled 2x2, so every offset is a cyclic shift and every position is equally likely to
      be dropped. A group wider than the map wraps onto itself and overlaps, so it then
-     drops less than :meth:`ConvPattern.drop_fraction` predicts.
+     drops less than :meth:`ConvPattern.drop_fraction` predicts. A rotated or sheared
+     group is anchored at the one of 16 sub-pixel positions whose pixel count is closest
+     to its area, so small rotated squares are not lost between pixel centres.
 3. The kept units are multiplied by ``numel / kept`` over the whole batch (DropBlock's
    reference code). ``kept`` comes from a summed-area table of the canvas, without touching
    the ``N*C*H*W`` elements. A mask that keeps nothing yields zeros (scale 0), never NaN.
@@ -59,6 +61,9 @@ __all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d"]
 #: transformed lattice averages out on integer pixels (**ours**; see the module docstring).
 _MIN_RANGE = 512
 _EPS = 1e-9
+#: Sub-pixel anchors tried for a rotated/sheared finite group (**ours**): the one whose
+#: pixel count is closest to the group's area wins, so small rotated squares keep their size.
+_ANCHORS = [(ay / 4, ax / 4) for ay in range(4) for ax in range(4)]
 
 
 class Canvas(NamedTuple):
@@ -124,13 +129,20 @@ def _finite_group(pattern: ConvPattern, height: int, width: int) -> tuple[torch.
     y1 = math.ceil(max(py for _, py in corners)) + 1
     ii = torch.arange(y0, y1 + 1, dtype=torch.int64)[:, None]
     jj = torch.arange(x0, x1 + 1, dtype=torch.int64)[None, :]
-    qx, qy = _pattern_coords(pattern, jj.double() + 0.5, ii.double() + 0.5)
-    hit = _dropped(pattern, qx, qy)
-    flat = (torch.remainder(ii, height) * width + torch.remainder(jj, width)).expand_as(hit)[hit]
-    torus = torch.zeros(height * width, dtype=torch.bool)
-    torus[flat] = True
-    torus = torus.view(height, width).repeat(2, 2)[: 2 * height - 1, : 2 * width - 1]
-    return torus, height, width
+    flat_all = torch.remainder(ii, height) * width + torch.remainder(jj, width)
+    area = (pattern.repeat * pattern.size) ** 2
+    plain = pattern.rotate == 0 and pattern.shear_x == 0.0 and pattern.shear_y == 0.0
+    best: torch.Tensor | None = None
+    for ay, ax in [(0.0, 0.0)] if plain else _ANCHORS:
+        qx, qy = _pattern_coords(pattern, jj.double() + 0.5 - ax, ii.double() + 0.5 - ay)
+        hit = _dropped(pattern, qx, qy)
+        torus = torch.zeros(height * width, dtype=torch.bool)
+        torus[flat_all.expand_as(hit)[hit]] = True
+        if best is None or abs(int(torus.sum()) - area) < abs(int(best.sum()) - area):
+            best = torus
+    assert best is not None
+    canvas = best.view(height, width).repeat(2, 2)[: 2 * height - 1, : 2 * width - 1]
+    return canvas, height, width
 
 
 @functools.lru_cache(maxsize=64)  # a few sites x map sizes per model; <= ~2 MB each
