@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from adsearch.errors import PatternError
-from adsearch.ops import PatternDropout2d, conv_canvas, pattern_dropout_2d
+from adsearch.ops.conv import PatternDropout2d, conv_canvas, pattern_dropout_2d, pattern_geometry
 from adsearch.patterns import ConvPattern
 
 torch.set_num_threads(2)
@@ -102,11 +102,14 @@ def test_sum_preserved_and_scale_is_realised_kept_fraction() -> None:
 
 def test_hand_checked_shapes() -> None:
     def dropped(p: ConvPattern, n: int) -> list[list[int]]:
-        return (~conv_canvas(p, n, n).kept[:n, :n]).int().tolist()
+        return pattern_geometry(p, n, n).int().tolist()
 
     assert dropped(ConvPattern(size=2, stride=2), 6) == [
         [1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 1, 1], [0] * 6, [0] * 6, [1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 1, 1]
     ]
+    # the canvas of a plain tiling is its geometry (one period of offsets, no anchor)
+    plain = ConvPattern(size=3, stride=2)
+    assert torch.equal(~conv_canvas(plain, 9, 9).kept[:9, :9], pattern_geometry(plain, 9, 9))
     # shear_x 0.5: row y shifts by y/2 pixels, so every second dropped row moves by one pixel
     sx = dropped(ConvPattern(size=1, stride=1, shear_x=0.5), 6)
     assert sx == [[1, 0, 1, 0, 1, 0], [0] * 6, [0, 1, 0, 1, 0, 1], [0] * 6, [1, 0, 1, 0, 1, 0], [0] * 6]
@@ -117,9 +120,12 @@ def test_hand_checked_shapes() -> None:
     assert dropped(ConvPattern(size=2, stride=2, rotate=45), 4) == [
         [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]
     ]
+    # origin moved half a pixel down and right: u = j - i, v = i + j, v in {0, 1, 2, 6}
+    shifted = pattern_geometry(ConvPattern(size=2, stride=2, rotate=45), 4, 4, (0.5, 0.5))
+    assert shifted.int().tolist() == [[1, 1, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
     # one 4x4 square rotated 45 degrees (a finite group): a single diamond whose pixel
     # count is the closest to its area 16 over the sub-pixel anchors
-    diamond = torch.tensor(dropped(ConvPattern(size=4, stride=1, repeat=1, rotate=45), 8))
+    diamond = ~conv_canvas(ConvPattern(size=4, stride=1, repeat=1, rotate=45), 8, 8).kept[:8, :8]
     assert abs(int(diamond.sum()) - 16) <= 1
     rows = diamond.roll(3, 0)  # the diamond straddles row 0 on the torus
     widths = [int(r.sum()) for r in rows if r.any()]  # rise, then fall: one convex blob

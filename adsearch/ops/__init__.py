@@ -15,7 +15,7 @@ from adsearch.ops.baselines import (
     VariationalDropout,
     variational_dropout,
 )
-from adsearch.ops.conv import PatternDropout2d, conv_canvas, pattern_dropout_2d
+from adsearch.ops.conv import PatternDropout2d, conv_canvas, pattern_dropout_2d, pattern_geometry
 from adsearch.ops.dropblock import DropBlock2d, drop_block_2d
 from adsearch.ops.factory import (
     SPEC_KEYS,
@@ -41,6 +41,7 @@ __all__ = [
     "pattern_dropout_2d",
     "pattern_dropout_seq",
     "pattern_from_dict",
+    "pattern_geometry",
     "render_mask",
     "set_progress",
     "variational_dropout",

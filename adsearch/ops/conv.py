@@ -24,10 +24,11 @@ How a mask is made (**ours**; the paper gives no code):
 
    - ``repeat = None`` without transforms: offsets range over one period, so the phase is
      exactly uniform and every position is dropped with probability ``size**2/period**2``.
-   - ``repeat = None`` with rotation/shear: offsets range over ``L >= max(2H, 2W, 512)``
+   - ``repeat = None`` with rotation/shear: offsets range over ``L >= max(2H, 2W, 128)``
      pixels (a multiple of the period), which averages the transformed tiling over a large
-     region; the per-position probability then matches the area fraction up to the
-     discretisation of a rotated lattice on integer pixels.
+     region, and the tiling is anchored at the one of 16 sub-pixel positions whose expected
+     fraction is closest to ``size**2 / period**2``; the per-position probability then
+     matches the area fraction up to the discretisation of a rotated lattice on pixels.
    - finite ``repeat``: the ``repeat x repeat`` group is drawn on an ``(H, W)`` torus and
      tiled 2x2, so every offset is a cyclic shift and every position is equally likely to
      be dropped. A group wider than the map wraps onto itself and overlaps, so it then
@@ -55,14 +56,16 @@ from adsearch.errors import PatternError
 from adsearch.ops._common import check_rank, keep_scale, randint
 from adsearch.patterns.conv import ConvPattern
 
-__all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d"]
+__all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d", "pattern_geometry"]
 
 #: Offset range (pixels) of a rotated or sheared whole-map tiling: large enough that the
-#: transformed lattice averages out on integer pixels (**ours**; see the module docstring).
-_MIN_RANGE = 512
+#: transformed lattice averages out on integer pixels, small enough that the canvas stays
+#: in cache (**ours**; see the module docstring).
+_MIN_RANGE = 128
 _EPS = 1e-9
-#: Sub-pixel anchors tried for a rotated/sheared finite group (**ours**): the one whose
-#: pixel count is closest to the group's area wins, so small rotated squares keep their size.
+#: Sub-pixel anchors tried for a rotated/sheared pattern (**ours**): the one whose expected
+#: dropped fraction is closest to the analytic one wins, so small rotated squares keep
+#: their area.
 _ANCHORS = [(ay / 4, ax / 4) for ay in range(4) for ax in range(4)]
 
 
@@ -99,15 +102,48 @@ def _dropped(pattern: ConvPattern, qx: torch.Tensor, qy: torch.Tensor) -> torch.
     return out
 
 
+def _window_counts(kept: torch.Tensor, height: int, width: int, ly: int, lx: int) -> torch.Tensor:
+    """Kept units of every (height, width) window of ``kept`` at offsets [0, ly) x [0, lx)."""
+    sat = torch.zeros(kept.shape[0] + 1, kept.shape[1] + 1, dtype=torch.int64)
+    sat[1:, 1:] = kept.to(torch.int64).cumsum(0).cumsum(1)
+    h, w = height, width
+    return sat[h : h + ly, w : w + lx] - sat[:ly, w : w + lx] - sat[h : h + ly, :lx] + sat[:ly, :lx]
+
+
+def pattern_geometry(
+    pattern: ConvPattern, height: int, width: int, anchor: tuple[float, float] = (0.0, 0.0)
+) -> torch.Tensor:
+    """``(height, width)`` bool, True where ``pattern`` drops pixel ``(i, j)`` when the
+    pattern frame's origin sits at sub-pixel position ``anchor = (ay, ax)`` (rows, cols).
+
+    This is the geometry alone, before the random placement. A finite group is not
+    wrapped here: pixels outside ``[0, height) x [0, width)`` are simply not drawn.
+    """
+    i = torch.arange(height, dtype=torch.float64)[:, None] + 0.5 - anchor[0]
+    j = torch.arange(width, dtype=torch.float64)[None, :] + 0.5 - anchor[1]
+    qx, qy = _pattern_coords(pattern, j, i)
+    return _dropped(pattern, qx, qy)
+
+
 def _full_tiling(pattern: ConvPattern, height: int, width: int) -> tuple[torch.Tensor, int, int]:
     """Dropped canvas of a whole-map tiling and its offset ranges (Ly, Lx)."""
     p = pattern.period
-    plain = pattern.rotate == 0 and pattern.shear_x == 0.0 and pattern.shear_y == 0.0
-    ly = lx = p if plain else p * math.ceil(max(2 * height, 2 * width, _MIN_RANGE) / p)
-    i = torch.arange(height + ly - 1, dtype=torch.float64)[:, None] + 0.5
-    j = torch.arange(width + lx - 1, dtype=torch.float64)[None, :] + 0.5
-    qx, qy = _pattern_coords(pattern, j, i)
-    return _dropped(pattern, qx, qy), ly, lx
+    if pattern.rotate == 0 and pattern.shear_x == 0.0 and pattern.shear_y == 0.0:
+        anchors, ly = [(0.0, 0.0)], p
+    else:
+        anchors, ly = _ANCHORS, p * math.ceil(max(2 * height, 2 * width, _MIN_RANGE) / p)
+    target = pattern.drop_fraction()
+    best, best_err = None, math.inf
+    for anchor in anchors:
+        dropped = pattern_geometry(pattern, height + ly - 1, width + ly - 1, anchor)
+        if len(anchors) == 1:
+            return dropped, ly, ly
+        counts = _window_counts(~dropped, height, width, ly, ly)
+        err = abs(1.0 - counts.double().mean().item() / (height * width) - target)
+        if err < best_err:
+            best, best_err = dropped, err
+    assert best is not None
+    return best, ly, ly
 
 
 def _finite_group(pattern: ConvPattern, height: int, width: int) -> tuple[torch.Tensor, int, int]:
@@ -152,10 +188,7 @@ def _cached_canvas(pattern: ConvPattern, height: int, width: int, device: str) -
     else:
         dropped, ly, lx = _finite_group(pattern, height, width)
     kept = ~dropped
-    sat = torch.zeros(kept.shape[0] + 1, kept.shape[1] + 1, dtype=torch.int64)
-    sat[1:, 1:] = kept.to(torch.int64).cumsum(0).cumsum(1)
-    h, w = height, width
-    counts = sat[h : h + ly, w : w + lx] - sat[:ly, w : w + lx] - sat[h : h + ly, :lx] + sat[:ly, :lx]
+    counts = _window_counts(kept, height, width, ly, lx)
     dev = torch.device(device)
     return Canvas(kept.to(dev), counts.to(torch.int32).contiguous().to(dev), height, width)
 
