@@ -78,7 +78,7 @@ def _write_png(path: Path, sites: list[torch.Tensor], cell: int = 6, gap: int = 
     for s, masks in enumerate(sites):
         for k in range(masks.shape[0]):
             tile = (masks[k].to(torch.uint8) * 255).numpy()
-            im = Image.fromarray(tile, mode="L").resize((cols * cell, rows * cell), Image.NEAREST)
+            im = Image.fromarray(tile, mode="L").resize((cols * cell, rows * cell), Image.Resampling.NEAREST)
             img.paste(im, (gap + k * (cols * cell + gap), gap + s * (rows * cell + gap)))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

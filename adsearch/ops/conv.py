@@ -170,8 +170,8 @@ def _finite_group(pattern: ConvPattern, height: int, width: int) -> tuple[torch.
     plain = pattern.rotate == 0 and pattern.shear_x == 0.0 and pattern.shear_y == 0.0
     best: torch.Tensor | None = None
     for ay, ax in [(0.0, 0.0)] if plain else _ANCHORS:
-        qx, qy = _pattern_coords(pattern, jj.double() + 0.5 - ax, ii.double() + 0.5 - ay)
-        hit = _dropped(pattern, qx, qy)
+        px, py = _pattern_coords(pattern, jj.double() + 0.5 - ax, ii.double() + 0.5 - ay)
+        hit = _dropped(pattern, px, py)
         torus = torch.zeros(height * width, dtype=torch.bool)
         torus[flat_all.expand_as(hit)[hit]] = True
         if best is None or abs(int(torus.sum()) - area) < abs(int(best.sum()) - area):

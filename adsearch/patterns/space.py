@@ -21,7 +21,7 @@ from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
 
 Pattern = Union[ConvPattern, SeqPattern]
 
-_KINDS: dict[str, tuple[type, dict[str, tuple[Any, ...]]]] = {
+_KINDS: dict[str, tuple[type[ConvPattern] | type[SeqPattern], dict[str, tuple[Any, ...]]]] = {
     "conv": (ConvPattern, CONV_VALUES),
     "seq": (SeqPattern, SEQ_VALUES),
 }
@@ -56,7 +56,7 @@ class SearchSpace:
         return f"{self.kind}-{self.num_sites}"
 
     @property
-    def pattern_cls(self) -> type:
+    def pattern_cls(self) -> type[ConvPattern] | type[SeqPattern]:
         return _KINDS[self.kind][0]
 
     @property
