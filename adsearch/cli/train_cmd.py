@@ -1,9 +1,160 @@
-"""CLI commands (filled in by the module's owner)."""
+"""``adsearch train``: the transfer run. Train a target network with an exported pattern file
+or a hand-designed baseline over several seeds; print mean ± std; write JSON.
+
+Torch (and the task modules) are imported inside the command function only.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from adsearch.errors import ConfigError
+
+BASELINES = ("none", "dropout", "spatial", "dropblock", "variational")
+
+
+def baseline_spec(name: str, drop_prob: float, block_size: int) -> dict[str, Any]:
+    """The spec dict of a named baseline (see ``adsearch.ops.make_dropout``)."""
+    if name not in BASELINES:
+        raise ConfigError(f"unknown baseline {name!r}; use one of {', '.join(BASELINES)}")
+    if name == "none":
+        return {"kind": "none"}
+    if name == "dropblock":
+        return {"kind": "dropblock", "drop_prob": drop_prob, "block_size": block_size}
+    return {"kind": name, "drop_prob": drop_prob}
+
+
+def task_overrides(task: str, data: Path | None, test_data: Path | None, download: bool) -> dict[str, Any]:
+    """Config keys set by --data/--test-data/--download for ``task``."""
+    out: dict[str, Any] = {}
+    if data is not None:
+        out["data"] = str(data)
+    if task in ("cifar10", "imagenet"):
+        if test_data is not None:
+            out["test_data"] = str(test_data)
+        if download:
+            out["download"] = True
+    elif download:
+        raise ConfigError(f"--download only applies to image tasks, not {task}")
+    elif task == "translation" and test_data is not None:
+        out["test_split"] = str(test_data)  # a path prefix: <prefix>.<lang>[.gz]
+    elif task in ("wikitext2", "ptb") and test_data is not None:
+        out["test_data"] = str(test_data)
+    elif test_data is not None:
+        raise ConfigError(f"--test-data is not supported by task {task}")
+    return out
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, sample std and count over seeds of the reward and every val_/test_ metric."""
+    keys = ["reward"] + sorted({k for r in results for k in r["metrics"] if k.startswith(("val_", "test_"))})
+    out: dict[str, dict[str, float]] = {}
+    for k in keys:
+        vals = [float(r["reward"] if k == "reward" else r["metrics"][k]) for r in results if k == "reward" or k in r["metrics"]]
+        vals = [v for v in vals if math.isfinite(v)]
+        if vals:
+            out[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": float(len(vals))}
+    return out
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temp file in the same folder, fsync, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``train`` to ``app``."""
+
+    @app.command("train")
+    def train(
+        task: str = typer.Option("cifar10", "--task", help="cifar10, imagenet, wikitext2, ptb or translation"),  # noqa: B008
+        data: Path | None = typer.Option(None, "--data", help="training data; cifar10 defaults to the embedded sample"),  # noqa: B008
+        test_data: Path | None = typer.Option(None, "--test-data", help="test split (image tree, token file, or translation prefix)"),  # noqa: B008
+        pattern: Path | None = typer.Option(None, "--pattern", help="pattern file written by `adsearch export`"),  # noqa: B008
+        baseline: str | None = typer.Option(None, "--baseline", help="dropblock, dropout, spatial, variational or none"),  # noqa: B008
+        drop_prob: float = typer.Option(0.1, "--drop-prob", help="drop probability of --baseline"),  # noqa: B008
+        block_size: int = typer.Option(7, "--block-size", help="DropBlock block side in px"),  # noqa: B008
+        seeds: int = typer.Option(1, "--seeds", min=1, help="independent runs (seeds 0..N-1)"),  # noqa: B008
+        epochs: float | None = typer.Option(None, "--epochs", help="epochs per run (default: the task's)"),  # noqa: B008
+        steps: int | None = typer.Option(None, "--steps", help="cap on optimizer steps per run"),  # noqa: B008
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),  # noqa: B008
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),  # noqa: B008
+        download: bool = typer.Option(False, "--download", help="let torchvision download CIFAR-10 into --data"),  # noqa: B008
+        config: Path | None = typer.Option(None, "--config", help="JSON file of task config overrides"),  # noqa: B008
+        json_out: Path | None = typer.Option(None, "--json-out", help="write per-seed results and the summary here"),  # noqa: B008
+    ) -> None:
+        """Train a target network with a learned pattern or a baseline; report mean ± std."""
+        import torch
+
+        from adsearch.patterns import load_patternset
+        from adsearch.tasks import Budget, get_task
+
+        console = Console()
+        t = get_task(task)
+        overrides: dict[str, Any] = {}
+        if config is not None:
+            try:
+                overrides = json.loads(config.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"--config {config}: cannot read a JSON object ({exc})") from None
+        overrides.update(task_overrides(task, data, test_data, download))
+        cfg = t.config_from_dict(overrides)
+        space = t.space(cfg)
+        if pattern is not None and baseline is not None:
+            raise ConfigError("give either --pattern or --baseline, not both")
+        if pattern is not None:
+            ps = load_patternset(pattern)
+            ps.check_space(space, source=f"pattern file {pattern}")
+            regularizer: Any = ps
+            reg_desc: Any = {"pattern_file": str(pattern), **ps.to_dict()}
+        else:
+            regularizer = baseline_spec(baseline or "none", drop_prob, block_size)
+            reg_desc = regularizer
+        if threads is not None:
+            torch.set_num_threads(threads)
+        budget = Budget(epochs=epochs, steps=steps)
+        results: list[dict[str, Any]] = []
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(), console=console, transient=False) as prog:
+            bar = prog.add_task(f"train {task} ({space.name})", total=seeds)
+            for seed in range(seeds):
+                prog.update(bar, description=f"train {task} seed {seed}")
+                res = t.run_child(cfg, regularizer, budget, device, seed)
+                results.append({"seed": seed, **res.to_dict()})
+                prog.advance(bar)
+        summary = summarize(results)
+        table = Table(title=f"{task}: {reg_desc.get('kind', 'pattern') if isinstance(reg_desc, dict) and 'kind' in reg_desc else 'pattern ' + str(pattern)} over {seeds} seed(s)")
+        table.add_column("metric")
+        table.add_column("mean ± std", justify="right")
+        table.add_column("per seed", justify="right")
+        for k, s in summary.items():
+            per = ", ".join(f"{(r['reward'] if k == 'reward' else r['metrics'].get(k, math.nan)):.4g}" for r in results)
+            table.add_row(k, f"{s['mean']:.4g} ± {s['std']:.2g}", per)
+        diverged = sum(int(r["metrics"].get("diverged", 0)) for r in results)
+        console.print(table)
+        if diverged:
+            console.print(f"[yellow]{diverged} of {seeds} run(s) diverged (reward 0)[/]")
+        if json_out is not None:
+            write_json_atomic(json_out, {"task": task, "config": cfg.to_dict(), "regularizer": reg_desc, "budget": budget.to_dict(), "device": device, "runs": results, "summary": summary})
+            console.print(f"wrote {json_out}")

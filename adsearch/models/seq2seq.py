@@ -79,11 +79,14 @@ class Seq2SeqTransformer(nn.Module):
             x = layer(x, self_mask=mask)
         return self.ln_enc(x), mask
 
-    def decode(self, tgt_in: torch.Tensor, mem: torch.Tensor, mem_mask: torch.Tensor) -> torch.Tensor:
-        """``tgt_in`` (N, T) -> logits (N, T, tgt_vocab); causal self-attention."""
+    def decode(self, tgt_in: torch.Tensor, mem: torch.Tensor, mem_mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """``tgt_in`` (N, T) -> logits (N, T, tgt_vocab), or (N, 1, tgt_vocab) for the last
+        position only (``last_only``, for decoding); causal self-attention."""
         x = self._embed(self.tgt_tok, tgt_in)
         for layer in self.decoder:
             x = layer(x, causal=True, mem=mem, mem_mask=mem_mask)
+        if last_only:
+            x = x[:, -1:]
         return self.head(self.ln_dec(x))
 
     def forward(
@@ -100,14 +103,19 @@ class Seq2SeqTransformer(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def greedy(self, src: torch.Tensor, bos_id: int, eos_id: int, max_new: int) -> torch.Tensor:
-        """Greedy decoding: (N, S) -> generated ids (N, <= max_new), EOS and after -> pad."""
+    def greedy(self, src: torch.Tensor, bos_id: int, eos_id: int, max_new: int, extra: int = 10) -> torch.Tensor:
+        """Greedy decoding: (N, S) -> generated ids (N, <= max_new), EOS and after -> pad.
+
+        Stops after ``min(max_new, longest source length + extra)`` tokens (no KV cache:
+        every step re-runs the decoder on the prefix, fine for caption-length sentences).
+        """
         mem, mask = self.encode(src)
         n = src.shape[0]
+        max_new = min(max_new, int(mask.sum(-1).max()) + extra)
         out = torch.full((n, 1), bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(n, dtype=torch.bool, device=src.device)
         for _ in range(min(max_new, self.config.max_len - 1)):
-            nxt = self.decode(out, mem, mask)[:, -1].argmax(-1)
+            nxt = self.decode(out, mem, mask, last_only=True)[:, -1].argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, self.config.pad_id), nxt)
             out = torch.cat([out, nxt[:, None]], dim=1)
             done |= nxt == eos_id

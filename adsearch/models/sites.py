@@ -25,7 +25,7 @@ from torch import nn
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SEQ_SITES, ConvPattern, PatternSet, SearchSpace, SeqPattern
 
-Spec = Union[ConvPattern, SeqPattern, dict, None]
+Spec = Union[ConvPattern, SeqPattern, dict, None]  # noqa: UP007 (a runtime alias)
 
 #: Sub-layers where a baseline dict (dropout, variational) acts in the Transformer models.
 BASELINE_SEQ_SITES: tuple[str, ...] = ("emb", "attn_out", "ffn_out")
@@ -55,6 +55,11 @@ def regularizer_for_sites(regularizer: Any, space: SearchSpace) -> list[Spec]:
                 "{'kind': 'dropout', 'p': 0.1} with kind one of none, dropout, spatial, "
                 "dropblock, variational"
             )
+        if kind == "pattern":  # {"kind": "pattern", "pattern": {...}}: that pattern at every site
+            from adsearch.ops import pattern_from_dict
+
+            pat = pattern_from_dict(regularizer.get("pattern"))
+            return regularizer_for_sites([pat] * n, space)
         return [dict(regularizer) for _ in range(n)]
     if isinstance(regularizer, (ConvPattern, SeqPattern)):
         raise PatternError(

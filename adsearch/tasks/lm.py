@@ -1,0 +1,195 @@
+"""Language-modelling children: a Pre-LN Transformer LM on WikiText-2 / PTB.
+
+Training: AdamW, linear warm-up then cosine decay, gradient clipping; each epoch visits the
+non-overlapping BPTT windows of the batchified training stream in a random order (no
+Transformer-XL memory: each window starts from an empty context).
+
+Reward (**ours**, as ENAS): ``80 / val_ppl``, a decreasing function of the validation
+perplexity (1.0 at perplexity 80). ``metrics``: ``val_ppl``, ``val_loss`` (nats/token),
+``train_loss``, ``steps``, ``epochs``, ``params``, ``vocab_size``, ``diverged`` and, when
+the config has ``test`` on (the corpus always has a test split), ``test_ppl``/``test_loss``.
+A diverged child returns reward 0.0 (see :mod:`adsearch.tasks.common`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from adsearch.patterns import SearchSpace
+from adsearch.tasks import common
+from adsearch.tasks.lm_data import (
+    Corpus,
+    batchify,
+    encode,
+    load_corpus,
+    read_lines,
+    tokenize,
+    window,
+    windows,
+)
+from adsearch.tasks.result import Budget, ChildResult
+
+REWARD_CONSTANT = 80.0  # reward = REWARD_CONSTANT / val_ppl (ENAS)
+
+
+@dataclass(frozen=True)
+class LMTaskConfig:
+    task: str = "wikitext2"  # registry name: wikitext2 or ptb
+    data: str | None = None  # corpus folder (train/valid/test.txt, or valid+test for mini)
+    protocol: str = "auto"  # auto, standard or mini (see adsearch.tasks.lm_data)
+    test: bool = True  # also report test perplexity at the end
+    test_data: str | None = None  # token file replacing the protocol's test split; None = keep
+    n_layers: int = 2  # Transformer layers
+    n_heads: int = 4  # attention heads
+    d_model: int = 128  # residual-stream width
+    d_ff: int = 512  # FFN hidden width
+    bptt: int = 64  # training/evaluation window, tokens
+    batch_size: int = 16  # training rows per step (tokens per step = batch_size * bptt)
+    eval_batch_size: int = 16  # evaluation rows
+    epochs: float = 0.5  # default passes over the training stream (a Budget overrides)
+    lr: float = 2e-3  # peak AdamW learning rate
+    warmup_steps: int = 50  # linear warm-up, steps
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global gradient norm
+    max_eval_tokens: int | None = None  # cap on validation tokens of the final evaluation; None = all
+    curve_eval_tokens: int = 16384  # validation tokens of each intermediate curve point
+    curve_points: int = 3  # intermediate validation points per child (plus the final one)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_CACHE: dict[tuple[Any, ...], Corpus] = {}
+
+
+def _corpus(c: LMTaskConfig) -> Corpus:
+    key = (c.data, c.protocol, c.test_data)
+    if key not in _CACHE:
+        _CACHE.clear()
+        corpus = load_corpus(c.data, c.protocol)
+        if c.test_data is not None:
+            index = {w: i for i, w in enumerate(corpus.vocab)}
+            test = encode(tokenize(read_lines(Path(c.test_data))), index)
+            corpus = replace(corpus, test=test, source=f"{corpus.source}, test={c.test_data}")
+        _CACHE[key] = corpus
+    return _CACHE[key]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, ids: torch.Tensor, c: LMTaskConfig, device: torch.device, max_tokens: int | None = None) -> float:
+    """Mean next-token cross-entropy (nats) over the stream ``ids`` in eval mode."""
+    model.eval()
+    rows = batchify(ids, c.eval_batch_size)
+    total, count = 0.0, 0
+    for s in windows(rows, c.bptt):
+        x, y = window(rows, s, c.bptt)
+        with common.autocast(device):
+            _, loss = model(x.to(device), y.to(device))
+        total += float(loss) * y.numel()
+        count += y.numel()
+        if max_tokens is not None and count >= max_tokens:
+            break
+    model.train()
+    return total / count
+
+
+class _LMTask:
+    name = "wikitext2"
+
+    def get_default_config(self) -> LMTaskConfig:
+        return LMTaskConfig(task=self.name)
+
+    def config_from_dict(self, data: dict[str, Any]) -> LMTaskConfig:
+        return common.config_from_dict(LMTaskConfig, {**self.get_default_config().to_dict(), **data}, self.name)
+
+    def space(self, config: LMTaskConfig) -> SearchSpace:
+        return SearchSpace("seq", 2)
+
+    def run_child(self, task_config: Any, regularizer: Any, budget: Budget | None, device: str = "cpu", seed: int = 0) -> ChildResult:
+        """Train one LM child with ``regularizer``; reward = 80 / validation perplexity."""
+        from adsearch.models import LMConfig, TransformerLM
+        from adsearch.ops import set_progress
+
+        c = task_config if isinstance(task_config, LMTaskConfig) else self.config_from_dict(task_config)
+        dev = common.resolve_device(device)
+        clock = common.Clock()
+        corpus = _corpus(c)
+        gen = common.seeded(seed)
+        mc = LMConfig(vocab_size=corpus.vocab_size, block_size=c.bptt, n_layers=c.n_layers, n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff)
+        model = TransformerLM(mc, regularizer).to(dev)
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
+        rows = batchify(corpus.train, c.batch_size)
+        starts = windows(rows, c.bptt)
+        per_epoch = len(starts)
+        total = common.total_steps(budget, per_epoch, c.epochs)
+        seconds = budget.seconds if budget else None
+        metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "vocab_size": float(corpus.vocab_size), "diverged": 0.0}
+        curve: list[dict[str, float]] = []
+        step, losses = 0, []
+        eval_every = max(1, total // (c.curve_points + 1)) if c.curve_points > 0 else total + 1
+        model.train()
+        while step < total and not common.out_of_time(clock, seconds):
+            order = torch.randperm(per_epoch, generator=gen).tolist()
+            for w in order:
+                if step >= total or common.out_of_time(clock, seconds):
+                    break
+                x, y = window(rows, starts[w], c.bptt)
+                for g in opt.param_groups:
+                    g["lr"] = common.cosine_lr(step, total, c.lr, c.warmup_steps, final_frac=0.1)
+                set_progress(model, common.progress(step, total, clock, seconds))
+                with common.autocast(dev):
+                    _, loss = model(x.to(dev), y.to(dev))
+                lv = loss.item()
+                if not math.isfinite(lv):
+                    metrics.update(common.diverged_metrics(step))
+                    return ChildResult(0.0, metrics, curve, clock.wall())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
+                opt.step()
+                step += 1
+                losses.append(lv)
+                if step % eval_every == 0 and step < total:
+                    with clock.pause():
+                        vl = evaluate(model, corpus.valid, c, dev, c.curve_eval_tokens)
+                    curve.append(_point(step, per_epoch, losses, vl))
+                    losses = []
+        with clock.pause():
+            vl = evaluate(model, corpus.valid, c, dev, c.max_eval_tokens)
+        curve.append(_point(step, per_epoch, losses, vl))
+        if not math.isfinite(vl):
+            metrics.update(common.diverged_metrics(step))
+            return ChildResult(0.0, metrics, curve, clock.wall())
+        val_ppl = math.exp(min(vl, 50.0))
+        metrics.update(val_loss=vl, val_ppl=val_ppl, train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
+        if c.test:
+            tl = evaluate(model, corpus.test, c, dev)
+            metrics.update(test_loss=tl, test_ppl=math.exp(min(tl, 50.0)))
+        return ChildResult(REWARD_CONSTANT / val_ppl, metrics, curve, clock.wall())
+
+
+def _point(step: int, per_epoch: int, losses: list[float], val_loss: float) -> dict[str, float]:
+    tl = sum(losses) / len(losses) if losses else math.nan
+    return {"step": float(step), "epoch": step / per_epoch, "train_loss": tl, "val_loss": val_loss, "val_metric": math.exp(min(val_loss, 50.0))}
+
+
+class WikiText2Task(_LMTask):
+    """WikiText-2 (standard splits, or the "mini" protocol when train.txt is absent)."""
+
+    name = "wikitext2"
+
+
+class PTBTask(_LMTask):
+    """Penn Treebank (Mikolov's preprocessed ptb.{train,valid,test}.txt)."""
+
+    name = "ptb"
+
+    def get_default_config(self) -> LMTaskConfig:
+        return replace(LMTaskConfig(), task="ptb", protocol="standard")
