@@ -251,3 +251,35 @@ def test_update_stays_finite_with_exploration_and_tied_rewards() -> None:
     samples = ctrl.sample(8)
     for lp, s in zip(ctrl.log_prob(samples), samples, strict=True):
         assert lp == pytest.approx(s.logp, abs=1e-4)
+
+
+def _grads_after_update(config: dict, shift: float, rewards: list[float]) -> list[torch.Tensor]:
+    ctrl = make_controller(
+        "transformer", CONV, {"entropy_coef": 0.0, "grad_clip": 0.0, **config}, seed=9
+    )
+    ctrl.baseline = 0.5
+    samples = [dataclasses.replace(s, logp=s.logp + shift) for s in ctrl.sample(len(rewards))]
+    ctrl.update(list(zip(samples, rewards, strict=True)))
+    return [p.grad.clone() for p in ctrl.policy.parameters()]
+
+
+def test_truncated_weights_scale_the_reinforce_gradient() -> None:
+    """ "truncate" weighs each sample by min(r, 1): r = e^-1 (behaviour logp one nat above
+    the current one) scales the REINFORCE gradient by exactly e^-1; r = e gives weight 1."""
+    rewards = [0.1, 0.9, 0.4, 0.7]
+    plain = _grads_after_update({"correction": "none"}, 0.0, rewards)
+    low = _grads_after_update({"correction": "truncate"}, 1.0, rewards)
+    high = _grads_after_update({"correction": "truncate"}, -1.0, rewards)
+    for p, lo, hi in zip(plain, low, high, strict=True):
+        assert float((lo - math.exp(-1) * p).norm()) <= 1e-4 * float(p.norm()) + 1e-9
+        assert float((hi - p).norm()) <= 1e-4 * float(p.norm()) + 1e-9
+
+
+def test_dual_clip_bounds_negative_advantages() -> None:
+    """Ratio e^3 ~ 20 with negative advantages: the dual clip caps the surrogate at 3 A (no
+    gradient); without it the ratio-weighted term moves the weights."""
+    rewards = [0.1, 0.2, 0.3, 0.4]  # all below the baseline 0.5
+    capped = _grads_after_update({"dual_clip": 3.0}, -3.0, rewards)
+    free = _grads_after_update({"dual_clip": 0.0}, -3.0, rewards)
+    assert all(float(g.abs().max()) == 0.0 for g in capped)
+    assert any(float(g.abs().max()) > 0.0 for g in free)

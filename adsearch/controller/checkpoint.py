@@ -258,8 +258,7 @@ class CheckpointManager:
                 f"checkpoint {p}: header says version {version} but the controller state is at "
                 f"{ctrl.version}; the file is inconsistent, delete it"
             )
-        m = _NAME.match(p.name)
-        info = CheckpointInfo(p, int(data.get("seq", m.group(1) if m else 0)), version)
+        info = CheckpointInfo(p, int(data.get("seq", 0)), version)
         self.last_loaded = LoadedCheckpoint(
             info, frozenset(ids), (), dict(data.get("provenance", {}))
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from adsearch.errors import ConfigError
 
-CORRECTIONS: tuple[str, ...] = ("clip", "none")
+CORRECTIONS: tuple[str, ...] = ("clip", "truncate", "none")
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,10 @@ class ControllerConfig:
     adv_std_floor: float = 1e-3  # reward spread below this counts as ties (no blow-up)
     entropy_coef: float = 1e-3  # weight of the entropy bonus (entropy summed over tokens)
     # --- staleness correction
-    correction: str = "clip"  # "clip": PPO clipped importance ratio; "none": plain REINFORCE
-    clip_ratio: float = 0.2  # the ratio is clipped to [1 - clip_ratio, 1 + clip_ratio]
+    correction: str = "clip"  # "clip" (PPO surrogate), "truncate" (min(r, c) weights), "none"
+    clip_ratio: float = 0.5  # ratio clipped to [1 - c, 1 + c]; wide: sequence-level ratio
+    dual_clip: float = 3.0  # "clip": r * A >= dual_clip * A when A < 0 (0 disables)
+    truncate_max: float = 1.0  # "truncate": importance weight min(r, truncate_max)
     max_log_ratio: float = 20.0  # |log ratio| is clamped before exp() to avoid overflow
     # --- how the caller should batch finished children (not used inside update())
     batch_size: int = 8  # recommended number of (sample, reward) pairs per update
@@ -60,7 +62,14 @@ class ControllerConfig:
                 raise bad(name, "must be a positive integer")
         if self.d_model % self.n_head:
             raise bad("d_model", f"must be a multiple of n_head={self.n_head}")
-        for name in ("init_std", "temperature", "lr", "max_log_ratio", "adv_std_floor"):
+        for name in (
+            "init_std",
+            "temperature",
+            "lr",
+            "max_log_ratio",
+            "adv_std_floor",
+            "truncate_max",
+        ):
             v = getattr(self, name)
             if (
                 isinstance(v, bool)
@@ -90,6 +99,12 @@ class ControllerConfig:
                 raise bad(name, "must be a finite number >= 0")
         if not isinstance(self.clip_ratio, (int, float)) or not 0 < self.clip_ratio < 1:
             raise bad("clip_ratio", "must be a number in (0, 1)")
+        if (
+            isinstance(self.dual_clip, bool)
+            or not isinstance(self.dual_clip, (int, float))
+            or not (self.dual_clip == 0 or 1 < self.dual_clip < math.inf)
+        ):
+            raise bad("dual_clip", "must be 0 (off) or a finite number > 1")
         if self.correction not in CORRECTIONS:
             raise bad("correction", f"allowed values are {', '.join(map(repr, CORRECTIONS))}")
         if not isinstance(self.normalize_advantage, bool):

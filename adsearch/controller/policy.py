@@ -85,6 +85,10 @@ class PatternPolicy(nn.Module):
             neither used nor advanced).
     """
 
+    pos_offset: torch.Tensor  # (T,) offset of each position's field in the vocabulary
+    allowed: torch.Tensor  # (T, V) bool, True where the entry is one of the field's choices
+    uniform: torch.Tensor  # (T, V) the uniform distribution over each position's choices
+
     def __init__(
         self, space: SearchSpace, config: ControllerConfig, generator: torch.Generator
     ) -> None:
@@ -198,8 +202,8 @@ class PatternPolicy(nn.Module):
         pos = self.pos_emb.weight
         for i in range(t_all):
             x = self.tok_emb(prev) + pos[i]
-            for block, cache in zip(self.blocks, caches, strict=False):
-                x = block.step(x, cache, i)
+            for block, cache in zip(self.blocks, caches, strict=True):
+                x = block.step(x, cache, i)  # type: ignore[operator]
             logq, _ = self._log_probs(self.ln_f(x[:, 0]), i)
             choice = torch.multinomial(logq.exp(), 1, generator=generator)  # (n, 1)
             logq_sum += logq.gather(-1, choice).squeeze(-1)

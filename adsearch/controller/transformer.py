@@ -120,7 +120,13 @@ class TransformerController:
             ratio = log_ratio.exp()
             if cfg.correction == "clip":
                 clipped = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
-                pg = -torch.minimum(ratio * adv, clipped * adv).mean()
+                surr = torch.minimum(ratio * adv, clipped * adv)
+                if cfg.dual_clip > 0:  # bound r * A from below when A < 0
+                    surr = torch.where(adv < 0, torch.maximum(surr, cfg.dual_clip * adv), surr)
+                pg = -surr.mean()
+            elif cfg.correction == "truncate":
+                weight = ratio.detach().clamp(max=cfg.truncate_max)
+                pg = -(weight * adv * logq).mean()
             else:
                 pg = -(adv * logq).mean()
             loss = pg - cfg.entropy_coef * ent.mean()
