@@ -133,6 +133,13 @@ class SeqDrops(nn.Module):
     ``h`` of shape ``(N, T, D)``. Only the names in ``names`` are built.
     """
 
+    emb: nn.Module
+    qkv: nn.Module
+    attn_out: nn.Module
+    ffn_hidden: nn.Module
+    ffn_out: nn.Module
+    residual: nn.Module
+
     def __init__(self, routed: Mapping[str, Sequence[Spec]], names: Sequence[str]) -> None:
         super().__init__()
         for name in names:

@@ -112,7 +112,9 @@ class WideResNet(nn.Module):
         out: list[list[nn.Module]] = []
         for g in self.groups:
             mods: list[nn.Module] = []
+            assert isinstance(g, nn.Sequential)
             for b in g:
+                assert isinstance(b, WideBasic)
                 mods += [b.drop1, b.drop2] + ([] if isinstance(b.drop_res, nn.Identity) else [b.drop_res])
             out.append(mods)
         return out

@@ -102,7 +102,7 @@ def decode_image(data: bytes | Path, size: int | None, source: str) -> np.ndarra
             if size is not None:
                 w, h = im.size
                 s = size / min(w, h)
-                im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+                im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.Resampling.BILINEAR)
                 w, h = im.size
                 left, top = (w - size) // 2, (h - size) // 2
                 im = im.crop((left, top, left + size, top + size))
