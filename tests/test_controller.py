@@ -46,6 +46,10 @@ def test_sample_json_round_trip(data: st.DataObject, space: SearchSpace) -> None
     # What the daemon stores per trial (tokens, logp, version) is enough, given the space.
     trial = {"tokens": toks, "logp": logp, "version": version}
     assert Sample.from_dict(json.loads(json.dumps(trial)), space=space) == s
+    # ...also under the store's TrialRecord names, with its other columns alongside.
+    row = {"id": 7, "tokens": toks, "logp": logp, "controller_version": version}
+    row["pattern"] = [p.to_dict() for p in s.patterns]
+    assert Sample.from_dict(row, space=space) == s
 
 
 def test_sample_from_dict_errors_name_the_problem() -> None:

@@ -86,7 +86,8 @@ class Sample:
     def from_dict(cls, data: Any, space: SearchSpace | None = None) -> Sample:
         """Rebuild a sample from :meth:`to_dict` output or from a trial row.
 
-        ``tokens``, ``logp`` and ``version`` are required. ``patterns`` is optional when
+        ``tokens``, ``logp`` and ``version`` (or ``controller_version``) are required;
+        other keys are ignored. ``patterns`` (or ``pattern``) is optional when
         ``space`` is given (they are decoded from the tokens, and checked against the
         tokens when both are present).
 
@@ -96,6 +97,13 @@ class Sample:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"Sample: expected a JSON object, got {type(data).__name__}")
+        # A store TrialRecord names these "controller_version" and "pattern": accept both,
+        # so Sample.from_dict(dataclasses.asdict(trial), space) works; other keys are ignored.
+        data = dict(data)
+        if "version" not in data and "controller_version" in data:
+            data["version"] = data["controller_version"]
+        if "patterns" not in data and "pattern" in data:
+            data["patterns"] = data["pattern"]
         missing = [k for k in ("tokens", "logp", "version") if k not in data]
         if missing:
             raise ConfigError(
