@@ -1,0 +1,129 @@
+"""Image data and children on real CIFAR-10 JPEGs (slices of ../shared/data/cifar10-jpg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from adsearch.errors import ConfigError, DataError
+from adsearch.patterns import ConvPattern
+from adsearch.tasks import Budget, get_task
+from adsearch.tasks.image import ImageConfig
+from adsearch.tasks.image_data import augment, load_test_set, load_train_pool, scan_image_folder
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(1)
+
+
+def _pool(path: object, **kw: object) -> tuple:
+    args = {"image_size": None, "download": False, "train_per_class": None, "val_per_class": None, "val_fraction": 0.1, "split_seed": 0}
+    args.update(kw)
+    return load_train_pool(path, **args)  # type: ignore[arg-type]
+
+
+def test_embedded_sample_is_balanced_and_disjoint() -> None:
+    train, val, source = _pool(None)
+    assert "embedded" in source
+    assert train.x.shape == (2000, 3, 32, 32) and train.x.dtype == torch.uint8
+    assert val.x.shape == (500, 3, 32, 32)
+    assert train.y.bincount().tolist() == [200] * 10 and val.y.bincount().tolist() == [50] * 10
+    assert train.classes[0] == "airplane" and len(train.classes) == 10
+    flat_t = {bytes(r.numpy()) for r in train.x.reshape(2000, -1)}
+    assert not any(bytes(r.numpy()) in flat_t for r in val.x.reshape(500, -1))
+    sub, _, _ = _pool(None, train_per_class=20)
+    assert sub.y.bincount().tolist() == [20] * 10
+
+
+def test_image_folder_splits_are_balanced_reproducible_disjoint(shared_data: Path) -> None:
+    tree = shared_data / "cifar10-jpg"
+    train, val, source = _pool(tree, train_per_class=12, val_per_class=4, split_seed=3)
+    assert source.endswith("train")  # found the train/ sub-tree
+    assert train.x.shape == (120, 3, 32, 32) and val.x.shape == (40, 3, 32, 32)
+    assert train.y.bincount().tolist() == [12] * 10 and val.y.bincount().tolist() == [4] * 10
+    again, val2, _ = _pool(tree, train_per_class=12, val_per_class=4, split_seed=3)
+    assert torch.equal(again.x, train.x) and torch.equal(val2.x, val.x)
+    other, _, _ = _pool(tree, train_per_class=12, val_per_class=4, split_seed=4)
+    assert not torch.equal(other.x, train.x)
+    seen = {bytes(r.numpy()) for r in train.x.reshape(len(train), -1)}
+    assert not any(bytes(r.numpy()) in seen for r in val.x.reshape(len(val), -1))
+    test, _ = load_test_set(tree, image_size=None, download=False, per_class=5)
+    assert test.x.shape == (50, 3, 32, 32) and test.classes == train.classes
+    resized, _ = load_test_set(tree / "test", image_size=24, download=False, per_class=1)
+    assert resized.x.shape == (10, 3, 24, 24)
+
+
+def test_augment_is_a_padded_crop_and_flip() -> None:
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(augment(x, 0, False, g), x)
+    out = augment(x, 4, False, g)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for n in range(6):  # every output is one 32x32 window of the zero-padded input
+        assert any(torch.equal(out[n], padded[n, :, i : i + 32, j : j + 32]) for i in range(9) for j in range(9))
+    flips = augment(x, 0, True, torch.Generator().manual_seed(1))
+    assert all(torch.equal(flips[n], x[n]) or torch.equal(flips[n], x[n].flip(2)) for n in range(6))
+    assert not torch.equal(flips, x)
+
+
+def _tiny(**kw: object) -> ImageConfig:
+    base = {"depth": 10, "width": 1, "train_per_class": 30, "epochs": 4, "batch_size": 50, "lr": 0.1}
+    base.update(kw)
+    return get_task("cifar10").config_from_dict(base)
+
+
+def test_short_training_lowers_loss_and_reports_test_accuracy(shared_data: Path) -> None:
+    task = get_task("cifar10")
+    cfg = _tiny(test_data=str(shared_data / "cifar10-jpg" / "test"), test_per_class=10)
+    pats = [ConvPattern(size=2, stride=4), ConvPattern(size=1, stride=2, residual=True), ConvPattern(size=2, stride=2, share_c=True)]
+    res = task.run_child(cfg, pats, Budget(), "cpu", 0)
+    losses = [p["train_loss"] for p in res.curve]
+    assert len(res.curve) == 4 and losses[-1] < losses[0] - 0.05, losses
+    assert res.reward == res.metrics["val_acc"] and 0.0 <= res.reward <= 1.0
+    assert 0.0 <= res.metrics["test_acc"] <= 1.0 and res.metrics["diverged"] == 0.0
+    assert res.metrics["steps"] == 4 * (300 // 50) and res.seconds > 0
+    again = task.run_child(cfg, pats, Budget(), "cpu", 0)
+    assert again.metrics["val_loss"] == pytest.approx(res.metrics["val_loss"], rel=1e-4)  # seeded
+
+
+def test_budget_steps_and_divergence() -> None:
+    task = get_task("cifar10")
+    res = task.run_child(_tiny(), {"kind": "dropout", "drop_prob": 0.1}, Budget(steps=3), "cpu", 1)
+    assert res.metrics["steps"] == 3
+    bad = task.run_child(_tiny(lr=1e30, momentum=0.0, weight_decay=0.0), None, Budget(steps=30), "cpu", 0)
+    assert bad.reward == 0.0 and bad.metrics["diverged"] == 1.0 and "diverged_step" in bad.metrics
+
+
+def test_bad_image_inputs_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=f"{tmp_path / 'nope'} does not exist.*ImageFolder"):
+        _pool(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        _pool(tmp_path / "empty")
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match="flat has no class sub-folders"):
+        scan_image_folder(tmp_path / "flat")
+    (tmp_path / "noimg" / "cat").mkdir(parents=True)
+    (tmp_path / "noimg" / "cat" / "notes.txt").write_text("hi")
+    with pytest.raises(DataError, match="cat holds no images"):
+        _pool(tmp_path / "noimg")
+    for c in ("cat", "dog"):
+        (tmp_path / "corrupt" / c).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "corrupt" / c / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match="cannot decode image .*corrupt/cat/0.jpg"):
+        _pool(tmp_path / "corrupt", val_per_class=1)
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="bad.npz is not an adsearch image sample"):
+        _pool(tmp_path / "bad.npz")
+    with pytest.raises(DataError, match="asks for 10000 per class"):
+        _pool(None, train_per_class=10000)
+    with pytest.raises(ConfigError, match="needs a data path"):
+        get_task("imagenet").run_child(get_task("imagenet").get_default_config(), None, Budget(steps=1), "cpu", 0)
+    with pytest.raises(ConfigError, match="unknown key"):
+        get_task("cifar10").config_from_dict({"epoch": 3})
