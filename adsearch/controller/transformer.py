@@ -11,10 +11,13 @@ by an older or equal controller version with behaviour log-probability ``log mu(
 - ratio: ``r_k = exp(log q_theta(x_k) - log mu(x_k))``, with ``q_theta`` the *current*
   behaviour-form policy (same temperature and epsilon mixing), so a fresh sample has
   ``r = 1``.
-- ``correction="clip"`` (default, PPO): ``L = -mean_k min(r_k A_k, clip(r_k, 1-c, 1+c) A_k)``;
-  its gradient is ``r_k A_k grad log q_theta(x_k)`` inside the band, 0 where clipping binds,
-  so on-policy samples get exactly the REINFORCE gradient and stale ones a bounded
-  importance weight.
+- ``correction="clip"`` (default, PPO): ``L = -mean_k min(r_k A_k, clip(r_k, 1-c, 1+c) A_k)``,
+  lower-bounded by ``dual_clip * A_k`` when ``A_k < 0`` (dual clip); its gradient is
+  ``r_k A_k grad log q_theta(x_k)`` inside the band and 0 where clipping binds, so
+  on-policy samples get exactly the REINFORCE gradient and stale ones a bounded weight.
+  ``c = 0.5`` by default: the ratio is over the whole sequence (24 tokens for conv-3).
+- ``correction="truncate"``: ``L = -mean_k min(r_k, truncate_max) A_k log q_theta(x_k)``,
+  the weight detached (truncated importance sampling).
 - ``correction="none"``: ``L = -mean_k A_k log q_theta(x_k)`` (stale samples treated as
   on-policy; kept as the ablation).
 - entropy bonus: ``L -= entropy_coef * mean_k H_k``, ``H_k`` the sum over positions of the
