@@ -1,0 +1,109 @@
+"""Language-modelling data and children on real WikiText-2 (../shared/data/wikitext-2)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from adsearch.errors import ConfigError, DataError
+from adsearch.patterns import SeqPattern
+from adsearch.tasks import Budget, get_task
+from adsearch.tasks.lm_data import EOS, UNK, batchify, load_corpus, window, windows
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(1)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_mini_protocol_splits(shared_data: Path) -> None:
+    wt = shared_data / "wikitext-2"
+    c = load_corpus(wt)  # auto: no train.txt -> mini
+    assert "mini" in c.source
+    test_lines, valid_lines = _lines(wt / "test.txt"), _lines(wt / "valid.txt")
+    half = len(valid_lines) // 2
+    n_tok = lambda ls: sum(len(s.split()) + 1 for s in ls)  # noqa: E731  (+1 = <eos>)
+    assert c.train.numel() == n_tok(test_lines) == 245569
+    assert c.valid.numel() == n_tok(valid_lines[:half]) and c.test.numel() == n_tok(valid_lines[half:])
+    assert c.vocab[c.train[-1]] == EOS and UNK in c.vocab and EOS in c.vocab
+    assert c.vocab_size == len(set(" ".join(test_lines).split()) | {EOS, UNK})
+    again = load_corpus(wt, "mini")
+    assert torch.equal(again.train, c.train) and again.vocab == c.vocab
+    rows = batchify(c.valid, 10)
+    assert rows.shape == (10, c.valid.numel() // 10)
+    x, y = window(rows, windows(rows, 64)[1], 64)
+    assert x.shape == (10, 64) and torch.equal(x[:, 1:], y[:, :-1])
+
+
+def _small_corpus(shared_data: Path, dst: Path) -> Path:
+    """A standard-layout corpus cut from real WikiText-2 lines."""
+    lines = _lines(shared_data / "wikitext-2" / "test.txt")
+    dst.mkdir()
+    (dst / "train.txt").write_text("\n".join(lines[:500]) + "\n", encoding="utf-8")
+    (dst / "valid.txt").write_text("\n".join(lines[500:560]) + "\n", encoding="utf-8")
+    (dst / "test.txt").write_text("\n".join(lines[560:620]) + "\n", encoding="utf-8")
+    return dst
+
+
+def test_standard_layout_maps_unseen_words_to_unk(shared_data: Path, tmp_path: Path) -> None:
+    c = load_corpus(_small_corpus(shared_data, tmp_path / "wt"))
+    assert "standard" in c.source
+    unk = c.vocab.index(UNK)
+    valid_words = " ".join(_lines(tmp_path / "wt" / "valid.txt")).split()
+    train_vocab = set(c.vocab)
+    assert int((c.valid == unk).sum()) >= sum(w not in train_vocab for w in valid_words) > 0
+
+
+def test_short_lm_training_lowers_loss(shared_data: Path, tmp_path: Path) -> None:
+    task = get_task("wikitext2")
+    cfg = task.config_from_dict({"data": str(_small_corpus(shared_data, tmp_path / "wt")), "d_model": 32, "d_ff": 64, "n_heads": 2, "n_layers": 1, "bptt": 32, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "curve_points": 2})
+    pats = [SeqPattern(size=1, stride=4, mask="token", sites=("emb",)), SeqPattern(size=2, stride=8, mask="group", groups=4, sites=("ffn_hidden", "residual"))]
+    res = task.run_child(cfg, pats, Budget(steps=60), "cpu", 0)
+    assert res.metrics["steps"] == 60 and res.metrics["diverged"] == 0.0
+    assert len(res.curve) == 3
+    first, last = res.curve[0], res.curve[-1]
+    assert last["val_loss"] < first["val_loss"] - 0.3 and last["val_loss"] < math.log(res.metrics["vocab_size"])
+    assert res.reward == pytest.approx(80.0 / res.metrics["val_ppl"])
+    assert res.metrics["val_ppl"] == pytest.approx(math.exp(res.metrics["val_loss"]))
+    assert math.isfinite(res.metrics["test_ppl"])
+
+
+def test_lm_divergence_gives_zero_reward(shared_data: Path, tmp_path: Path) -> None:
+    task = get_task("wikitext2")
+    cfg = task.config_from_dict({"data": str(_small_corpus(shared_data, tmp_path / "wt")), "d_model": 16, "d_ff": 32, "n_heads": 2, "n_layers": 1, "bptt": 16, "batch_size": 4, "lr": 1e30, "warmup_steps": 0, "grad_clip": 1e30, "weight_decay": 0.0, "curve_points": 0})
+    res = task.run_child(cfg, {"kind": "dropout", "drop_prob": 0.1}, Budget(steps=20), "cpu", 0)
+    assert res.reward == 0.0 and res.metrics["diverged"] == 1.0
+
+
+def test_bad_corpus_inputs_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=f"{tmp_path / 'none'} does not exist.*train.txt"):
+        load_corpus(tmp_path / "none")
+    (tmp_path / "f.txt").write_text("a b c\n")
+    with pytest.raises(DataError, match="is not a folder"):
+        load_corpus(tmp_path / "f.txt")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="mini protocol needs valid.txt and test.txt"):
+        load_corpus(tmp_path / "nothing")
+    std = tmp_path / "std"
+    std.mkdir()
+    (std / "train.txt").write_text("a b c\n")
+    (std / "valid.txt").write_text("a b\n")
+    with pytest.raises(DataError, match="no test.txt"):
+        load_corpus(std)
+    (std / "test.txt").write_text("\n  \n")
+    with pytest.raises(DataError, match="test.txt is empty"):
+        load_corpus(std)
+    (std / "test.txt").write_bytes(b"\x00\x01\x02binary")
+    with pytest.raises(DataError, match="test.txt is not a text file"):
+        load_corpus(std)
+    with pytest.raises(ConfigError, match="needs a data path"):
+        load_corpus(None)
+    with pytest.raises(ConfigError, match="protocol"):
+        load_corpus(std, "tiny")
