@@ -1,0 +1,94 @@
+"""``adsearch train``: the transfer run, through CliRunner and one real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from adsearch.cli.main import app
+from adsearch.patterns import ConvPattern, PatternSet, SearchSpace, SeqPattern, save_patternset
+
+runner = CliRunner()
+FAST = ["--steps", "2", "--threads", "1"]
+
+
+def _run(*args: str):  # noqa: ANN202
+    return runner.invoke(app, ["train", *args])
+
+
+def test_pattern_file_run_writes_json(tmp_path: Path) -> None:
+    ps = PatternSet(SearchSpace("conv", 3), [ConvPattern(size=2), ConvPattern(residual=True), ConvPattern(size=1, stride=2)])
+    pf = save_patternset(ps, tmp_path / "best.json")
+    out = tmp_path / "res" / "run.json"
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"depth": 10, "width": 1, "train_per_class": 20, "val_per_class": 10}))
+    r = _run("--pattern", str(pf), "--seeds", "2", "--config", str(cfg), "--json-out", str(out), *FAST)
+    assert r.exit_code == 0, r.output
+    assert "val_acc" in r.output and "±" in r.output
+    data = json.loads(out.read_text())
+    assert [run["seed"] for run in data["runs"]] == [0, 1]
+    assert data["regularizer"]["space"] == "conv-3" and data["config"]["depth"] == 10
+    assert data["summary"]["val_acc"]["n"] == 2.0 and 0.0 <= data["summary"]["reward"]["mean"] <= 1.0
+    assert not list(out.parent.glob(".run.json.*"))  # the temp file was renamed away
+
+
+def test_baseline_with_test_data(tmp_path: Path, shared_data: Path) -> None:
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"depth": 10, "width": 1, "train_per_class": 20, "val_per_class": 5, "test_per_class": 5}))
+    r = _run("--data", str(shared_data / "cifar10-jpg"), "--test-data", str(shared_data / "cifar10-jpg"), "--baseline", "dropblock", "--block-size", "3", "--config", str(cfg), *FAST)
+    assert r.exit_code == 0, r.output
+    assert "test_acc" in r.output and "dropblock" in r.output
+
+
+def test_clean_errors(tmp_path: Path) -> None:
+    r = _run("--task", "cifar100", *FAST)
+    assert r.exit_code != 0 and "unknown task 'cifar100'" in r.output and "cifar10" in r.output
+    r = _run("--data", str(tmp_path / "missing"), *FAST)
+    assert r.exit_code != 0 and "missing does not exist" in r.output and "ImageFolder" in r.output
+    (tmp_path / "empty").mkdir()
+    r = _run("--data", str(tmp_path / "empty"), *FAST)
+    assert r.exit_code != 0 and "no class sub-folders" in r.output
+    seq = save_patternset(PatternSet(SearchSpace("seq", 2), [SeqPattern(), SeqPattern()]), tmp_path / "lm.json")
+    r = _run("--pattern", str(seq), *FAST)
+    assert r.exit_code != 0 and "space seq-2" in r.output and "conv-3" in r.output
+    (tmp_path / "broken.json").write_text("{not json")
+    r = _run("--pattern", str(tmp_path / "broken.json"), *FAST)
+    assert r.exit_code != 0 and "broken.json" in r.output and "invalid JSON" in r.output
+    r = _run("--pattern", str(tmp_path / "absent.json"), *FAST)
+    assert r.exit_code != 0 and "absent.json does not exist" in r.output
+    r = _run("--pattern", str(seq), "--baseline", "dropout", *FAST)
+    assert r.exit_code != 0 and "not both" in r.output
+    r = _run("--baseline", "cutout", *FAST)
+    assert r.exit_code != 0 and "unknown baseline 'cutout'" in r.output
+    r = _run("--task", "wikitext2", *FAST)
+    assert r.exit_code != 0 and "needs a data path" in r.output
+    r = _run("--task", "wikitext2", "--data", str(tmp_path / "empty"), "--baseline", "dropblock", *FAST)
+    assert r.exit_code != 0 and "valid.txt and test.txt" in r.output
+    r = _run("--device", "cuda:7", *FAST) if not _has_cuda() else _run("--device", "tpu", *FAST)
+    assert r.exit_code != 0 and "device" in r.output
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_subprocess_smoke(repo_root: Path, tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "adsearch"
+    out = tmp_path / "smoke.json"
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"depth": 10, "width": 1, "train_per_class": 10, "val_per_class": 10}))
+    proc = subprocess.run(
+        [str(exe), "train", "--baseline", "spatial", "--config", str(cfg), "--json-out", str(out), *FAST],
+        capture_output=True, text=True, timeout=120, cwd=repo_root,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "val_acc" in proc.stdout
+    assert json.loads(out.read_text())["regularizer"] == {"kind": "spatial", "drop_prob": 0.1}
+    bad = subprocess.run([str(exe), "train", "--task", "nope"], capture_output=True, text=True, timeout=60, cwd=repo_root)
+    assert bad.returncode == 1 and "error: unknown task 'nope'" in bad.stderr and "Traceback" not in bad.stderr
