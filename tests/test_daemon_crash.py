@@ -78,16 +78,11 @@ def test_kill9_daemon_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -
 def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     run_dir = runs / "w"
-    run_cli(runs, "start", "--task", "synthetic", "--task-config", '{"sleep": 1.0}',
-            "--workers", "2", "--budget-trials", "7", "--batch-size", "2",
+    run_cli(runs, "start", "--task", "synthetic", "--task-config", '{"sleep": 2.5}',
+            "--workers", "2", "--budget-trials", "6", "--batch-size", "2",
             "--controller", "random", "--name", "w")
     wait_for(lambda: len(running_trials(run_dir)) == 2, 60, "2 running children")
     first = running_trials(run_dir)
-    # a second daemon on the same search refuses, naming the running one
-    pid = daemon_pid(run_dir)
-    second = run_cli(runs, "resume", "w", check=False)
-    assert second.returncode == 1 and f"already running (daemon pid {pid})" in second.stderr
-    assert "Traceback" not in second.stderr
     # warm stop (SIGTERM): no new trials, the running ones finish as results
     out = run_cli(runs, "stop", "w")
     assert "warm stop" in out.stdout
@@ -103,23 +98,32 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
         store.close()
     # resume, then cold stop: children killed, their trials requeued (attempt not counted)
     run_cli(runs, "resume", "w")
+    # a second daemon on the same search refuses, naming the running one
+    pid = daemon_pid(run_dir)
+    second = run_cli(runs, "resume", "w", check=False)
+    assert second.returncode == 1 and f"already running (daemon pid {pid})" in second.stderr
+    assert "Traceback" not in second.stderr
     wait_for(lambda: len(running_trials(run_dir)) == 2, 60, "2 running children again")
     second_batch = running_trials(run_dir)
     run_cli(runs, "stop", "w", "--now")
     assert not any(alive(cpid) for _, cpid, _ in second_batch)
     store, search = open_store(run_dir)
     try:
-        for tid, _, _ in second_batch:
+        (ev,) = [e for e in store.events(search.id, limit=1000) if e.kind == "daemon.cold_stop"]
+        requeued = ev.data["requeued"]
+        assert requeued and set(requeued) <= {tid for tid, _, _ in second_batch}
+        for tid in requeued:
             t = store.get_trial(tid)
             assert t.state == "queued" and t.attempts == 0 and "cold stop" in (t.error or "")
         assert store.counts(search.id)["running"] == 0
+        assert store.get_search("w").state == "stopped"
     finally:
         store.close()
     run_cli(runs, "resume", "w")
     wait_exit(run_dir, 90)
     store, search = check_exactly_once(RunDir(run_dir))
     try:
-        assert store.counts(search.id)["done"] == 7
+        assert store.counts(search.id)["done"] == 6
         assert store.get_search("w").state == "finished"
     finally:
         store.close()

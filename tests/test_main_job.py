@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from test_daemon_support import REPO, check_exactly_once, cli_env
+
 from adsearch.daemon.rundir import RunDir
 from adsearch.patterns import load_patternset
-from test_daemon_support import REPO, check_exactly_once, cli_env
 
 
 def test_main_job_runs_a_real_cifar_search(tmp_path: Path) -> None:

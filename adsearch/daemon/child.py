@@ -6,7 +6,7 @@
     {"trial_id": 7, "attempt": 1, "task": "cifar10", "task_config": {...},
      "patterns": [{...}, ...], "budget": {...}, "device": "cpu", "seed": 123, "threads": 1}
 
-``RESULT`` is written atomically (temporary file, fsync, rename) and holds ``status``:
+``RESULT`` is written atomically (temporary file, rename) and holds ``status``:
 
 - ``"ok"``: a finite reward, with metrics, curve and seconds;
 - ``"bad_pattern"``: the child raised, diverged or returned a non-finite reward. That is a
@@ -60,11 +60,11 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def write_result(path: Path, data: dict[str, Any]) -> None:
+    """Atomic against crashes (rename). Not fsynced: after a power loss the store, which is
+    durable, decides: a result it does not hold is simply run again."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, allow_nan=False, default=_jsonable)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -140,4 +140,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: the slot is free as soon as the result is out

@@ -29,7 +29,7 @@ class SearchConfig:
     controller_config: dict[str, Any] | None = None  # controller config overrides (None: defaults)
     batch_size: int = 8  # finished trials per controller update
     lookahead: int | None = None  # queued trials kept ahead of the slots (None: one per slot)
-    max_ahead: int | None = None  # drawn but not yet consumed trials (None: batch + slots + lookahead)
+    max_ahead: int | None = None  # drawn, not yet consumed trials (None: batch + 2 slots + lookahead)
     budget_trials: int | None = None  # stop after this many trials (None: no limit)
     budget_minutes: float | None = None  # stop after this many minutes of daemon run time
     gpus: list[str] | None = None  # GPU ids to use; None: CUDA_VISIBLE_DEVICES / torch.cuda
@@ -67,7 +67,8 @@ class SearchConfig:
     def effective_max_ahead(self, num_slots: int) -> int:
         if self.max_ahead is not None:
             return self.max_ahead
-        return self.batch_size + num_slots + self.effective_lookahead(num_slots)
+        # running + prepared (one each per slot) + queued lookahead + a batch being filled
+        return self.batch_size + 2 * num_slots + self.effective_lookahead(num_slots)
 
     # ------------------------------------------------------------------ checks and JSON
     def validate(self) -> SearchConfig:

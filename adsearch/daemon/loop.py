@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.recovery import read_outcome, reconcile, record_outcome, retry_or_fail
+from adsearch.daemon.recovery import reconcile
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
-from adsearch.daemon.slots import ChildProcess, Slot, plan_slots
-from adsearch.errors import CheckpointError, DaemonError, StoreError
+from adsearch.daemon.slots import plan_slots
+from adsearch.daemon.workers import WorkerMixin
+from adsearch.errors import CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
 from adsearch.queue import FileQueue
 
@@ -46,7 +47,7 @@ def pattern_hash(patterns: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(patterns, sort_keys=True).encode()).hexdigest()[:32]
 
 
-class Daemon:
+class Daemon(WorkerMixin):
     """Runs one search from its run directory until its budget is spent or it is stopped.
 
     Args:
@@ -60,7 +61,9 @@ class Daemon:
         self.stop_level = 0
         self.stop_reason = ""
         self.finished = False
-        self.children: dict[int, ChildProcess] = {}  # slot index -> running child
+        self.children: dict[int, Any] = {}  # slot index -> running ChildProcess
+        self.prepared: dict[int, tuple[Any, int]] = {}  # slot index -> (trial, attempt) leased next
+        self._beats: dict[int, float] = {}  # trial id -> last lease heartbeat
         self.unconsumed: list[int] = []  # done trial ids not yet in the controller, finish order
         self.consumed: set[int] = set()
         self.active: set[int] = set()  # queued or running trial ids
@@ -165,6 +168,8 @@ class Daemon:
         if self.stop_level >= COLD:
             self._cold_stop()
             return False
+        if self.stop_level and self.prepared:
+            self._release_prepared()
         self._reap(now)
         over_time = (self.cfg.budget_minutes is not None
                      and self.elapsed(now) >= self.cfg.budget_minutes * 60)
@@ -185,21 +190,19 @@ class Daemon:
         return self._elapsed_base + (now - self._started)
 
     def budget_spent(self) -> bool:
+        """The wall-time budget ran out, or every trial of the trial budget has ended."""
         if self.stop_reason == "budget-minutes":
             return True
-        return self.cfg.budget_trials is not None and self.n_trials >= self.cfg.budget_trials
+        return (self.cfg.budget_trials is not None and self.n_trials >= self.cfg.budget_trials
+                and not self.active)
 
     def _check_done(self) -> bool:
         if self.children:
             return False
-        if self.stop_level:
-            if self.budget_spent():
-                self._finish_search()
-            return True
-        if self.budget_spent() and not self.active:
+        if self.budget_spent():
             self._finish_search()
             return True
-        return False
+        return bool(self.stop_level)  # a warm stop: queued trials wait for `resume`
 
     def _finish_search(self) -> None:
         """Budget spent: stale what never ran, feed the last partial batch, finish."""
@@ -211,120 +214,6 @@ class Daemon:
         self.active.clear()
         self._update_controller(final=True)
         self.finished = True
-
-    # ------------------------------------------------------------------ children
-    def _reap(self, now: float) -> None:
-        for index, child in list(self.children.items()):
-            if child.poll() is None:
-                if child.timed_out(now):
-                    child.kill(f"timed out after {child.timeout:.0f} s")
-                else:
-                    continue
-            code = child.reap()
-            del self.children[index]
-            end = time.time()
-            self.busy[index] = self.busy.get(index, 0.0) + (end - child.started_at)
-            trial = self.store.get_trial(child.trial_id)
-            outcome = read_outcome(self.run, trial.id, trial.attempts)
-            self._freed_at[index] = (outcome.ended_at if outcome and outcome.ended_at else end)
-            if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial.id, outcome):
-                self.active.discard(trial.id)
-                self.unconsumed.append(trial.id)
-                continue
-            if outcome is not None:
-                reason = f"child error: {outcome.error}"
-            elif child.kill_reason:
-                reason = child.kill_reason
-            elif code < 0:
-                reason = f"child killed by signal {-code}"
-            else:
-                reason = f"child exited with status {code} without a result"
-            reason += f" (log: {child.log_path})"
-            log.warning("trial %d: %s", trial.id, reason)
-            if retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial, reason) == "failed":
-                self.active.discard(trial.id)
-
-    def _heartbeat(self, now: float) -> None:
-        for child in self.children.values():
-            if now - getattr(child, "beat", 0.0) >= self.cfg.heartbeat_seconds:
-                self.queue.heartbeat(child.trial_id)
-                child.beat = now  # type: ignore[attr-defined]
-        if now - self._last_lease_scan >= self.cfg.lease_seconds / 4:
-            self._last_lease_scan = now
-            mine = {c.trial_id for c in self.children.values()}
-            for lease in self.queue.expired(now):
-                if lease.trial_id in mine:
-                    continue
-                trial = self.store.get_trial(lease.trial_id)
-                if trial.state == "running":
-                    retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial,
-                                  f"lease of {lease.owner} expired")
-                elif trial.state == "queued":
-                    self.queue.release(trial.id)
-                else:
-                    self.queue.ack(trial.id)
-
-    def _dispatch(self, now: float) -> None:
-        for slot in self.slots:
-            if slot.index in self.children:
-                continue
-            while True:
-                lease = self.queue.claim(self._owner, slot.name)
-                if lease is None:
-                    return
-                trial = self.store.get_trial(lease.trial_id)
-                if trial.state == "queued":
-                    break
-                self.queue.ack(trial.id)  # stale entry: the store already moved on
-            self._start(slot, trial)
-
-    def _start(self, slot: Slot, trial: Any) -> None:
-        from adsearch.store.records import utcnow
-
-        attempt = trial.attempts + 1
-        tdir = self.run.trial_dir(trial.id)
-        tdir.mkdir(parents=True, exist_ok=True)
-        (tdir / "result.json").unlink(missing_ok=True)
-        spec = {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
-                "task_config": self.cfg.task_config, "patterns": trial.pattern,
-                "budget": self.cfg.child_budget().to_dict(), "device": slot.device,
-                "seed": trial.seed, "threads": slot.threads}
-        write_json_atomic(tdir / "spec.json", spec)
-        child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
-                             tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds())
-        try:
-            self.store.update_trial(trial.id, expect_state="queued", state="running",
-                                    slot=slot.index, attempts=attempt, pid=child.pid,
-                                    started_at=utcnow())
-        except StoreError:
-            child.kill("the trial changed state before it started")
-            child.reap()
-            self.queue.ack(trial.id)
-            raise
-        child.beat = time.time()  # type: ignore[attr-defined]
-        self.children[slot.index] = child
-        freed = self._freed_at.pop(slot.index, None)
-        if freed is not None:
-            self.latencies.append(max(0.0, child.started_at - freed))
-
-    def _cold_stop(self) -> None:
-        """Kill every child and requeue its trial without counting the interrupted run."""
-        for index, child in list(self.children.items()):
-            child.kill("cold stop")
-            child.reap()
-            del self.children[index]
-            trial = self.store.get_trial(child.trial_id)
-            outcome = read_outcome(self.run, trial.id, trial.attempts)
-            if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial.id, outcome):
-                self.active.discard(trial.id)
-                self.unconsumed.append(trial.id)
-                continue
-            self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
-                                    slot=None, attempts=max(0, trial.attempts - 1),
-                                    error="interrupted by a cold stop; requeued")
-            self.queue.release(trial.id, front=True)
-        self.store.log_event(self.search_id, "daemon.cold_stop", "cold stop: children killed, "
-                             "their trials requeued")
 
     # ------------------------------------------------------------------ controller
     def _update_controller(self, final: bool) -> None:
@@ -381,7 +270,7 @@ class Daemon:
     def wait_reasons(self) -> list[str]:
         """Why trials or slots wait right now, in words (shown by ``adsearch status``)."""
         n_slots = len(self.slots)
-        pending = len(self.queue) if hasattr(self, "queue") else 0
+        pending = (len(self.queue) if hasattr(self, "queue") else 0) + len(self.prepared)
         idle = n_slots - len(self.children)
         out = []
         if self.stop_level:
@@ -423,17 +312,17 @@ class Daemon:
             "scheduling": {"starts_measured": len(lat), "window_s": window,
                            "median_latency_s": lat[len(lat) // 2] if lat else None},
         }
-        write_json_atomic(self.run.state_file, state)
+        write_json_atomic(self.run.state_file, state, durable=False)
         if force or now - self._last_elapsed >= 5.0:
             self._last_elapsed = now
-            write_json_atomic(self.run.elapsed_file, {"seconds": self.elapsed(now)})
+            write_json_atomic(self.run.elapsed_file, {"seconds": self.elapsed(now)}, durable=force)
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
         """Leave the store consistent and release the lock. Never leaves a child behind."""
         now = time.time()
         try:
-            if self.children:  # an exception ended the loop: nothing may run on
+            if self.children or self.prepared:  # an exception ended the loop
                 self._cold_stop()
             if self.finished:
                 state = "finished"

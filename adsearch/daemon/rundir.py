@@ -29,15 +29,17 @@ from adsearch.errors import ConfigError, DaemonError
 DB_NAME = "adsearch.db"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` so that readers see the old or the new file, never half."""
+def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
+    """Write JSON to ``path`` so that readers see the old or the new file, never half.
+    ``durable`` also fsyncs it (survives power loss, not only a crash)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -104,9 +104,10 @@ class ChildProcess:
     """
 
     def __init__(self, slot: Slot, trial_id: int, spec_path: Path, result_path: Path,
-                 log_path: Path, timeout: float) -> None:
+                 log_path: Path, timeout: float, attempt: int = 1) -> None:
         self.slot = slot
         self.trial_id = trial_id
+        self.attempt = attempt
         self.result_path = result_path
         self.log_path = log_path
         self.timeout = timeout

@@ -6,9 +6,11 @@ Layout under ``<run_dir>/queue``::
     pending/<prio>-<ns>-<trial>.json    # waiting trials, claimed in name order
     leases/<trial>.json                 # claimed trials; the file's mtime is the heartbeat
 
-Every mutation is a rename of a complete file (written to a temporary name, fsynced, then
-renamed), so a crash or ``kill -9`` at any instant leaves each trial either pending, leased
-or gone, never half-written. A claim writes the lease before it removes the pending entry;
+Every mutation is a rename of a complete file (written to a temporary name, then renamed),
+so a crash or ``kill -9`` at any instant leaves each trial either pending, leased or gone,
+never half-written. Files are fsynced only with ``durable=True``: the daemon does not need
+it, because the store is the source of truth and recovery rebuilds the queue from it after
+a power loss, and an fsync per claim would cost milliseconds of scheduling latency. A claim writes the lease before it removes the pending entry;
 a crash between the two leaves both, and :meth:`FileQueue.pending` hides a pending entry
 whose trial holds a lease (:meth:`FileQueue.repair` deletes it).
 
@@ -69,13 +71,14 @@ class Lease:
         }
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+def _write_atomic(path: Path, data: dict[str, Any], durable: bool) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -89,11 +92,13 @@ class FileQueue:
         root: directory of the queue (created if missing), usually ``<run_dir>/queue``.
         lease_seconds: a lease without a heartbeat for this long has expired.
         lock_timeout: seconds to wait for the queue lock before raising DaemonError.
+        durable: fsync every file written (survives power loss, costs latency).
     """
 
     def __init__(self, root: str | os.PathLike[str], *, lease_seconds: float = 60.0,
-                 lock_timeout: float = 30.0) -> None:
+                 lock_timeout: float = 30.0, durable: bool = False) -> None:
         self.root = Path(root)
+        self.durable = durable
         self.lease_seconds = float(lease_seconds)
         self._pending = self.root / "pending"
         self._leases = self.root / "leases"
@@ -190,7 +195,8 @@ class FileQueue:
                     continue
                 present.add(tid)
                 name = f"{prio}-{time.time_ns():020d}-{tid}.json"
-                _write_atomic(self._pending / name, {"trial_id": tid, "pushed_at": time.time()})
+                _write_atomic(self._pending / name, {"trial_id": tid, "pushed_at": time.time()},
+                              self.durable)
 
     def claim(self, owner: str, slot: str, pid: int | None = None) -> Lease | None:
         """Take the first pending trial and lease it to ``owner`` (None if none waits)."""
@@ -204,7 +210,7 @@ class FileQueue:
                 holder = os.getpid() if pid is None else int(pid)
                 data = {"trial_id": tid, "owner": owner, "slot": slot, "pid": holder,
                         "claimed_at": now}
-                _write_atomic(self._leases / f"{tid}.json", data)
+                _write_atomic(self._leases / f"{tid}.json", data, self.durable)
                 (self._pending / name).unlink(missing_ok=True)
                 return Lease(tid, owner, slot, holder, now, now)
         return None
@@ -231,7 +237,8 @@ class FileQueue:
             if trial_id not in present:
                 prio = _FRONT if front else _BACK
                 name = f"{prio}-{time.time_ns():020d}-{trial_id}.json"
-                _write_atomic(self._pending / name, {"trial_id": trial_id, "pushed_at": time.time()})
+                _write_atomic(self._pending / name, {"trial_id": trial_id, "pushed_at": time.time()},
+                              self.durable)
             (self._leases / f"{trial_id}.json").unlink(missing_ok=True)
 
     def discard(self, trial_ids: Iterable[int]) -> None:

@@ -1,0 +1,197 @@
+"""The slot workers of the daemon: claim, prepare, start, watch and reap child processes.
+
+Each slot holds at most one running child and one *prepared* trial: while a child runs, its
+slot already claims (leases) the next trial and writes its spec, so when the child exits the
+next one starts at once, before the finished trial's result is even stored. A prepared trial
+stays ``queued`` in the store; its lease is renewed like a running one's, and it is given
+back to the queue (first in line) on any stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from adsearch.daemon.recovery import Outcome, read_outcome, record_outcome, retry_or_fail
+from adsearch.daemon.rundir import write_json_atomic
+from adsearch.daemon.slots import ChildProcess, Slot
+from adsearch.errors import StoreError
+
+log = logging.getLogger("adsearch.daemon")
+
+
+class WorkerMixin:
+    """Child management for :class:`~adsearch.daemon.loop.Daemon` (which holds the state)."""
+
+    # state and collaborators provided by Daemon
+    children: dict[int, Any]
+    prepared: dict[int, tuple[Any, int]]
+    _beats: dict[int, float]
+    slots: list[Slot]
+    stop_level: int
+    active: set[int]
+    unconsumed: list[int]
+    latencies: list[float]
+    busy: dict[int, float]
+    _freed_at: dict[int, float]
+    _last_lease_scan: float
+    _owner: str
+    store: Any
+    queue: Any
+    run: Any
+    cfg: Any
+    search_id: int
+
+    # ------------------------------------------------------------------ reaping
+    def _reap(self, now: float) -> None:
+        for index, child in list(self.children.items()):
+            if child.poll() is None:
+                if not child.timed_out(now):
+                    continue
+                child.kill(f"timed out after {child.timeout:.0f} s")
+            code = child.reap()
+            del self.children[index]
+            end = time.time()
+            self.busy[index] = self.busy.get(index, 0.0) + (end - child.started_at)
+            outcome = read_outcome(self.run, child.trial_id, child.attempt)
+            self._freed_at[index] = outcome.ended_at if outcome and outcome.ended_at else end
+            if not self.stop_level and index in self.prepared:
+                self._start(self.slots[index])  # the slot's next child first, bookkeeping after
+            self._settle(child, code, outcome)
+
+    def _settle(self, child: ChildProcess, code: int, outcome: Outcome | None) -> None:
+        """Store a finished child's result, or requeue / fail its trial."""
+        self._beats.pop(child.trial_id, None)
+        if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
+                                                  child.trial_id, outcome):
+            self.active.discard(child.trial_id)
+            self.unconsumed.append(child.trial_id)
+            return
+        if outcome is not None:
+            reason = f"child error: {outcome.error}"
+        elif child.kill_reason:
+            reason = child.kill_reason
+        elif code < 0:
+            reason = f"child killed by signal {-code}"
+        else:
+            reason = f"child exited with status {code} without a result"
+        reason += f" (log: {child.log_path})"
+        log.warning("trial %d: %s", child.trial_id, reason)
+        trial = self.store.get_trial(child.trial_id)
+        if retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial, reason) == "failed":
+            self.active.discard(trial.id)
+
+    # ------------------------------------------------------------------ leases
+    def _heartbeat(self, now: float) -> None:
+        mine = [c.trial_id for c in self.children.values()]
+        mine += [t.id for t, _ in self.prepared.values()]
+        for tid in mine:
+            if now - self._beats.get(tid, 0.0) >= self.cfg.heartbeat_seconds:
+                self.queue.heartbeat(tid)
+                self._beats[tid] = now
+        if now - self._last_lease_scan < self.cfg.lease_seconds / 4:
+            return
+        self._last_lease_scan = now
+        for lease in self.queue.expired(now):
+            if lease.trial_id in mine:
+                continue
+            trial = self.store.get_trial(lease.trial_id)
+            if trial.state == "running":
+                retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial,
+                              f"lease of {lease.owner} expired")
+            elif trial.state == "queued":
+                self.queue.release(trial.id)
+            else:
+                self.queue.ack(trial.id)
+
+    # ------------------------------------------------------------------ starting
+    def _dispatch(self, now: float) -> None:
+        """Start a child in every idle slot, then prepare every slot's next trial."""
+        for slot in self.slots:
+            if slot.index not in self.children:
+                if slot.index not in self.prepared and not self._prepare(slot):
+                    return  # the queue is empty
+                self._start(slot)
+        for slot in self.slots:
+            if slot.index not in self.prepared and not self._prepare(slot):
+                return
+
+    def _prepare(self, slot: Slot) -> bool:
+        """Lease the next queued trial for ``slot`` and write its spec. False: queue empty."""
+        while True:
+            lease = self.queue.claim(self._owner, slot.name)
+            if lease is None:
+                return False
+            trial = self.store.get_trial(lease.trial_id)
+            if trial.state == "queued":
+                break
+            self.queue.ack(trial.id)  # stale entry: the store already moved on
+        attempt = trial.attempts + 1
+        tdir = self.run.trial_dir(trial.id)
+        tdir.mkdir(parents=True, exist_ok=True)
+        (tdir / "result.json").unlink(missing_ok=True)
+        spec = {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
+                "task_config": self.cfg.task_config, "patterns": trial.pattern,
+                "budget": self.cfg.child_budget().to_dict(), "device": slot.device,
+                "seed": trial.seed, "threads": slot.threads}
+        write_json_atomic(tdir / "spec.json", spec, durable=False)
+        self.prepared[slot.index] = (trial, attempt)
+        self._beats[trial.id] = time.time()
+        return True
+
+    def _start(self, slot: Slot) -> None:
+        """Spawn the prepared trial of ``slot``, then mark it running in the store."""
+        from adsearch.store.records import utcnow
+
+        trial, attempt = self.prepared.pop(slot.index)
+        tdir = self.run.trial_dir(trial.id)
+        child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
+                             tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds(),
+                             attempt=attempt)
+        self.children[slot.index] = child
+        freed = self._freed_at.pop(slot.index, None)
+        if freed is not None:
+            self.latencies.append(max(0.0, child.started_at - freed))
+        try:
+            self.store.update_trial(trial.id, expect_state="queued", state="running",
+                                    slot=slot.index, attempts=attempt, pid=child.pid,
+                                    started_at=utcnow())
+        except StoreError:
+            del self.children[slot.index]
+            child.kill("the trial changed state before it started")
+            child.reap()
+            self.queue.ack(trial.id)
+            raise
+
+    def _release_prepared(self) -> None:
+        """Give every prepared (leased, not started) trial back to the queue."""
+        for index, (trial, _) in list(self.prepared.items()):
+            self.queue.release(trial.id, front=True)
+            self._beats.pop(trial.id, None)
+            del self.prepared[index]
+
+    # ------------------------------------------------------------------ cold stop
+    def _cold_stop(self) -> None:
+        """Kill every child and requeue its trial without counting the interrupted run."""
+        self._release_prepared()
+        requeued = []
+        for index, child in list(self.children.items()):
+            child.kill("cold stop")
+            child.reap()
+            del self.children[index]
+            outcome = read_outcome(self.run, child.trial_id, child.attempt)
+            if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
+                                                      child.trial_id, outcome):
+                self.active.discard(child.trial_id)
+                self.unconsumed.append(child.trial_id)
+                continue
+            trial = self.store.get_trial(child.trial_id)
+            self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
+                                    slot=None, attempts=max(0, trial.attempts - 1),
+                                    error="interrupted by a cold stop; requeued")
+            self.queue.release(trial.id, front=True)
+            requeued.append(trial.id)
+        self.store.log_event(self.search_id, "daemon.cold_stop",
+                             f"cold stop: children killed, trials {requeued} requeued",
+                             {"requeued": requeued})
