@@ -127,3 +127,12 @@ def test_bad_image_inputs_name_the_path(tmp_path: Path) -> None:
         get_task("imagenet").run_child(get_task("imagenet").get_default_config(), None, Budget(steps=1), "cpu", 0)
     with pytest.raises(ConfigError, match="unknown key"):
         get_task("cifar10").config_from_dict({"epoch": 3})
+
+
+def test_imagenet_task_trains_resnet50_on_an_image_folder(shared_data: Path) -> None:
+    task = get_task("imagenet")
+    cfg = task.config_from_dict({"data": str(shared_data / "cifar10-jpg" / "train"), "image_size": 40, "train_per_class": 2, "val_per_class": 1, "batch_size": 10})
+    assert cfg.model == "resnet50" and task.space(cfg).name == "conv-4"
+    pats = [ConvPattern(size=2, stride=4)] * 3 + [ConvPattern(size=1, stride=2, residual=True)]
+    res = task.run_child(cfg, pats, Budget(steps=2), "cpu", 0)
+    assert res.metrics["steps"] == 2 and 0.0 <= res.reward <= 1.0 and res.metrics["diverged"] == 0.0
