@@ -231,6 +231,8 @@ class Daemon(WorkerMixin):
                 reward = rewards.get(tid)
                 batch.append((sample, self.cfg.failure_reward if reward is None else float(reward)))
             stats = self.controller.update(batch)
+            top = self.store.top_trials(self.search_id, 1)
+            best = max([r for _, r in batch] + ([top[0][1].reward] if top else []))
             self.consumed.update(ids)
             path = self.ckpts.save(self.controller, self.consumed)
             self.store.add_checkpoint(self.search_id, self.controller.version, str(path), ids)
@@ -239,7 +241,7 @@ class Daemon(WorkerMixin):
             self.store.log_event(self.search_id, "controller.update",
                                  f"controller v{stats.version}: mean reward {stats.mean_reward:.4f}, "
                                  f"baseline {stats.baseline:.4f}, entropy {stats.entropy:.3f}",
-                                 {**stats.to_dict(), "trial_ids": ids})
+                                 {**stats.to_dict(), "trial_ids": ids, "best_so_far": best})
 
     def _produce(self) -> None:
         from adsearch.store import NewTrial

@@ -2,7 +2,10 @@
 
 The snapshot combines the store (opened read-only: it never blocks the daemon) with the
 daemon's ``daemon-state.json`` (slots, wait reasons, controller statistics), and says why
-work waits, including when no daemon runs at all.
+work waits, including when no daemon runs at all. Its cost does not grow with the number
+of trials: counts, the running trials, the top-k and the latest events are indexed queries,
+and the reward trend comes from the controller's update events (one point per batch), not
+from the full reward series (``adsearch plot`` draws that).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.rundir import RunDir
 
 SPARK = "▁▂▃▄▅▆▇█"
+#: Events status reads: the trend covers the controller updates among the latest of them.
+EVENT_WINDOW = 500
 
 
 def sparkline(values: list[float], width: int = 40) -> str:
@@ -26,6 +31,19 @@ def sparkline(values: list[float], width: int = 40) -> str:
     span = (hi - lo) or 1.0
     return "".join(SPARK[min(len(SPARK) - 1, int((v - lo) / span * (len(SPARK) - 1) + 0.5))]
                    for v in vals)
+
+
+def update_trend(events: list[Any]) -> dict[str, list[float]]:
+    """Batch means and best-so-far from the controller's update events (one point per
+    controller batch), so that status never reads the whole reward series."""
+    means, best, versions = [], [], []
+    for ev in events:
+        if ev.kind == "controller.update":
+            means.append(float(ev.data.get("mean_reward", 0.0)))
+            b = ev.data.get("best_so_far")
+            best.append(max(float(b) if b is not None else means[-1], best[-1] if best else -1e300))
+            versions.append(int(ev.data.get("version", 0)))
+    return {"batch_mean": means, "best_so_far": best, "version": versions}
 
 
 def trend(rewards: list[float], batch_size: int) -> dict[str, list[float]]:
@@ -51,8 +69,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     now = time.time()
     cfg = SearchConfig.from_dict(search.config)
     counts = store.counts(search.id)
-    series = store.reward_series(search.id)
-    rewards = [r for _, r in series]
+    events = store.events(search.id, limit=EVENT_WINDOW)
     pid = run.daemon_pid()
     state = run.read_state() or {}
     live = pid is not None and state.get("pid") == pid
@@ -60,7 +77,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     top = store.top_trials(search.id, top_k)
     ctrl = dict(state.get("controller") or {}) if live else {}
     if not ctrl:
-        for ev in reversed(store.events(search.id, limit=200)):
+        for ev in reversed(events):
             if ev.kind == "controller.update":
                 ctrl = {"kind": cfg.controller, **ev.data}
                 ctrl.pop("trial_ids", None)
@@ -75,7 +92,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
             waiting.append(f"search {search.state}: {pending} trial(s) wait for "
                            f"`adsearch resume {search.name}`")
     slot_info = {s.get("index"): s for s in state.get("slots", [])} if live else {}
-    tr = trend(rewards, cfg.batch_size)
+    tr = update_trend(events)
     best = top[0] if top else None
     return {
         "search": search.name,
