@@ -140,3 +140,33 @@ def test_plan_slots_sources() -> None:
     assert [(s.device, s.threads) for s in slots] == [("cpu", 4)] and "no GPU" in why
     with pytest.raises(ConfigError, match="invalid GPU id 'x'"):
         plan_slots(gpus=["x"], slots_per_gpu=1, workers=None, env={})
+
+
+def test_synthetic_task_is_a_known_function_and_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = r"""
+import sys
+from adsearch.controller.synthetic import hidden_target
+from adsearch.tasks import Budget, get_task
+task = get_task("synthetic")
+cfg = task.config_from_dict({"noise_sd": 0.1})
+space = task.space(cfg)
+best = space.decode(hidden_target(space, cfg.target_seed))
+a = task.run_child(cfg, best, Budget(), "cpu", seed=7)
+b = task.run_child(cfg, best, Budget(), "cpu", seed=7)
+assert a.reward == b.reward and a.metrics["clean_reward"] == 1.0, (a, b)
+assert abs(a.reward - 1.0) < 0.5
+assert "torch" not in sys.modules
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    from adsearch.tasks import get_task
+
+    task = get_task("synthetic")
+    with pytest.raises(ConfigError, match="unknown reward 'best'"):
+        task.config_from_dict({"reward": "best"})
+    with pytest.raises(ConfigError, match="bad_fraction=-1"):
+        task.config_from_dict({"bad_fraction": -1})

@@ -23,6 +23,7 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5) -> Any:
     logger = logging.getLogger("adsearch")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    propagate, logger.propagate = logger.propagate, False  # keep log lines off the display
     last = 0.0
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
@@ -39,6 +40,7 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5) -> Any:
             live.update(_final(run))  # after shutdown: the stored state, no live slots
     finally:
         logger.removeHandler(handler)
+        logger.propagate = propagate
         handler.close()
     state = "finished" if daemon.finished else "stopped"
     console.print()
