@@ -94,7 +94,7 @@ def test_budget_steps_and_divergence() -> None:
     task = get_task("cifar10")
     res = task.run_child(_tiny(), {"kind": "dropout", "drop_prob": 0.1}, Budget(steps=3), "cpu", 1)
     assert res.metrics["steps"] == 3
-    bad = task.run_child(_tiny(lr=1e30, momentum=0.0, weight_decay=0.0), None, Budget(steps=30), "cpu", 0)
+    bad = task.run_child(_tiny(lr=1e30, momentum=0.0, weight_decay=0.0, schedule="constant"), None, Budget(steps=30), "cpu", 0)
     assert bad.reward == 0.0 and bad.metrics["diverged"] == 1.0 and "diverged_step" in bad.metrics
 
 
@@ -125,6 +125,8 @@ def test_bad_image_inputs_name_the_path(tmp_path: Path) -> None:
         _pool(None, train_per_class=10000)
     with pytest.raises(ConfigError, match="needs a data path"):
         get_task("imagenet").run_child(get_task("imagenet").get_default_config(), None, Budget(steps=1), "cpu", 0)
+    with pytest.raises(ConfigError, match="unknown optimizer 'adam'; use one of sgd, adamw"):
+        get_task("cifar10").run_child(_tiny(optimizer="adam"), None, Budget(steps=1), "cpu", 0)
     with pytest.raises(ConfigError, match="unknown key"):
         get_task("cifar10").config_from_dict({"epoch": 3})
 

@@ -74,6 +74,32 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 0, final_frac: f
     return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "constant")
+
+
+def make_optimizer(name: str, model: torch.nn.Module, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """``sgd`` (Nesterov when momentum > 0; decay on every parameter, as WRN) or ``adamw``
+    (betas 0.9/0.98; decoupled decay on matrices only, none on biases and norms)."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
+    if name == "adamw":
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        rest = [p for p in model.parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+    raise ConfigError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
+
+
+def lr_at(schedule: str, step: int, total: int, base: float, warmup: int = 0, final_frac: float = 0.0) -> float:
+    """Learning rate of ``step``: linear warm-up, then ``cosine`` decay or ``constant``."""
+    if schedule == "constant":
+        return base * (step + 1) / warmup if warmup > 0 and step < warmup else base
+    if schedule == "cosine":
+        return cosine_lr(step, total, base, warmup, final_frac)
+    raise ConfigError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``torch.device`` for ``device``; ConfigError for an unknown or unavailable device."""
     try:

@@ -58,9 +58,11 @@ class ImageConfig:
     epochs: float = 8.0  # default passes over the training split (a Budget overrides)
     batch_size: int = 64  # training batch size, images
     eval_batch_size: int = 250  # evaluation batch size, images
-    lr: float = 0.05  # peak SGD learning rate (cosine decay to 0 over the child)
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) or adamw
+    schedule: str = "cosine"  # learning-rate schedule after warm-up: cosine (to 0) or constant
+    lr: float = 0.05  # peak learning rate
     warmup_epochs: float = 0.0  # linear learning-rate warm-up, epochs
-    momentum: float = 0.9  # SGD Nesterov momentum
+    momentum: float = 0.9  # SGD Nesterov momentum (ignored by adamw)
     weight_decay: float = 5e-4  # L2 weight decay on every parameter
     pad: int = 4  # random-crop padding in px (0 = no crop)
     flip: bool = True  # random horizontal flips
@@ -152,7 +154,7 @@ class _ImageTask:
         train, val, test = self.load(c)
         gen = common.seeded(seed)
         model = self.build_model(c, len(train.classes), regularizer).to(dev)
-        opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, nesterov=c.momentum > 0, weight_decay=c.weight_decay)
+        opt = common.make_optimizer(c.optimizer, model, c.lr, c.weight_decay, c.momentum)
         per_epoch = len(train) // c.batch_size
         total = common.total_steps(budget, per_epoch, c.epochs)
         seconds = budget.seconds if budget else None
@@ -170,7 +172,7 @@ class _ImageTask:
                 x = augment(train.x[idx], c.pad, c.flip, gen).to(dev, non_blocking=True)
                 x, y = normalize(x, self.mean, self.std), train.y[idx].to(dev, non_blocking=True)
                 for g in opt.param_groups:
-                    g["lr"] = common.cosine_lr(step, total, c.lr, warmup)
+                    g["lr"] = common.lr_at(c.schedule, step, total, c.lr, warmup)
                 set_progress(model, common.progress(step, total, clock, seconds))
                 with common.autocast(dev):
                     loss = F.cross_entropy(model(x).float(), y, label_smoothing=c.label_smoothing)

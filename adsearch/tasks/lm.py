@@ -52,6 +52,8 @@ class LMTaskConfig:
     batch_size: int = 16  # training rows per step (tokens per step = batch_size * bptt)
     eval_batch_size: int = 16  # evaluation rows
     epochs: float = 0.5  # default passes over the training stream (a Budget overrides)
+    optimizer: str = "adamw"  # adamw (betas 0.9/0.98, no decay on biases/norms) or sgd
+    schedule: str = "cosine"  # after warm-up: cosine (down to 10% of lr) or constant
     lr: float = 2e-3  # peak AdamW learning rate
     warmup_steps: int = 50  # linear warm-up, steps
     weight_decay: float = 0.01  # AdamW decoupled weight decay
@@ -122,9 +124,7 @@ class _LMTask:
         gen = common.seeded(seed)
         mc = LMConfig(vocab_size=corpus.vocab_size, block_size=c.bptt, n_layers=c.n_layers, n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff)
         model = TransformerLM(mc, regularizer).to(dev)
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
+        opt = common.make_optimizer(c.optimizer, model, c.lr, c.weight_decay)
         rows = batchify(corpus.train, c.batch_size)
         starts = windows(rows, c.bptt)
         per_epoch = len(starts)
@@ -142,7 +142,7 @@ class _LMTask:
                     break
                 x, y = window(rows, starts[w], c.bptt)
                 for g in opt.param_groups:
-                    g["lr"] = common.cosine_lr(step, total, c.lr, c.warmup_steps, final_frac=0.1)
+                    g["lr"] = common.lr_at(c.schedule, step, total, c.lr, c.warmup_steps, final_frac=0.1)
                 set_progress(model, common.progress(step, total, clock, seconds))
                 with common.autocast(dev):
                     _, loss = model(x.to(dev), y.to(dev))

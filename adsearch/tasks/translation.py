@@ -55,6 +55,8 @@ class TranslationConfig:
     batch_size: int = 64  # sentence pairs per step
     eval_batch_size: int = 200  # sentences per decoding batch
     epochs: float = 2.0  # default passes over the training pairs (a Budget overrides)
+    optimizer: str = "adamw"  # adamw (betas 0.9/0.98, no decay on biases/norms) or sgd
+    schedule: str = "cosine"  # after warm-up: cosine (down to 5% of lr) or constant
     lr: float = 1e-3  # peak AdamW learning rate
     warmup_steps: int = 200  # linear warm-up, steps
     weight_decay: float = 0.01  # AdamW decoupled weight decay
@@ -131,9 +133,7 @@ class TranslationTask:
         gen = common.seeded(seed)
         mc = Seq2SeqConfig(src_vocab=len(data.src_vocab), tgt_vocab=len(data.tgt_vocab), max_len=c.max_len, n_layers=c.n_layers, n_heads=c.n_heads, d_model=c.d_model, d_ff=c.d_ff, pad_id=PAD)
         model = Seq2SeqTransformer(mc, regularizer).to(dev)
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, betas=(0.9, 0.98))
+        opt = common.make_optimizer(c.optimizer, model, c.lr, c.weight_decay)
         lengths = [len(s) + len(t) for s, t in zip(data.train.src, data.train.tgt, strict=True)]
         per_epoch = math.ceil(len(lengths) / c.batch_size)
         total = common.total_steps(budget, per_epoch, c.epochs)
@@ -148,7 +148,7 @@ class TranslationTask:
                     break
                 src, tin, tout = _teacher_batch(data.train, idx, dev)
                 for g in opt.param_groups:
-                    g["lr"] = common.cosine_lr(step, total, c.lr, c.warmup_steps, final_frac=0.05)
+                    g["lr"] = common.lr_at(c.schedule, step, total, c.lr, c.warmup_steps, final_frac=0.05)
                 set_progress(model, common.progress(step, total, clock, seconds))
                 with common.autocast(dev):
                     logits, _ = model(src, tin)
