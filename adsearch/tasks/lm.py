@@ -112,6 +112,10 @@ class _LMTask:
     def space(self, config: LMTaskConfig) -> SearchSpace:
         return SearchSpace("seq", 2)
 
+    def load(self, config: LMTaskConfig) -> Corpus:
+        """Read (and cache) the corpus; DataError/ConfigError on a bad path or layout."""
+        return _corpus(config)
+
     def run_child(self, task_config: Any, regularizer: Any, budget: Budget | None, device: str = "cpu", seed: int = 0) -> ChildResult:
         """Train one LM child with ``regularizer``; reward = 80 / validation perplexity."""
         from adsearch.models import LMConfig, TransformerLM

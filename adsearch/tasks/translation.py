@@ -121,6 +121,10 @@ class TranslationTask:
     def space(self, config: TranslationConfig) -> SearchSpace:
         return SearchSpace("seq", 2)
 
+    def load(self, config: TranslationConfig) -> ParallelData:
+        """Read (and cache) the parallel splits; DataError/ConfigError on bad input."""
+        return _data(config)
+
     def run_child(self, task_config: Any, regularizer: Any, budget: Budget | None, device: str = "cpu", seed: int = 0) -> ChildResult:
         """Train one translation child; reward = validation BLEU / 100."""
         from adsearch.models import Seq2SeqConfig, Seq2SeqTransformer
