@@ -18,6 +18,7 @@ from adsearch.daemon.rundir import RunDir, pid_alive
 from adsearch.daemon.runner import run_daemon
 from adsearch.daemon.slots import plan_slots
 from adsearch.errors import ConfigError
+from adsearch.store import Store
 
 
 def make(tmp_path: Path, name: str = "s", **kw: Any) -> RunDir:
@@ -170,3 +171,25 @@ print("ok")
         task.config_from_dict({"reward": "best"})
     with pytest.raises(ConfigError, match="bad_fraction=-1"):
         task.config_from_dict({"bad_fraction": -1})
+
+
+def test_data_error_in_a_child_stops_the_search_instead_of_burning_the_budget(tmp_path: Path) -> None:
+    """A child that hits a DataError (here: its data vanished after the start) says nothing
+    about its pattern: the trial is requeued (run not counted) and the search fails, once."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "adsearch" / "data", data)
+    run = make(tmp_path, task="cifar10", data=str(data / "cifar10_mini.npz"),
+               budget_trials=4, workers=1, child_steps=1,
+               task_config={"train_per_class": 8, "val_per_class": 4, "width": 1})
+    shutil.rmtree(data)
+    daemon = run_daemon(str(run.path))
+    assert daemon.fatal and "trial" in daemon.fatal
+    store = Store(run.store_url(), readonly=True)
+    search = store.get_search("s")
+    assert search.state == "failed"
+    trials = store.trials(search.id)
+    assert {t.state for t in trials} == {"queued"} and all(t.attempts == 0 for t in trials)
+    assert not store.results(search.id)
+    store.close()

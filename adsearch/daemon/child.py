@@ -13,7 +13,10 @@
   legitimate *result* of the pattern, not an infrastructure failure: the daemon records it
   with the search's ``failure_reward`` and never retries it;
 - ``"infra"``: an error that says nothing about the pattern (out of memory on a GPU), so
-  the daemon retries it.
+  the daemon retries it;
+- ``"config"``: an adsearch error about the data or the task config (``DataError``,
+  ``ConfigError``): every child would fail alike, so the daemon requeues the trial without
+  counting the run and stops the search (state ``failed``) with that message.
 
 No result file at all (the process was killed, crashed or timed out) is also an
 infrastructure failure. The child dies with the daemon: it asks the kernel for SIGKILL when
@@ -35,6 +38,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from adsearch.errors import AdsearchError, PatternError
 
 _PR_SET_PDEATHSIG = 1
 _INFRA_ERRORS = ("OutOfMemoryError", "CUDA out of memory")
@@ -110,7 +115,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:  # a pattern may legitimately break training
         traceback.print_exc()
         text = f"{type(exc).__name__}: {exc}"
-        status = "infra" if any(s in text for s in _INFRA_ERRORS) else "bad_pattern"
+        if any(s in text for s in _INFRA_ERRORS):
+            status = "infra"
+        elif isinstance(exc, AdsearchError) and not isinstance(exc, PatternError):
+            status = "config"  # bad data path, bad task config: no pattern would do better
+        else:
+            status = "bad_pattern"
         return {**base, "status": status, "error": text[:2000], "reward": None, "metrics": {},
                 "curve": [], "seconds": time.time() - started, "ended_at": time.time()}
     doc = {**base, "metrics": _finite_or_none(dict(result.metrics)),

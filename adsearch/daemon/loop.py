@@ -78,6 +78,7 @@ class Daemon(WorkerMixin):
         self._started = time.time()
         self._owner = f"daemon-{os.getpid()}"
         self.controller_stats: dict[str, Any] = {}
+        self.fatal: str | None = None  # why the search cannot go on (state "failed")
 
     # ------------------------------------------------------------------ control
     def request_stop(self, cold: bool = False, reason: str = "") -> None:
@@ -109,6 +110,7 @@ class Daemon(WorkerMixin):
             self.space = SearchSpace.from_name(self.cfg.space) if self.cfg.space else self.task.space(self.task_config)
             self.slots, self.slot_source = plan_slots(
                 gpus=self.cfg.gpus, slots_per_gpu=self.cfg.slots_per_gpu, workers=self.cfg.workers)
+            self._check_gpus()
             self.ckpts = CheckpointManager(self.run.checkpoint_dir, keep=3)
             import torch  # noqa: F401 - checkpoints need it; load it now, not mid-search
             self.controller = self._restore_controller(make_controller)
@@ -132,6 +134,18 @@ class Daemon(WorkerMixin):
             self.lock.release()
             raise
         self._write_state(time.time(), force=True)
+
+    def _check_gpus(self) -> None:
+        """GPU slots for a real task need CUDA; refuse now rather than fail every child."""
+        if self.cfg.task == "synthetic" or all(s.gpu is None for s in self.slots):
+            return
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DaemonError(
+                f"{self.slot_source}, but torch sees no CUDA device (torch.cuda.is_available() "
+                "is False); run on CPU with --workers N, or fix the GPU setup"
+            )
 
     def _restore_controller(self, make_controller: Any) -> Any:
         recorded = self.store.consumed_trial_ids(self.search_id)
@@ -328,14 +342,15 @@ class Daemon(WorkerMixin):
                 self._cold_stop()
             if self.finished:
                 state = "finished"
-            elif self.stop_level:
+            elif self.stop_level and not self.fatal:
                 state = "stopped"
             else:
                 state = "failed"
             self.store.set_search_state(self.search_id, state)
             self.store.log_event(self.search_id, f"daemon.{state}",
-                                 f"daemon pid {os.getpid()} exited: search {state}",
-                                 {"stop_reason": self.stop_reason})
+                                 f"daemon pid {os.getpid()} exited: search {state}"
+                                 + (f": {self.fatal}" if self.fatal else ""),
+                                 {"stop_reason": self.stop_reason, "fatal": self.fatal})
             self._write_state(now, force=True)
         finally:
             self.store.close()

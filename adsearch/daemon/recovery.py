@@ -32,7 +32,7 @@ log = logging.getLogger("adsearch.daemon")
 class Outcome:
     """What a finished child run produced, read from its RESULT file."""
 
-    status: str  # "ok", "bad_pattern" or "infra"
+    status: str  # "ok", "bad_pattern", "infra" or "config"
     reward: float | None
     metrics: dict[str, Any]
     curve: list[dict[str, Any]]
@@ -46,7 +46,7 @@ def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
     doc = read_json(run.trial_dir(trial_id) / "result.json")
     if not isinstance(doc, dict) or doc.get("attempt") != attempt or doc.get("trial_id") != trial_id:
         return None
-    if doc.get("status") not in ("ok", "bad_pattern", "infra"):
+    if doc.get("status") not in ("ok", "bad_pattern", "infra", "config"):
         return None
     return Outcome(
         status=str(doc["status"]),
@@ -68,7 +68,7 @@ def record_outcome(store: Any, queue: FileQueue, cfg: SearchConfig, trial_id: in
     the trial is ``done`` with reward ``cfg.failure_reward``, ``metrics["bad_pattern"] = 1``
     and the error in ``trial.error``; the controller receives that reward like any other.
     """
-    if outcome.status == "infra":
+    if outcome.status in ("infra", "config"):
         return False
     if outcome.status == "ok" and outcome.reward is not None:
         reward, metrics = float(outcome.reward), outcome.metrics

@@ -33,10 +33,12 @@ def sparkline(values: list[float], width: int = 40) -> str:
                    for v in vals)
 
 
-def update_trend(events: list[Any]) -> dict[str, list[float]]:
+def update_trend(events: list[Any]) -> dict[str, list[Any]]:
     """Batch means and best-so-far from the controller's update events (one point per
     controller batch), so that status never reads the whole reward series."""
-    means, best, versions = [], [], []
+    means: list[float] = []
+    best: list[float] = []
+    versions: list[int] = []
     for ev in events:
         if ev.kind == "controller.update":
             means.append(float(ev.data.get("mean_reward", 0.0)))
@@ -91,6 +93,11 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
         elif search.state in ("stopped", "created", "failed") and pending:
             waiting.append(f"search {search.state}: {pending} trial(s) wait for "
                            f"`adsearch resume {search.name}`")
+    if search.state == "failed" and not live:
+        for ev in reversed(events):
+            if ev.kind in ("daemon.config_error", "daemon.failed"):
+                waiting.insert(0, f"search failed: {ev.message}")
+                break
     slot_info = {s.get("index"): s for s in state.get("slots", [])} if live else {}
     tr = update_trend(events)
     best = top[0] if top else None

@@ -42,6 +42,7 @@ class WorkerMixin:
     run: Any
     cfg: Any
     search_id: int
+    fatal: str | None
 
     # ------------------------------------------------------------------ reaping
     def _reap(self, now: float) -> None:
@@ -68,6 +69,9 @@ class WorkerMixin:
             self.active.discard(child.trial_id)
             self.unconsumed.append(child.trial_id)
             return
+        if outcome is not None and outcome.status == "config":
+            self._config_error(child, outcome.error or "task configuration error")
+            return
         if outcome is not None:
             reason = f"child error: {outcome.error}"
         elif child.kill_reason:
@@ -81,6 +85,21 @@ class WorkerMixin:
         trial = self.store.get_trial(child.trial_id)
         if retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial, reason) == "failed":
             self.active.discard(trial.id)
+
+    def _config_error(self, child: ChildProcess, message: str) -> None:
+        """A child hit a data/config error: requeue its trial (run not counted) and stop the
+        search as ``failed``, since every other child would fail the same way."""
+        trial = self.store.get_trial(child.trial_id)
+        self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
+                                slot=None, attempts=max(0, trial.attempts - 1),
+                                error=f"not run: {message}")
+        self.queue.release(trial.id, front=True)
+        self.fatal = (f"trial {trial.id} stopped the search: {message}; fix the task config or "
+                      f"data, then `adsearch resume` (log: {child.log_path})")
+        self.store.log_event(self.search_id, "daemon.config_error", self.fatal,
+                             {"trial_id": trial.id})
+        log.error("%s", self.fatal)
+        self.request_stop(reason="config-error")  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ leases
     def _heartbeat(self, now: float) -> None:
