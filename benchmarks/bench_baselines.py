@@ -83,6 +83,8 @@ def run_section(name: str, task: str, cfg: dict[str, Any], regs: dict[str, Any],
             row[k] = [statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0] if vals else None
         row["diverged"] = sum(int(r.metrics.get("diverged", 0)) for r in runs)
         rows.append(row)
+        if ON_ROW is not None:  # record finished rows at once: a long section may be cut short
+            ON_ROW(name, {"config": config.to_dict(), "budget": budget.to_dict(), "seeds": seeds, "keys": keys, "rows": rows, "partial": True})
     return {"config": config.to_dict(), "budget": budget.to_dict(), "seeds": seeds, "keys": keys, "rows": rows}
 
 
@@ -130,6 +132,8 @@ def section_overhead(q: bool, seeds: int) -> dict[str, Any]:
     return {"model": "WRN-28-2", "batch": batch, "steps_per_round": steps, "rounds": rounds, "rows": rows}
 
 
+ON_ROW: Any = None
+
 SECTIONS = {"cifar": section_cifar, "lm": section_lm, "mt": section_mt, "overhead": section_overhead}
 
 
@@ -141,6 +145,8 @@ def render(store: dict[str, Any]) -> str:
             continue
         s = store[name]
         out += [f"## {titles[name]}", "", f"Command: `{s['command']}` ({s['date']}, torch threads {s['threads']}, torch {s['torch']})", ""]
+        if s.get("partial"):
+            out += ["**Partial**: the run was still going (or was stopped) after the rows below.", ""]
         if name == "overhead":
             out += [f"batch {s['batch']}, {s['rounds']} interleaved rounds of {s['steps_per_round']} steps. On a shared CPU the minimum is the", "less contended estimate; the median shows the noise.", "", "| regularizer | min step (ms) | ratio (min) | median step (ms) | ratio (median) |", "| --- | ---: | ---: | ---: | ---: |"]
             out += [f"| {r['regularizer']} | {r.get('min_ms', float('nan')):.0f} | {r.get('ratio_min', float('nan')):.3f}x | {r['median_ms']:.0f} | {r['ratio']:.3f}x |" for r in s["rows"]]
@@ -166,19 +172,26 @@ def main() -> None:
     seeds = args.seeds or (1 if args.quick else 3)
     RESULTS.mkdir(parents=True, exist_ok=True)
     store_path = RESULTS / "baselines.json"
-    for name in SECTIONS if args.section == "all" else [args.section]:
-        print(f"== {name}", flush=True)
-        t0 = time.time()
-        res = SECTIONS[name](args.quick, seeds)
+    t0 = time.time()
+
+    def save(name: str, res: dict[str, Any]) -> None:
         res.update(command="python " + " ".join(["benchmarks/bench_baselines.py", *sys.argv[1:]]), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), threads=args.threads, torch=torch.__version__, python=platform.python_version(), section_seconds=time.time() - t0)
-        print(json.dumps(res["rows"], indent=1), flush=True)
         if args.quick and not args.write_quick:
-            continue
+            return
         with FileLock(str(store_path) + ".lock"):  # sections may run in parallel processes
             store = json.loads(store_path.read_text()) if store_path.is_file() else {}
             store[name] = res
             store_path.write_text(json.dumps(store, indent=1) + "\n")
             (RESULTS / "baselines.md").write_text(render(store) + "\n")
+
+    global ON_ROW
+    ON_ROW = save
+    for name in SECTIONS if args.section == "all" else [args.section]:
+        print(f"== {name}", flush=True)
+        t0 = time.time()
+        res = SECTIONS[name](args.quick, seeds)
+        print(json.dumps(res["rows"], indent=1), flush=True)
+        save(name, res)
 
 
 if __name__ == "__main__":
