@@ -193,3 +193,32 @@ def test_data_error_in_a_child_stops_the_search_instead_of_burning_the_budget(tm
     assert {t.state for t in trials} == {"queued"} and all(t.attempts == 0 for t in trials)
     assert not store.results(search.id)
     store.close()
+
+
+def test_result_written_just_before_a_daemon_crash_is_salvaged_not_rerun(tmp_path: Path) -> None:
+    """The child finished and wrote its result, the daemon died before storing it: resume
+    records that result (no rerun, attempt not counted again), and feeds it once."""
+    import time
+
+    from test_daemon_support import check_exactly_once
+
+    from adsearch.daemon.loop import Daemon
+
+    run = make(tmp_path, task_config={"sleep": 0.2}, workers=1, budget_trials=3, batch_size=3)
+    crashed = Daemon(run.path)
+    crashed.initialize()
+    crashed.loop(time.time())  # starts the first child (and leases the next trial)
+    (child,) = crashed.children.values()
+    assert child.proc.wait(timeout=30) == 0 and child.result_path.exists()
+    child.reap()
+    crashed.store.close()
+    crashed.lock.release()  # what the kernel does when the daemon is killed
+    run_daemon(str(run.path))
+    store, search = check_exactly_once(run)
+    (start,) = [e for e in store.events(search.id, limit=100) if e.kind == "daemon.start"][1:]
+    assert start.data["recovery"]["salvaged"] == 1
+    trial = store.get_trial(child.trial_id)
+    assert trial.state == "done" and trial.attempts == 1
+    assert not (run.trial_dir(child.trial_id) / "attempt-2.log").exists()
+    assert store.counts(search.id)["done"] == 3
+    store.close()
