@@ -68,8 +68,8 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
         path = Path(cfg.data).expanduser()
         if not path.exists():
             raise DataError(
-                f"--data: {path} does not exist; give the path of the task's data (for "
-                f"{cfg.task}, see `adsearch start --help`) or omit --data for the default"
+                f"--data: {path} does not exist; give the path of the {cfg.task} data (layouts: "
+                "docs/tasks.md) or omit --data to use the task's default"
             )
         if path.is_dir() and not any(path.iterdir()):
             raise DataError(f"--data: {path} is an empty directory; point it at the data set")
@@ -83,8 +83,8 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
             f"{default_space.name}; omit --space or pass --space {default_space.name}"
         )
     loader = getattr(task, "load", None)
-    if cfg.data is not None and callable(loader):
-        loader(task_config)  # raises DataError on a bad layout, before anything is written
+    if callable(loader):  # the task's own data check: DataError/ConfigError before any write
+        loader(task_config)
     return cfg.with_changes(task_config=task_config.to_dict(), space=space.name)
 
 
