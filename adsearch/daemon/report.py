@@ -183,7 +183,9 @@ def render_status(snap: dict[str, Any]) -> Any:
     )
     parts: list[Any] = [head]
     if snap["running"]:
-        t = Table(title="running", title_justify="left", expand=False)
+        title = ("running" if snap["daemon"]["alive"] else
+                 "marked running, but no daemon runs them (`resume` requeues them)")
+        t = Table(title=title, title_justify="left", expand=False)
         for col in ("trial", "slot", "pid", "attempt", "elapsed"):
             t.add_column(col)
         for r in snap["running"]:
