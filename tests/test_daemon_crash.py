@@ -84,8 +84,9 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     wait_for(lambda: len(running_trials(run_dir)) == 2, 60, "2 running children")
     first = running_trials(run_dir)
     # warm stop (SIGTERM): no new trials, the running ones finish as results
-    out = run_cli(runs, "stop", "w")
-    assert "warm stop" in out.stdout
+    out = run_cli(runs, "stop", "w", "--timeout", "0.2")  # returns while children finish
+    assert "warm stop sent" in out.stdout and "still waits for its running trials" in out.stdout
+    wait_exit(run_dir, 60)
     store, search = open_store(run_dir)
     try:
         assert store.get_search("w").state == "stopped"

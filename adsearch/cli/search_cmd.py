@@ -135,9 +135,17 @@ def stop(
     from adsearch.daemon.launch import find_run_dir, stop_daemon
 
     run = find_run_dir(name, run_dir)
-    pid = stop_daemon(run, cold=now, wait=wait, timeout=timeout)
+    pid, exited = stop_daemon(run, cold=now, wait=wait, timeout=timeout)
     kind = "cold" if now else "warm"
-    console.print(f"{kind} stop sent to daemon pid {pid}" + (": it has exited" if wait else ""))
+    if exited:
+        console.print(f"{kind} stop sent to daemon pid {pid}: it has exited")
+    elif wait:
+        label = (run.identity() or {}).get("name", "")
+        console.print(f"{kind} stop sent to daemon pid {pid}; after {timeout:.0f} s it still "
+                      f"waits for its running trials (`adsearch status {label}`; "
+                      f"`adsearch stop {label} --now` kills them)")
+    else:
+        console.print(f"{kind} stop sent to daemon pid {pid}")
 
 
 def status(

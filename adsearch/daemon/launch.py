@@ -157,22 +157,23 @@ def spawn_detached(run: RunDir, timeout: float = 300.0) -> int:
                       f"see {run.log_file}")
 
 
-def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) -> int:
-    """Ask the search's daemon to stop (SIGTERM: warm; SIGUSR1: cold). Returns its pid."""
+def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) -> tuple[int, bool]:
+    """Ask the search's daemon to stop (SIGTERM: warm; SIGUSR1: cold).
+
+    Returns ``(pid, exited)``: ``exited`` is False when ``wait`` is off or the daemon still
+    runs after ``timeout`` seconds (a warm stop waits for running children)."""
     pid = run.daemon_pid()
     name = (run.identity() or {}).get("name", run.path.name)
     if pid is None:
         raise DaemonError(f"search {name!r} is not running (no live daemon in {run.path}); "
                           f"nothing to stop")
     os.kill(pid, signal.SIGUSR1 if cold else signal.SIGTERM)
-    if wait:
-        deadline = time.time() + timeout
-        while pid_alive(pid) and time.time() < deadline:
-            time.sleep(0.1)
-        if pid_alive(pid):
-            raise DaemonError(f"daemon pid {pid} still runs after {timeout:.0f} s; its running "
-                              f"trials are finishing. `adsearch stop {name} --now` kills them")
-    return pid
+    if not wait:
+        return pid, False
+    deadline = time.time() + timeout
+    while pid_alive(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    return pid, not pid_alive(pid)
 
 
 def load_search(run: RunDir) -> tuple[Any, Any]:
