@@ -85,7 +85,8 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     first = running_trials(run_dir)
     # warm stop (SIGTERM): no new trials, the running ones finish as results
     out = run_cli(runs, "stop", "w", "--timeout", "0.2")  # returns while children finish
-    assert "warm stop sent" in out.stdout and "still waits for its running trials" in out.stdout
+    text = " ".join(out.stdout.split())
+    assert "warm stop sent" in text and "still waits for its running trials" in text
     wait_exit(run_dir, 60)
     store, search = open_store(run_dir)
     try:

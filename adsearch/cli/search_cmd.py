@@ -141,9 +141,9 @@ def stop(
         console.print(f"{kind} stop sent to daemon pid {pid}: it has exited")
     elif wait:
         label = (run.identity() or {}).get("name", "")
-        console.print(f"{kind} stop sent to daemon pid {pid}; after {timeout:.0f} s it still "
+        console.print(f"{kind} stop sent to daemon pid {pid}; after {timeout:g} s it still "
                       f"waits for its running trials (`adsearch status {label}`; "
-                      f"`adsearch stop {label} --now` kills them)")
+                      f"`adsearch stop {label} --now` kills them)", soft_wrap=True)
     else:
         console.print(f"{kind} stop sent to daemon pid {pid}")
 
