@@ -24,6 +24,12 @@ from adsearch.patterns import load_patternset
 runner = CliRunner()
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def cli(runs: Path, *args: str) -> Any:
     return runner.invoke(app, list(args), env={"ADSEARCH_RUNS": str(runs)})
 
@@ -71,6 +77,8 @@ def test_help_lists_every_command() -> None:
     (["--task", "synthetic", "--task-config", "{oops"], "--task-config: invalid JSON"),
     (["--task", "synthetic", "--task-config", '{"colour": 1}'], "unknown key(s) colour"),
     (["--task", "synthetic", "--space", "conv-x"], "invalid space name 'conv-x'"),
+    pytest.param(["--task", "cifar10", "--gpus", "0"], "torch sees no CUDA device",
+                 marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU")),
 ])
 def test_start_bad_input_writes_nothing(tmp_path: Path, args: list[str], needle: str) -> None:
     runs = tmp_path / "runs"

@@ -88,6 +88,23 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
     return cfg.with_changes(task_config=task_config.to_dict(), space=space.name)
 
 
+def check_slots(cfg: SearchConfig) -> None:
+    """Refuse GPU slots for a real task when torch sees no CUDA device (the daemon checks
+    again when it starts, e.g. after a resume on another machine)."""
+    from adsearch.daemon.slots import plan_slots
+
+    slots, source = plan_slots(gpus=cfg.gpus, slots_per_gpu=cfg.slots_per_gpu, workers=cfg.workers)
+    if cfg.task == "synthetic" or all(s.gpu is None for s in slots):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DaemonError(
+            f"{source}, but torch sees no CUDA device (torch.cuda.is_available() is False); "
+            "run on CPU with --workers N, or fix the GPU setup"
+        )
+
+
 def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) -> RunDir:
     """Validate everything, then create the search in the store and claim ``run``."""
     from adsearch.controller import KINDS
@@ -96,6 +113,7 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) 
     cfg = check_task(cfg.validate())
     if cfg.controller not in KINDS:
         raise ConfigError(f"--controller: unknown kind {cfg.controller!r}; use {', '.join(KINDS)}")
+    check_slots(cfg)
     run.check_belongs_to(cfg.name)
     if run.identity() is not None:
         raise ConfigError(
