@@ -99,7 +99,8 @@ class WorkerMixin:
         self.store.log_event(self.search_id, "daemon.config_error", self.fatal,
                              {"trial_id": trial.id})
         log.error("%s", self.fatal)
-        self.request_stop(reason="config-error")  # type: ignore[attr-defined]
+        if not self.stop_level:  # a warm stop; a second failing child must not escalate it
+            self.request_stop(reason="config-error")  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ leases
     def _heartbeat(self, now: float) -> None:
