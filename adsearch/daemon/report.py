@@ -105,7 +105,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
         "search": search.name,
         "state": search.state,
         "run_dir": str(run.path),
-        "store": run.store_url(),
+        "store": store.url,  # password hidden
         "daemon": {"pid": pid, "alive": pid is not None,
                    "slot_source": state.get("slot_source") if live else None},
         "config": {k: getattr(cfg, k) for k in ("task", "space", "controller", "batch_size",
