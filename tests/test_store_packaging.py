@@ -41,6 +41,7 @@ def test_migrations_import_as_adsearch_migrations() -> None:
     assert sorted(p.name for p in (migrations_dir() / "versions").glob("0*.py")) == [
         "0001_initial.py",
         "0002_event_log.py",
+        "0003_queue_entries.py",
     ]
 
 

@@ -30,6 +30,17 @@ from adsearch.errors import StoreError
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite connection waits for a lock before giving up (seconds)."""
 
+PG_POOL_SIZE = 2
+"""PostgreSQL connections a store keeps open per process (``$ADSEARCH_PG_POOL_SIZE``).
+
+Every daemon, ``adsearch worker`` and command is one process with one store, and uses one
+connection at a time (two while a second thread reads): with the default pool and
+``PG_MAX_OVERFLOW``, a process never holds more than 3 connections, so a server with
+``max_connections = 100`` serves about 30 processes. See docs/scale-out.md."""
+
+PG_MAX_OVERFLOW = 1
+"""Extra PostgreSQL connections a burst may open beyond the pool (``$ADSEARCH_PG_MAX_OVERFLOW``)."""
+
 WRITE_OPTION = "adsearch_write"
 """Execution option that marks a connection as used for a write transaction."""
 
@@ -93,7 +104,11 @@ def make_engine(url: URL, *, readonly: bool) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, readonly=readonly)
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url, pool_pre_ping=True, pool_recycle=1800,
+            pool_size=_env_int("ADSEARCH_PG_POOL_SIZE", PG_POOL_SIZE, 1),
+            max_overflow=_env_int("ADSEARCH_PG_MAX_OVERFLOW", PG_MAX_OVERFLOW, 0),
+        )
     except ModuleNotFoundError as exc:
         raise StoreError(
             f"the driver for {display_url(url)} is not installed ({exc.name}): run "
@@ -102,6 +117,19 @@ def make_engine(url: URL, *, readonly: bool) -> Engine:
     if readonly:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise StoreError(f"${name}={raw!r}: use an integer >= {minimum}")
+    return value
 
 
 def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002")
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 """Every Alembic revision in ``migrations/versions``, oldest first (a test checks this)."""
 
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
@@ -148,3 +149,28 @@ class EventModel(Base):
     kind: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class QueueEntryModel(Base):
+    """A queued or leased trial of the database queue (added in revision 0003).
+
+    ``owner`` is NULL while the trial waits; a claim sets it with the lease fields. Times
+    are seconds since the epoch on the claiming host (keep hosts' clocks in sync, NTP).
+    """
+
+    __tablename__ = "queue_entries"
+    __table_args__ = (
+        Index("ix_queue_entries_claim", "search_id", "owner", "priority", "enqueued_ns"),
+    )
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True
+    )
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"))
+    priority: Mapped[int] = mapped_column(Integer)  # 0: requeued work (first), 1: new
+    enqueued_ns: Mapped[int] = mapped_column(BigInteger)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    slot: Mapped[str | None] = mapped_column(String(64))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    claimed_at: Mapped[float | None] = mapped_column(Float)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float)
