@@ -64,6 +64,53 @@ def current(
         )
 
 
+COPY_SEARCH = typer.Option(None, "--search", "-s", help="Search to copy (repeat; default: all).")
+
+
+@db_app.command("copy")
+def copy(
+    src: str = typer.Argument(..., help="Source store URL, e.g. sqlite:///runs/NAME/adsearch.db."),
+    dst: str = typer.Argument(..., help="Destination store URL, e.g. postgresql+psycopg://user@host/db."),
+    search: list[str] = COPY_SEARCH,
+    run_dir: str = typer.Option(None, "--run-dir", help="Point this run directory at DST afterwards (to resume there; one search)."),
+    remap_ids: bool = typer.Option(False, "--remap-ids", help="Give new ids when the destination has them taken (read-only copy)."),
+    force: bool = typer.Option(False, "--force", help="Copy a search whose state is still running (its daemon is dead)."),
+) -> None:
+    """Copy searches with every trial, result, checkpoint and event to another store, in one
+    transaction (refused if DST already has the search)."""
+    from adsearch.errors import ConfigError
+    from adsearch.store.copy import copy_searches
+    from adsearch.store.engine import display_url
+
+    run = None
+    if run_dir is not None:
+        from adsearch.daemon.rundir import RunDir
+
+        if not search or len(search) != 1:
+            raise ConfigError("--run-dir: name the one search it belongs to with --search NAME")
+        if remap_ids:
+            raise ConfigError("--run-dir and --remap-ids exclude each other: a remapped copy "
+                              "cannot be resumed (its checkpoint files keep the old ids)")
+        run = RunDir(run_dir)
+        ident = run.identity()
+        if ident is None:
+            raise ConfigError(f"--run-dir: {run_dir} holds no search.json; give the run "
+                              "directory of the search")
+        run.check_belongs_to(search[0])
+        if run.daemon_pid() is not None:
+            raise ConfigError(f"--run-dir: the daemon of {search[0]!r} is running (pid "
+                              f"{run.daemon_pid()}); stop it first with `adsearch stop {search[0]}`")
+    reports = copy_searches(src, dst, search or None, remap_ids=remap_ids, force=force)
+    for r in reports:
+        rows = ", ".join(f"{n} {t}" for t, n in r.rows.items() if t != "searches")
+        ids = f"ids remapped ({r.source_id} -> {r.dest_id})" if r.remapped else "ids preserved"
+        typer.echo(f"{r.search}: copied to {display_url(dst)}: {rows}; {ids}")
+    if run is not None:
+        run.claim(search[0], dst)
+        typer.echo(f"{run.path}: now uses {display_url(dst)}; continue with "
+                   f"`adsearch resume {search[0]} --run-dir {run.path}`")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``db`` command group to ``app``."""
     app.add_typer(db_app, name="db")
