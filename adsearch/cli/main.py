@@ -53,9 +53,9 @@ def _guard_all(t: typer.Typer) -> None:
 
 
 def _register_all() -> None:
-    from adsearch.cli import db_cmd, pattern_cmd, search_cmd, train_cmd
+    from adsearch.cli import db_cmd, pattern_cmd, search_cmd, train_cmd, worker_cmd
 
-    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd):
+    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd):
         mod.register(app)
     _guard_all(app)
 

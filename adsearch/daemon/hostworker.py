@@ -1,0 +1,359 @@
+"""``adsearch worker``: run a search's children on a host without Ray, fed by the database queue.
+
+A host worker serves one search whose store is PostgreSQL. The daemon (on some host) draws
+trials and pushes them to the queue rows of the store (:class:`~adsearch.queue.dbqueue.DbQueue`);
+any number of workers on any number of hosts claim them (``FOR UPDATE SKIP LOCKED``, so
+never twice), run each one as a child process exactly as the local executor does
+(:class:`~adsearch.daemon.slots.ChildProcess`, the same slots, ``CUDA_VISIBLE_DEVICES`` and
+thread split), renew their leases, and write results to the same store. The daemon picks the
+results up from the store and feeds the controller.
+
+Same failure semantics as the local executor:
+
+- bad patterns are results (``done`` with the failure reward), never retried;
+- a child that dies without a result is retried (``attempts + 1``, up to ``max_attempts``);
+- a worker that dies (``kill -9``, a lost host) stops renewing its leases; the daemon finds
+  the expired leases and requeues those trials, so none is lost;
+- a data/config error (the host lacks the data) requeues the trial uncounted and stops
+  this worker with the message: other hosts may be fine.
+
+Workers claim only while the search is ``running`` (a warm ``adsearch stop`` stops new
+work on every host) and exit when it is finished or failed.
+
+Loop shape as huey/rq workers: :meth:`HostWorker.initialize`, :meth:`HostWorker.loop`,
+:meth:`HostWorker.shutdown`; signal handlers only call :meth:`HostWorker.request_stop`
+(first: warm, finish running children; second: cold, kill them and requeue). ``burst``
+exits once the queue is empty and nothing runs (tests, benchmarks, batch jobs).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.recovery import Outcome, read_outcome, record_outcome, retry_or_fail
+from adsearch.daemon.rundir import RunDir, write_json_atomic
+from adsearch.daemon.slots import ChildProcess, Slot, plan_slots
+from adsearch.errors import ConfigError, DaemonError, StoreError
+from adsearch.queue.filequeue import LeaseLost
+
+log = logging.getLogger("adsearch.worker")
+
+WARM, COLD = 1, 2
+_CHECK_SEARCH_S = 2.0  # how often the search's state is read
+
+
+class HostWorker:
+    """Claims trials of one search from the database queue and runs them in local slots.
+
+    Args:
+        store_url: the search's store (``postgresql+psycopg://...``).
+        search: the search name.
+        gpus / slots_per_gpu / workers: this host's slots, as for ``adsearch start``.
+        work_dir: where trial specs, results and logs go (``./adsearch-worker/SEARCH``).
+        burst: exit when the queue is empty and no child runs.
+        inline: run synthetic-task children in this process (no subprocess): for claim
+            throughput tests and benchmarks only; refused for any other task.
+        owner: lease owner name (default ``worker-HOST-PID``).
+    """
+
+    def __init__(self, store_url: str, search: str, *, gpus: list[str] | None = None,
+                 slots_per_gpu: int = 1, workers: int | None = None,
+                 work_dir: str | os.PathLike[str] | None = None, burst: bool = False,
+                 inline: bool = False, owner: str | None = None) -> None:
+        from adsearch.queue.dbqueue import default_owner
+
+        self.store_url = store_url
+        self.search_name = search
+        self._slot_args = {"gpus": gpus, "slots_per_gpu": slots_per_gpu, "workers": workers}
+        self.run = RunDir(Path(work_dir) if work_dir else Path("adsearch-worker") / search)
+        self.burst = burst
+        self.inline = inline
+        self.owner = owner or default_owner("worker")
+        self.children: dict[int, ChildProcess] = {}
+        self._beats: dict[int, float] = {}
+        self.stop_level = 0
+        self.stop_reason = ""
+        self.error: str | None = None  # why this worker stopped on its own (exit status 1)
+        self.claimed: list[int] = []  # every trial id this worker claimed, in order
+        self.finished = 0
+        self.idle = False  # the last pass found the queue empty
+        self.search_state = ""  # as last read from the store (re-read every 2 s)
+        self._last_check = 0.0
+
+    def request_stop(self, cold: bool = False, reason: str = "") -> None:
+        """Warm stop, or cold (``cold`` or a second request). Only sets flags."""
+        self.stop_level = COLD if (cold or self.stop_level >= WARM) else WARM
+        self.stop_reason = reason or self.stop_reason
+
+    # ------------------------------------------------------------------ initialize
+    def initialize(self) -> None:
+        """Open the store, check the search and this host's slots."""
+        from adsearch.queue.dbqueue import DbQueue
+        from adsearch.store import Store
+        from adsearch.store.engine import parse_url
+        from adsearch.tasks import get_task
+
+        if parse_url(self.store_url).get_backend_name() != "postgresql":
+            raise ConfigError(
+                "--store: adsearch worker needs a PostgreSQL store (the queue of a SQLite store "
+                "lives in files on the daemon's host); move the search with `adsearch db copy "
+                "SRC postgresql+psycopg://...` and resume it there"
+            )
+        self.store = Store(self.store_url)
+        try:
+            search = self.store.get_search(self.search_name)
+            if search.state in ("finished", "failed"):
+                raise DaemonError(f"search {self.search_name!r} is {search.state}: nothing to run")
+            self.search_id = search.id
+            self.search_state = search.state
+            self.cfg = SearchConfig.from_dict(search.config)
+            if self.inline and self.cfg.task != "synthetic":
+                raise ConfigError(f"--inline runs synthetic-task children only; search "
+                                  f"{self.search_name!r} runs task {self.cfg.task}")
+            self.task = get_task(self.cfg.task)
+            self.task_config = self.task.config_from_dict(self.cfg.task_config)
+            self.slots, self.slot_source = plan_slots(**self._slot_args)  # type: ignore[arg-type]
+            self.queue = DbQueue(self.store, self.search_id, lease_seconds=self.cfg.lease_seconds)
+        except BaseException:
+            self.store.close()
+            raise
+        self.store.log_event(self.search_id, "worker.start",
+                             f"{self.owner} serves {len(self.slots)} slot(s), {self.slot_source}",
+                             {"owner": self.owner, "slots": [s.to_dict() for s in self.slots]})
+        log.info("%s: search %s, %d slot(s) (%s)", self.owner, self.search_name,
+                 len(self.slots), self.slot_source)
+
+    # ------------------------------------------------------------------ the loop
+    def loop(self, now: float) -> bool:
+        """One pass; returns False when the worker should exit."""
+        if self.stop_level >= COLD:
+            return False
+        self._reap(now)
+        self._heartbeat(now)
+        if now - self._last_check >= _CHECK_SEARCH_S:
+            self._last_check = now
+            state = self.search_state = self.store.get_search_by_id(self.search_id).state
+            if state in ("finished", "failed") and not self.stop_level:
+                self.request_stop(reason=f"search {state}")
+        serving = self.search_state == "running"  # stopped: no new work until a resume
+        self.idle = self.idle or not serving
+        if not self.stop_level and serving:
+            if self.inline:
+                return self._run_inline()
+            for slot in self.slots:
+                if slot.index not in self.children and not self._start(slot):
+                    break
+        if self.children:
+            return True
+        if self.stop_level:
+            return False
+        return not (self.burst and (not serving or len(self.queue) == 0))
+
+    def _claim(self, slot: Slot) -> tuple[Any, int] | None:
+        while True:
+            lease = self.queue.claim(self.owner, slot.name)
+            if lease is None:
+                return None
+            trial = self.store.get_trial(lease.trial_id)
+            if trial.state == "queued":
+                break
+            self.queue.ack(trial.id)  # stale entry: the store already moved on
+        self.claimed.append(trial.id)
+        log.debug("%s claimed trial %d", self.owner, trial.id)
+        return trial, trial.attempts + 1
+
+    def _spec(self, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
+        return {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
+                "task_config": self.cfg.task_config, "patterns": trial.pattern,
+                "budget": self.cfg.child_budget().to_dict(), "device": slot.device,
+                "seed": trial.seed, "threads": slot.threads}
+
+    def _mark_running(self, trial: Any, attempt: int, slot: Slot, pid: int) -> bool:
+        from adsearch.store.records import utcnow
+
+        try:
+            self.store.update_trial(trial.id, expect_state="queued", state="running",
+                                    slot=slot.index, attempts=attempt, pid=pid,
+                                    started_at=utcnow())
+        except StoreError:  # someone else moved it (it was discarded as stale)
+            self.queue.ack(trial.id)
+            return False
+        return True
+
+    def _start(self, slot: Slot) -> bool:
+        """Claim a trial for ``slot`` and spawn its child. False: the queue is empty."""
+        got = self._claim(slot)
+        if got is None:
+            return False
+        trial, attempt = got
+        tdir = self.run.trial_dir(trial.id)
+        tdir.mkdir(parents=True, exist_ok=True)
+        (tdir / "result.json").unlink(missing_ok=True)
+        write_json_atomic(tdir / "spec.json", self._spec(trial, attempt, slot), durable=False)
+        child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
+                             tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds(),
+                             attempt=attempt)
+        if not self._mark_running(trial, attempt, slot, child.pid):
+            child.kill("the trial changed state before it started")
+            child.reap()
+            return True
+        self.children[slot.index] = child
+        self._beats[trial.id] = time.time()
+        return True
+
+    def _run_inline(self) -> bool:
+        """Claim and run one synthetic child in this process. False: nothing left (burst)."""
+        from adsearch.daemon.child import run as run_child
+
+        slot = self.slots[0]
+        got = self._claim(slot)
+        self.idle = got is None
+        if got is None:
+            return not self.burst
+        trial, attempt = got
+        if not self._mark_running(trial, attempt, slot, os.getpid()):
+            return True
+        doc = run_child(self._spec(trial, attempt, slot))
+        self._settle(trial.id, attempt, _outcome(doc), 0, None, "")
+        return True
+
+    # ------------------------------------------------------------------ reaping
+    def _reap(self, now: float) -> None:
+        for index, child in list(self.children.items()):
+            if child.poll() is None:
+                if not child.timed_out(now):
+                    continue
+                child.kill(f"timed out after {child.timeout:.0f} s")
+            code = child.reap()
+            del self.children[index]
+            outcome = read_outcome(self.run, child.trial_id, child.attempt)
+            self._settle(child.trial_id, child.attempt, outcome, code, child.kill_reason,
+                         str(child.log_path))
+
+    def _settle(self, trial_id: int, attempt: int, outcome: Outcome | None, code: int,
+                kill_reason: str | None, log_path: str) -> None:
+        """Store a result, or requeue / fail the trial (the daemon's own rules)."""
+        self._beats.pop(trial_id, None)
+        lease = self.queue.lease(trial_id)
+        if lease is None or lease.owner != self.owner:
+            log.warning("trial %d: lease lost before the child ended; result dropped", trial_id)
+            return
+        if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial_id,
+                                                  outcome):
+            self.finished += 1
+            return
+        trial = self.store.get_trial(trial_id)
+        if outcome is not None and outcome.status == "config":
+            self.store.update_trial(trial_id, expect_state="running", state="queued", pid=None,
+                                    slot=None, attempts=max(0, trial.attempts - 1),
+                                    error=f"not run on {self.owner}: {outcome.error}")
+            self.queue.release(trial_id, front=True)
+            self.error = (f"trial {trial_id} hit a data/config error on this host: "
+                          f"{outcome.error}; fix this host's data or config (log: {log_path})")
+            self.store.log_event(self.search_id, "worker.config_error", self.error,
+                                 {"trial_id": trial_id, "owner": self.owner})
+            self.request_stop(reason="config-error")
+            return
+        if outcome is not None:
+            reason = f"child error: {outcome.error}"
+        elif kill_reason:
+            reason = kill_reason
+        elif code < 0:
+            reason = f"child killed by signal {-code}"
+        else:
+            reason = f"child exited with status {code} without a result"
+        retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial,
+                      f"{reason} on {self.owner} (log: {log_path})")
+
+    def _heartbeat(self, now: float) -> None:
+        for index, child in list(self.children.items()):
+            tid = child.trial_id
+            if now - self._beats.get(tid, 0.0) < self.cfg.heartbeat_seconds:
+                continue
+            try:
+                self.queue.heartbeat(tid, owner=self.owner)
+                self._beats[tid] = now
+            except LeaseLost:  # the daemon gave the trial to someone else
+                log.warning("trial %d: lease revoked; killing its child", tid)
+                child.kill("lease revoked")
+                child.reap()
+                del self.children[index]
+                self._beats.pop(tid, None)
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """Kill running children (cold stop) and requeue their trials uncounted; give back
+        every lease this worker still holds; close the store."""
+        try:
+            for index, child in list(self.children.items()):
+                child.kill("worker stopped")
+                child.reap()
+                del self.children[index]
+                outcome = read_outcome(self.run, child.trial_id, child.attempt)
+                if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
+                                                          child.trial_id, outcome):
+                    continue
+                trial = self.store.get_trial(child.trial_id)
+                if trial.state == "running":
+                    self.store.update_trial(trial.id, expect_state="running", state="queued",
+                                            pid=None, slot=None,
+                                            attempts=max(0, trial.attempts - 1),
+                                            error=f"interrupted: {self.owner} stopped; requeued")
+                    self.queue.release(trial.id, front=True)
+            self.queue.release_owner(self.owner)
+            self.store.log_event(self.search_id, "worker.stop",
+                                 f"{self.owner} stopped ({self.stop_reason or 'done'}): "
+                                 f"{self.finished} trial(s) finished",
+                                 {"owner": self.owner, "finished": self.finished})
+        finally:
+            self.store.close()
+
+
+def _outcome(doc: dict[str, Any]) -> Outcome:
+    return Outcome(status=str(doc["status"]), reward=doc.get("reward"),
+                   metrics=dict(doc.get("metrics") or {}), curve=list(doc.get("curve") or []),
+                   seconds=float(doc.get("seconds") or 0.0), error=doc.get("error"),
+                   ended_at=doc.get("ended_at"))
+
+
+def run_worker(worker: HostWorker, *, tick: float = 0.2) -> HostWorker:
+    """Run ``worker`` until it exits, with the daemon's signal handling (SIGTERM/SIGINT:
+    warm stop, twice: cold; SIGUSR1: cold). Returns the worker (``error`` says why it
+    stopped on its own)."""
+    import selectors
+
+    from adsearch.daemon.runner import install_signal_handlers
+
+    wake, restore = install_signal_handlers(worker)  # type: ignore[arg-type]
+    try:
+        worker.initialize()
+        sel = selectors.DefaultSelector()
+        sel.register(wake, selectors.EVENT_READ)
+        try:
+            while worker.loop(time.time()):
+                if worker.inline and not worker.idle and not worker.stop_level:
+                    continue
+                fds = [c for c in worker.children.values() if c.has_fd]
+                for f in fds:
+                    sel.register(f, selectors.EVENT_READ)
+                try:
+                    sel.select(timeout=tick)
+                finally:
+                    for f in fds:
+                        sel.unregister(f)
+                try:
+                    while os.read(wake, 512):
+                        pass
+                except OSError:
+                    pass
+        finally:
+            worker.shutdown()
+            sel.close()
+    finally:
+        restore()
+    return worker
