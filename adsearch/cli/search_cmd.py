@@ -72,6 +72,9 @@ def start(
     failure_reward: float = typer.Option(0.0, "--failure-reward", help="Reward of a bad pattern (child raised or diverged)."),
     seed: int = typer.Option(0, "--seed", help="Controller seed."),
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display (Ctrl-C: warm stop, twice: cold)."),
+    executor: str = typer.Option("local", "--executor", help="local (subprocesses) or ray (Ray tasks; see docs/scale-out.md)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto or HOST:6379 (default: a local Ray)."),
+    ray_gpus: float = typer.Option(0.0, "--ray-gpus", help="With --executor ray: GPUs per child (fractions allowed)."),
 ) -> None:
     """Start a new search (in the background unless --foreground)."""
     from adsearch.daemon.config import SearchConfig
@@ -86,6 +89,7 @@ def start(
         slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,
         child_steps=child_steps, child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
         max_attempts=max_attempts, failure_reward=failure_reward, data=data,
+        executor=executor, ray_address=ray_address, ray_gpus=ray_gpus,
     )
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
     create_search(cfg, run, store)

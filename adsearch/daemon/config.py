@@ -15,6 +15,7 @@ from adsearch.errors import ConfigError
 from adsearch.tasks.result import Budget
 
 CONTROLLERS = ("transformer", "random")
+EXECUTORS = ("local", "ray")  # see adsearch.daemon.executors
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class SearchConfig:
     heartbeat_seconds: float = 5.0  # how often a worker renews its lease
     failure_reward: float = 0.0  # reward of a bad pattern (child raised / non-finite reward)
     data: str | None = None  # data path given with --data (None: the task's default data)
+    executor: str = "local"  # where children run: "local" (subprocesses) or "ray" (Ray tasks)
+    ray_address: str | None = None  # executor ray: cluster address (None: a local Ray; "auto")
+    ray_gpus: float = 0.0  # executor ray: GPUs each child asks Ray for (fractions allowed)
 
     # ------------------------------------------------------------------ derived values
     def child_budget(self) -> Budget:
@@ -109,6 +113,7 @@ class SearchConfig:
                 f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
                 f"lease_seconds ({self.lease_seconds}), or live leases would expire"
             )
+        self._validate_executor()
         if not math.isfinite(self.failure_reward):
             raise ConfigError("--failure-reward: must be a finite number")
         if self.gpus is not None:
@@ -120,6 +125,24 @@ class SearchConfig:
             if self.workers is not None:
                 raise ConfigError("--gpus and --workers exclude each other: pick GPU or CPU mode")
         return self
+
+    def _validate_executor(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor: unknown executor {self.executor!r}; choose one of "
+                              f"{', '.join(EXECUTORS)}")
+        g = self.ray_gpus
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not (0 <= g < math.inf):
+            raise ConfigError(f"--ray-gpus: invalid value {g!r}; use a number >= 0 (0.5: two "
+                              "children per GPU)")
+        if self.executor != "ray":
+            if self.ray_address is not None or g:
+                raise ConfigError("--ray-address and --ray-gpus need --executor ray")
+            return
+        if self.gpus is not None:
+            raise ConfigError("--gpus names this host's GPUs; with --executor ray give --workers N "
+                              "(children at once) and --ray-gpus F (GPUs per child, Ray picks them)")
+        if self.workers is None:
+            raise ConfigError("--executor ray needs --workers N: how many children run at once")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

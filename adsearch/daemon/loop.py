@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.recovery import reconcile
+from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
 from adsearch.daemon.workers import WorkerMixin
 from adsearch.errors import CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
-from adsearch.queue import FileQueue
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -114,8 +113,13 @@ class Daemon(WorkerMixin):
             self.ckpts = CheckpointManager(self.run.checkpoint_dir, keep=3)
             import torch  # noqa: F401 - checkpoints need it; load it now, not mid-search
             self.controller = self._restore_controller(make_controller)
-            self.queue = FileQueue(self.run.queue_dir, lease_seconds=self.cfg.lease_seconds)
-            stats = reconcile(self.store, self.queue, self.run, self.cfg, self.search_id)
+            url = self.run.store_url()
+            self.queue, stats = open_queue(self.store, self.run, self.cfg, self.search_id, url)
+            self.shared_queue = uses_db_queue(url)  # `adsearch worker` processes may serve it
+            self._collected_at = 0.0
+            self.executor = make_executor(self.cfg)
+            if self.executor.name != "local":
+                self.slot_source += f", {self.executor.describe()}"
             self.active = {t.id for t in self.store.trials(self.search_id, states=["queued", "running"])}
             self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)
                                if tid not in self.consumed]
@@ -185,6 +189,9 @@ class Daemon(WorkerMixin):
         if self.stop_level and self.prepared:
             self._release_prepared()
         self._reap(now)
+        if self.shared_queue and now - self._collected_at >= 0.5:
+            self._collected_at = now
+            collect_finished(self)  # results that workers on other hosts stored
         over_time = (self.cfg.budget_minutes is not None
                      and self.elapsed(now) >= self.cfg.budget_minutes * 60)
         if over_time and not self.stop_level:

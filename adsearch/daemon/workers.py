@@ -43,6 +43,7 @@ class WorkerMixin:
     cfg: Any
     search_id: int
     fatal: str | None
+    executor: Any  # adsearch.daemon.executors.Executor: local subprocesses or Ray tasks
 
     # ------------------------------------------------------------------ reaping
     def _reap(self, now: float) -> None:
@@ -166,9 +167,9 @@ class WorkerMixin:
 
         trial, attempt = self.prepared.pop(slot.index)
         tdir = self.run.trial_dir(trial.id)
-        child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
-                             tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds(),
-                             attempt=attempt)
+        child = self.executor.launch(slot, trial.id, tdir / "spec.json", tdir / "result.json",
+                                     tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds(),
+                                     attempt)
         self.children[slot.index] = child
         freed = self._freed_at.pop(slot.index, None)
         if freed is not None:

@@ -1,0 +1,177 @@
+"""Executors (where children run) and the queue that matches the store.
+
+One interface, two executors:
+
+- ``local`` (default): each child is a subprocess of the daemon
+  (:class:`~adsearch.daemon.slots.ChildProcess`), in the daemon's own slots;
+- ``ray``: each child is a Ray task that asks for ``ray_gpus`` GPUs (fractions allowed);
+  the daemon is the Ray driver (:mod:`adsearch.daemon.rayexec`). Ray retries a child whose
+  worker or node died; an exception of the child itself is a result, never retried.
+
+:meth:`Executor.launch` returns a handle with the interface of ``ChildProcess``
+(``poll``, ``reap``, ``kill``, ``timed_out``, ``fileno``/``has_fd``, ``trial_id``,
+``attempt``, ``pid``, ``started_at``, ``kill_reason``, ``log_path``), so the daemon's slot
+logic, results, retries and recovery are the same for both.
+
+The queue follows the store: a SQLite store keeps the file queue of the run directory (one
+host); a PostgreSQL store keeps the queue as rows (:class:`~adsearch.queue.dbqueue.DbQueue`),
+which ``adsearch worker`` processes on other hosts claim from too. Their results reach the
+store directly; :func:`collect_finished` hands them to the daemon's controller.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+from adsearch.daemon.config import EXECUTORS, SearchConfig
+from adsearch.daemon.recovery import reconcile, retry_or_fail, salvage
+from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.slots import ChildProcess, Slot
+
+log = logging.getLogger("adsearch.daemon")
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "collect_finished", "make_executor",
+           "open_queue", "reconcile_shared", "uses_db_queue"]
+
+
+class Executor(Protocol):
+    """Starts children; the handles it returns behave like :class:`ChildProcess`."""
+
+    name: str
+
+    def launch(self, slot: Slot, trial_id: int, spec_path: Path, result_path: Path,
+               log_path: Path, timeout: float, attempt: int) -> Any: ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Children as subprocesses of the daemon (today's behaviour)."""
+
+    name = "local"
+
+    def launch(self, slot: Slot, trial_id: int, spec_path: Path, result_path: Path,
+               log_path: Path, timeout: float, attempt: int) -> ChildProcess:
+        return ChildProcess(slot, trial_id, spec_path, result_path, log_path, timeout,
+                            attempt=attempt)
+
+    def describe(self) -> str:
+        return "local subprocesses"
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def make_executor(cfg: SearchConfig) -> Executor:
+    """The executor ``cfg.executor`` names (Ray is imported only for ``ray``)."""
+    if cfg.executor == "ray":
+        from adsearch.daemon.rayexec import RayExecutor
+
+        return RayExecutor(cfg)
+    return LocalExecutor()
+
+
+def uses_db_queue(store_url: str) -> bool:
+    """A PostgreSQL store holds the queue as rows (many hosts); SQLite keeps the file queue."""
+    from adsearch.store.engine import parse_url
+
+    return parse_url(store_url).get_backend_name() == "postgresql"
+
+
+def open_queue(store: Any, run: RunDir, cfg: SearchConfig, search_id: int,
+               store_url: str) -> tuple[Any, dict[str, int]]:
+    """The search's queue, reconciled with the store after whatever happened before.
+
+    Returns:
+        ``(queue, recovery counts)``.
+    """
+    if not uses_db_queue(store_url):
+        from adsearch.queue import FileQueue
+
+        queue = FileQueue(run.queue_dir, lease_seconds=cfg.lease_seconds)
+        return queue, reconcile(store, queue, run, cfg, search_id)
+    from adsearch.queue.dbqueue import DbQueue
+
+    dbq = DbQueue(store, search_id, lease_seconds=cfg.lease_seconds)
+    return dbq, reconcile_shared(store, dbq, run, cfg, search_id)
+
+
+def _ours(lease: Any) -> bool:
+    """A lease a daemon took (its own slots); the daemon lock says that daemon is gone."""
+    return lease is not None and lease.owner.startswith("daemon-")
+
+
+def reconcile_shared(store: Any, queue: Any, run: RunDir, cfg: SearchConfig,
+                     search_id: int) -> dict[str, int]:
+    """:func:`~adsearch.daemon.recovery.reconcile` for the database queue, where workers on
+    other hosts may be alive: a trial leased by a worker whose lease is live is left alone;
+    trials of the dead daemon and of expired leases are recovered as usual."""
+    import time
+
+    now = time.time()
+    stats = {"salvaged": 0, "requeued": 0, "failed": 0, "pushed": 0, "dropped": 0, "remote": 0}
+    leases = {le.trial_id: le for le in queue.leases()}
+
+    def live_remote(tid: int) -> bool:
+        le = leases.get(tid)
+        return le is not None and not _ours(le) and not le.expired(now, queue.lease_seconds)
+
+    running = store.trials(search_id, states=["running"])
+    for trial in running:
+        if live_remote(trial.id):
+            stats["remote"] += 1
+            continue
+        if salvage(store, queue, run, cfg, trial):
+            stats["salvaged"] += 1
+            continue
+        state = retry_or_fail(store, queue, cfg, search_id, trial,
+                              "lost when its daemon or worker stopped without finishing it")
+        stats["requeued" if state == "queued" else "failed"] += 1
+    running_ids = {t.id for t in running}
+    for tid, _lease in sorted(leases.items()):
+        if tid in running_ids or live_remote(tid):
+            continue
+        trial = store.get_trial(tid)
+        if trial.state == "queued":
+            queue.release(tid, front=True)
+        else:
+            queue.ack(tid)
+            stats["dropped"] += 1
+    queued = [t.id for t in store.trials(search_id, states=["queued"])]
+    waiting = set(queue.pending()) | {le.trial_id for le in queue.leases()}
+    missing = [tid for tid in queued if tid not in waiting]
+    queue.push(missing, front=True)
+    stats["pushed"] = len(missing)
+    active = set(queued) | {t.id for t in store.trials(search_id, states=["running"])}
+    extra = [tid for tid in queue.pending() if tid not in active]
+    if extra:
+        queue.discard(extra)
+        stats["dropped"] += len(extra)
+    log.info("recovery (database queue): %s", stats)
+    return stats
+
+
+def collect_finished(daemon: Any) -> list[int]:
+    """Trials that finished outside the daemon's own slots (``adsearch worker`` processes):
+    done ones join the controller's ``unconsumed`` list in finish order, failed or stale
+    ones leave ``active``. Returns the ids that finished."""
+    own = {c.trial_id for c in daemon.children.values()}
+    own |= {t.id for t, _ in daemon.prepared.values()}
+    candidates = daemon.active - own
+    if not candidates:
+        return []
+    store, sid = daemon.store, daemon.search_id
+    still = {t.id for t in store.trials(sid, states=["queued", "running"])}
+    gone = sorted(candidates - still)
+    if not gone:
+        return []
+    results = store.results(sid, gone)
+    done = [r.trial_id for r in sorted(results, key=lambda r: (r.created_at, r.trial_id))
+            if store.get_trial(r.trial_id).state == "done"]
+    daemon.active.difference_update(gone)
+    daemon.unconsumed.extend(t for t in done if t not in daemon.consumed)
+    return gone
