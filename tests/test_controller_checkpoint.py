@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,17 @@ def test_exact_resume_is_bit_identical(tmp_path: Path, kind: str) -> None:
             assert torch.equal(p, q)
 
 
-def test_exact_resume_across_processes(tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Float reductions depend on the thread count: pin it to the child process's value,
+    as a restarted daemon runs with the same thread setting as the one that crashed."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)
+
+
+def test_exact_resume_across_processes(tmp_path: Path, one_thread: None) -> None:
     """A crash restarts the daemon in a new process: the next samples and update must match
     those of the run that never stopped."""
     ctrl = make_controller("transformer", CONV, seed=7)
