@@ -118,7 +118,9 @@ class HostWorker:
             self.task = get_task(self.cfg.task)
             self.task_config = self.task.config_from_dict(self.cfg.task_config)
             self.slots, self.slot_source = plan_slots(**self._slot_args)  # type: ignore[arg-type]
-            self.queue = DbQueue(self.store, self.search_id, lease_seconds=self.cfg.lease_seconds)
+            # typed Any: adsearch.daemon.recovery takes either queue (same interface)
+            self.queue: Any = DbQueue(self.store, self.search_id,
+                                      lease_seconds=self.cfg.lease_seconds)
         except BaseException:
             self.store.close()
             raise

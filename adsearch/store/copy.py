@@ -64,6 +64,7 @@ def _read_search(src: Store, name: str) -> dict[str, list[dict[str, Any]]]:
         search = s.execute(select(t["searches"]).where(t["searches"].c.name == name)).first()
         if search is None:
             src.get_search(name)  # raises, naming the known searches
+            raise StoreError(f"no search named {name!r} in {src.url}")
         sid = search._mapping["id"]
         ckpts = _rows(s, t["checkpoints"], t["checkpoints"].c.search_id == sid)
         ck_ids = [c["id"] for c in ckpts]
