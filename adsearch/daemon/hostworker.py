@@ -241,8 +241,7 @@ class HostWorker:
                 kill_reason: str | None, log_path: str) -> None:
         """Store a result, or requeue / fail the trial (the daemon's own rules)."""
         self._beats.pop(trial_id, None)
-        lease = self.queue.lease(trial_id)
-        if lease is None or lease.owner != self.owner:
+        if not self.queue.holds(trial_id, self.owner):
             log.warning("trial %d: lease lost before the child ended; result dropped", trial_id)
             return
         if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial_id,

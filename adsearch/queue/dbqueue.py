@@ -116,22 +116,28 @@ class DbQueue:
     def claim(self, owner: str, slot: str, pid: int | None = None) -> Lease | None:
         """Lease the first waiting trial to ``owner`` (None if none waits).
 
-        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` skips rows another claimer holds, so two
-        claimers never take the same trial and never block each other.
+        One statement: ``UPDATE ... WHERE trial_id = (SELECT ... FOR UPDATE SKIP LOCKED
+        LIMIT 1) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` passes over rows another
+        claimer holds, so two claimers never take the same trial and never wait on each
+        other; on SQLite the write transaction serialises claimers.
         """
-        stmt = (select(Q).where(Q.search_id == self.search_id, Q.owner.is_(None))
-                .order_by(Q.priority, Q.enqueued_ns, Q.trial_id)
-                .limit(1).with_for_update(skip_locked=True))
+        first = (select(Q.trial_id).where(Q.search_id == self.search_id, Q.owner.is_(None))
+                 .order_by(Q.priority, Q.enqueued_ns, Q.trial_id)
+                 .limit(1).with_for_update(skip_locked=True).scalar_subquery())
+        now = time.time()
         holder = os.getpid() if pid is None else int(pid)
+        stmt = (update(Q).where(Q.trial_id == first, Q.owner.is_(None))
+                .values(owner=owner, slot=slot, pid=holder, claimed_at=now, heartbeat_at=now)
+                .returning(Q.trial_id))
         with self._session() as s:
-            row = s.scalar(stmt)
-            if row is None:
-                return None
-            now = time.time()
-            row.owner, row.slot, row.pid = owner, slot, holder
-            row.claimed_at = row.heartbeat_at = now
-            s.flush()
-            return _lease(row)
+            tid = s.execute(stmt).scalar()
+        return None if tid is None else Lease(int(tid), owner, slot, holder, now, now)
+
+    def holds(self, trial_id: int, owner: str) -> bool:
+        """Whether ``owner`` holds the lease of ``trial_id`` (one indexed lookup)."""
+        stmt = select(Q.trial_id).where(Q.trial_id == int(trial_id), Q.owner == owner)
+        with self._session(write=False) as s:
+            return s.scalar(stmt) is not None
 
     def heartbeat(self, trial_id: int, owner: str | None = None) -> None:
         """Keep a lease alive. Raises LeaseLost when the trial holds no lease (of ``owner``,
