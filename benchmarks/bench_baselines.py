@@ -155,7 +155,8 @@ def render(store: dict[str, Any]) -> str:
             out += [f"{s['seeds']} seeds, mean ± std", "", "| regularizer | " + " | ".join(keys) + " | s / child | diverged |", "| --- | " + " | ".join("---:" for _ in keys) + " | ---: | ---: |"]
             for r in s["rows"]:
                 cells = [f"{r[k][0]:.4g} ± {r[k][1]:.2g}" if r[k] else "n/a" for k in keys]
-                out.append(f"| {r['regularizer']} | " + " | ".join(cells) + f" | {r['seconds']:.0f} | {r['diverged']} |")
+                label = r["regularizer"] + (f" (n={r['n']})" if r["n"] != s["seeds"] else "")
+                out.append(f"| {label} | " + " | ".join(cells) + f" | {r['seconds']:.0f} | {r['diverged']} |")
         out.append("")
     return "\n".join(out)
 
@@ -167,12 +168,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=None, help="seeds per regularizer (default 3, quick 1)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--write-quick", action="store_true", help="also record --quick results")
+    ap.add_argument("--render", action="store_true", help="only re-render baselines.md from baselines.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     seeds = args.seeds or (1 if args.quick else 3)
     RESULTS.mkdir(parents=True, exist_ok=True)
     store_path = RESULTS / "baselines.json"
     t0 = time.time()
+    if args.render:
+        (RESULTS / "baselines.md").write_text(render(json.loads(store_path.read_text())) + "\n")
+        return
 
     def save(name: str, res: dict[str, Any]) -> None:
         res.update(command="python " + " ".join(["benchmarks/bench_baselines.py", *sys.argv[1:]]), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), threads=args.threads, torch=torch.__version__, python=platform.python_version(), section_seconds=time.time() - t0)
