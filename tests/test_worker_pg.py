@@ -55,7 +55,7 @@ def _seed(url: str, name: str, n: int) -> None:
 
 
 def test_two_workers_never_claim_a_trial_twice(pg_url: str, tmp_path: Path) -> None:
-    n = 10_000
+    n = 10_050  # over 10,000 claims
     _seed(pg_url, "claims", n)
     procs = [subprocess.Popen(_worker(pg_url, "claims", "--inline", "--burst", "-v",
                                       "--work-dir", str(tmp_path / f"w{i}")),

@@ -76,6 +76,7 @@ class HostWorker:
         self.owner = owner or default_owner("worker")
         self.children: dict[int, ChildProcess] = {}
         self._beats: dict[int, float] = {}
+        self._claimed_at: dict[int, float] = {}  # trial id -> when this worker leased it
         self.stop_level = 0
         self.stop_reason = ""
         self.error: str | None = None  # why this worker stopped on its own (exit status 1)
@@ -166,6 +167,7 @@ class HostWorker:
                 break
             self.queue.ack(trial.id)  # stale entry: the store already moved on
         self.claimed.append(trial.id)
+        self._claimed_at[trial.id] = lease.claimed_at
         log.debug("%s claimed trial %d", self.owner, trial.id)
         return trial, trial.attempts + 1
 
@@ -241,12 +243,19 @@ class HostWorker:
                 kill_reason: str | None, log_path: str) -> None:
         """Store a result, or requeue / fail the trial (the daemon's own rules)."""
         self._beats.pop(trial_id, None)
-        if not self.queue.holds(trial_id, self.owner):
+        # A lease younger than half its life cannot have expired, and only an expired lease
+        # is ever taken away: skip the lookup then (it matters for short children).
+        fresh = time.time() - self._claimed_at.pop(trial_id, 0.0) < self.cfg.lease_seconds / 2
+        if not fresh and not self.queue.holds(trial_id, self.owner):
             log.warning("trial %d: lease lost before the child ended; result dropped", trial_id)
             return
-        if outcome is not None and record_outcome(self.store, self.queue, self.cfg, trial_id,
-                                                  outcome):
-            self.finished += 1
+        try:
+            if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
+                                                      trial_id, outcome):
+                self.finished += 1
+                return
+        except StoreError as exc:  # the daemon ended the trial meanwhile (e.g. stale at the budget)
+            log.warning("trial %d: result not stored: %s", trial_id, exc)
             return
         trial = self.store.get_trial(trial_id)
         if outcome is not None and outcome.status == "config":
