@@ -113,7 +113,11 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     try:
         (ev,) = [e for e in store.events(search.id, limit=1000) if e.kind == "daemon.cold_stop"]
         requeued = ev.data["requeued"]
-        assert requeued and set(requeued) <= {tid for tid, _, _ in second_batch}
+        assert requeued
+        # A child of the snapshot may finish (and the next trial start) before the stop
+        # arrives on a loaded machine: every snapshot trial is then requeued or done.
+        for tid in {tid for tid, _, _ in second_batch} - set(requeued):
+            assert store.get_trial(tid).state == "done"
         for tid in requeued:
             t = store.get_trial(tid)
             assert t.state == "queued" and t.attempts == 0 and "cold stop" in (t.error or "")
