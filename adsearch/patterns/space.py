@@ -13,13 +13,13 @@ import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from adsearch.errors import PatternError
 from adsearch.patterns.conv import CONV_VALUES, ConvPattern
 from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
 
-Pattern = Union[ConvPattern, SeqPattern]
+Pattern: TypeAlias = "ConvPattern | SeqPattern"
 
 _KINDS: dict[str, tuple[type[ConvPattern] | type[SeqPattern], dict[str, tuple[Any, ...]]]] = {
     "conv": (ConvPattern, CONV_VALUES),
