@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Retrain the exported winners of benchmarks/search_cifar_mini.sh on the CIFAR-10-mini
+# protocol of benchmarks/bench_baselines.py (WRN-10-2, 500/class train, disjoint 100/class
+# validation from train/, 4 epochs) with 3 seeds, and report held-out test accuracy on
+# cifar10-jpg/test. The hand-designed rows are in benchmarks/results/baselines.md, made by
+# the same protocol and seeds.
+#
+# Usage: benchmarks/retrain_cifar_mini.sh [PATTERN_FILE ...]
+#        (default: benchmarks/results/e2e/cifar-mini-{transformer,random}.json)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}/cifar10-jpg"
+OUT=benchmarks/results/e2e
+mkdir -p "$OUT"
+CFG="$OUT/retrain_config.json"
+printf '{"train_per_class": 500, "val_per_class": 100, "split_seed": 0, "depth": 10, "width": 2, "batch_size": 64, "lr": 0.05}\n' > "$CFG"
+files=("$@")
+[[ ${#files[@]} -gt 0 ]] || files=("$OUT/cifar-mini-transformer.json" "$OUT/cifar-mini-random.json")
+for f in "${files[@]}"; do
+  name="$(basename "$f" .json)"
+  .venv/bin/adsearch train --task cifar10 --data "$DATA" --test-data "$DATA/test" \
+    --pattern "$f" --seeds 3 --epochs 4 --threads 1 --config "$CFG" \
+    --json-out "$OUT/retrain-$name.json"
+done
