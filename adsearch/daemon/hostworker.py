@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.recovery import Outcome, read_outcome, record_outcome, retry_or_fail
+from adsearch.daemon.recovery import (
+    Outcome,
+    claim_queued,
+    read_outcome,
+    record_outcome,
+    retry_or_fail,
+)
 from adsearch.daemon.rundir import RunDir, write_json_atomic
 from adsearch.daemon.slots import ChildProcess, Slot, plan_slots
 from adsearch.errors import ConfigError, DaemonError, StoreError
@@ -158,14 +164,10 @@ class HostWorker:
         return not (self.burst and (not serving or len(self.queue) == 0))
 
     def _claim(self, slot: Slot) -> tuple[Any, int] | None:
-        while True:
-            lease = self.queue.claim(self.owner, slot.name)
-            if lease is None:
-                return None
-            trial = self.store.get_trial(lease.trial_id)
-            if trial.state == "queued":
-                break
-            self.queue.ack(trial.id)  # stale entry: the store already moved on
+        claimed = claim_queued(self.store, self.queue, self.owner, slot.name)
+        if claimed is None:
+            return None
+        lease, trial = claimed
         self.claimed.append(trial.id)
         self._claimed_at[trial.id] = lease.claimed_at
         log.debug("%s claimed trial %d", self.owner, trial.id)

@@ -41,6 +41,23 @@ class Outcome:
     ended_at: float | None
 
 
+def claim_queued(store: Any, queue: Any, owner: str, slot: str) -> tuple[Any, Any] | None:
+    """Lease the next entry whose trial is still ``queued`` in the store.
+
+    The store is the source of truth: an entry whose trial already moved on (finished,
+    failed or claimed elsewhere) is acknowledged and skipped. Returns ``(lease, trial)``, or
+    None when the queue is empty.
+    """
+    while True:
+        lease = queue.claim(owner, slot)
+        if lease is None:
+            return None
+        trial = store.get_trial(lease.trial_id)
+        if trial.state == "queued":
+            return lease, trial
+        queue.ack(trial.id)
+
+
 def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
     """The outcome written by attempt ``attempt`` of the trial, or None (no complete file)."""
     doc = read_json(run.trial_dir(trial_id) / "result.json")

@@ -13,7 +13,13 @@ import logging
 import time
 from typing import Any
 
-from adsearch.daemon.recovery import Outcome, read_outcome, record_outcome, retry_or_fail
+from adsearch.daemon.recovery import (
+    Outcome,
+    claim_queued,
+    read_outcome,
+    record_outcome,
+    retry_or_fail,
+)
 from adsearch.daemon.rundir import write_json_atomic
 from adsearch.daemon.slots import ChildProcess, Slot
 from adsearch.errors import StoreError
@@ -140,14 +146,10 @@ class WorkerMixin:
 
     def _prepare(self, slot: Slot) -> bool:
         """Lease the next queued trial for ``slot`` and write its spec. False: queue empty."""
-        while True:
-            lease = self.queue.claim(self._owner, slot.name)
-            if lease is None:
-                return False
-            trial = self.store.get_trial(lease.trial_id)
-            if trial.state == "queued":
-                break
-            self.queue.ack(trial.id)  # stale entry: the store already moved on
+        claimed = claim_queued(self.store, self.queue, self._owner, slot.name)
+        if claimed is None:
+            return False
+        lease, trial = claimed
         attempt = trial.attempts + 1
         tdir = self.run.trial_dir(trial.id)
         tdir.mkdir(parents=True, exist_ok=True)
