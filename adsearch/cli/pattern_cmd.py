@@ -104,7 +104,9 @@ def _render(
         masks = _site_masks(ps.patterns[i], shape, seed + i)
         drawn.append(masks)
         console.print(_describe(i, ps.patterns[i], masks), highlight=False, soft_wrap=True)
-        console.print(_block_art(masks), soft_wrap=True)
+        # as many panels as fit the terminal (each is its width plus one border column)
+        fit = max(1, (console.width - 1) // (masks.shape[-1] + 1))
+        console.print(_block_art(masks[:fit]), soft_wrap=True)
     if png is not None:
         _write_png(png, drawn)
         console.print(f"wrote {png}", highlight=False)
