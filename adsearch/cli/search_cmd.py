@@ -98,13 +98,15 @@ def start(
 
 
 def _launch(run: Any, foreground: bool) -> None:
-    from adsearch.daemon.launch import spawn_detached
+    from adsearch.daemon.launch import runs_root, spawn_detached
 
     if not foreground:
         pid = spawn_detached(run)
         name = run.identity()["name"]
-        console.print(f"daemon pid {pid} running; watch: [bold]adsearch status {name} --watch[/], "
-                      f"stop: adsearch stop {name}, log: {run.log_file}")
+        # name the run directory in the hints unless the default lookup finds it
+        where = "" if Path(run.path).resolve() == (runs_root() / name).resolve() else f" --run-dir {run.path}"
+        console.print(f"daemon pid {pid} running; watch: [bold]adsearch status {name}{where} --watch[/], "
+                      f"stop: adsearch stop {name}{where}, log: {run.log_file}")
         return
     from adsearch.daemon.live import run_foreground
 
