@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from adsearch.atomic import write_text_atomic
 from adsearch.errors import ConfigError
 
 BASELINES = ("none", "dropout", "spatial", "dropblock", "variational")
@@ -66,22 +65,6 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if vals:
             out[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": float(len(vals))}
     return out
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON through a temp file in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def register(app: typer.Typer) -> None:
@@ -156,5 +139,5 @@ def register(app: typer.Typer) -> None:
         if diverged:
             console.print(f"[yellow]{diverged} of {seeds} run(s) diverged (reward 0)[/]")
         if json_out is not None:
-            write_json_atomic(json_out, {"task": task, "config": cfg.to_dict(), "regularizer": reg_desc, "budget": budget.to_dict(), "device": device, "runs": results, "summary": summary})
+            write_text_atomic(json_out, json.dumps({"task": task, "config": cfg.to_dict(), "regularizer": reg_desc, "budget": budget.to_dict(), "device": device, "runs": results, "summary": summary}, indent=2) + "\n")
             console.print(f"wrote {json_out}")

@@ -23,13 +23,13 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adsearch import atomic
 from adsearch.controller.base import Controller, controller_from_state
 from adsearch.errors import CheckpointError, ConfigError
 from adsearch.patterns import SearchSpace
@@ -69,25 +69,9 @@ class LoadedCheckpoint:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same dir, fsync, rename,
-    fsync of the directory. A crash leaves either the old state or the new file, never a
-    partial ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, fsync of
+    the directory): a crash leaves either the old state or the new file, never a partial one."""
+    atomic.write_bytes_atomic(path, data, sync_dir=True, prefix=_TMP_PREFIX)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

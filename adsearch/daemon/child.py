@@ -32,13 +32,13 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
+from adsearch.atomic import write_json_atomic
 from adsearch.errors import AdsearchError, PatternError
 
 _PR_SET_PDEATHSIG = 1
@@ -67,10 +67,7 @@ def die_with_parent(parent_pid: int) -> None:
 def write_result(path: Path, data: dict[str, Any]) -> None:
     """Atomic against crashes (rename). Not fsynced: after a power loss the store, which is
     durable, decides: a result it does not hold is simply run again."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, allow_nan=False, default=_jsonable)
-    os.replace(tmp, path)
+    write_json_atomic(path, data, durable=False, allow_nan=False, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
+from adsearch import atomic
 from adsearch.errors import ConfigError, DaemonError
 
 DB_NAME = "adsearch.db"
@@ -32,18 +32,7 @@ DB_NAME = "adsearch.db"
 def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
     """Write JSON to ``path`` so that readers see the old or the new file, never half.
     ``durable`` also fsyncs it (survives power loss, not only a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, default=str)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_json_atomic(path, data, durable=durable, indent=1, default=str)
 
 
 def read_json(path: Path) -> Any:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from adsearch.atomic import write_json_atomic
 from adsearch.errors import DaemonError
 
 #: Name prefixes of pending entries: ``front`` entries (requeued work) sort first.
@@ -69,20 +69,6 @@ class Lease:
             "claimed_at": self.claimed_at,
             "heartbeat_at": self.heartbeat_at,
         }
-
-
-def _write_atomic(path: Path, data: dict[str, Any], durable: bool) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FileQueue:
@@ -195,8 +181,8 @@ class FileQueue:
                     continue
                 present.add(tid)
                 name = f"{prio}-{time.time_ns():020d}-{tid}.json"
-                _write_atomic(self._pending / name, {"trial_id": tid, "pushed_at": time.time()},
-                              self.durable)
+                write_json_atomic(self._pending / name, {"trial_id": tid, "pushed_at": time.time()},
+                                  durable=self.durable)
 
     def claim(self, owner: str, slot: str, pid: int | None = None) -> Lease | None:
         """Take the first pending trial and lease it to ``owner`` (None if none waits)."""
@@ -210,7 +196,7 @@ class FileQueue:
                 holder = os.getpid() if pid is None else int(pid)
                 data = {"trial_id": tid, "owner": owner, "slot": slot, "pid": holder,
                         "claimed_at": now}
-                _write_atomic(self._leases / f"{tid}.json", data, self.durable)
+                write_json_atomic(self._leases / f"{tid}.json", data, durable=self.durable)
                 (self._pending / name).unlink(missing_ok=True)
                 return Lease(tid, owner, slot, holder, now, now)
         return None
@@ -237,8 +223,8 @@ class FileQueue:
             if trial_id not in present:
                 prio = _FRONT if front else _BACK
                 name = f"{prio}-{time.time_ns():020d}-{trial_id}.json"
-                _write_atomic(self._pending / name, {"trial_id": trial_id, "pushed_at": time.time()},
-                              self.durable)
+                write_json_atomic(self._pending / name, {"trial_id": trial_id, "pushed_at": time.time()},
+                                  durable=self.durable)
             (self._leases / f"{trial_id}.json").unlink(missing_ok=True)
 
     def discard(self, trial_ids: Iterable[int]) -> None:
