@@ -2,26 +2,40 @@
 # End-to-end proof on CIFAR-10-mini (issue: learned patterns vs hand-designed dropout).
 #
 # Runs an AutoDropout search (transformer controller) and a random search with the same
-# space, child protocol and wall budget side by side, one CPU worker each, then exports the
-# best pattern of each. Selection uses the validation split only (held out of train/);
-# cifar10-jpg/test is never seen by the search. Retrain and test with
+# space, child protocol and wall budget side by side, each pinned to its own CPU core
+# (taskset; the daemon then gives each child 1 torch thread, so the two do not thrash), then
+# exports the best full-length pattern of each. Selection uses the validation split only
+# (held out of train/); cifar10-jpg/test is never seen by the search. Retrain and test with
 # benchmarks/retrain_cifar_mini.sh.
 #
-# Usage: benchmarks/search_cifar_mini.sh [MINUTES]   (default 55)
+# Search proxy child (ours): WRN-10-2 on 300/class train + disjoint 100/class validation,
+# EPOCHS epochs (default 3). Ranking aids (second run onwards):
+#   --child-seed 0          every child shares init, data order and augmentation, so rewards
+#                           differ by pattern rather than by seed (common random numbers);
+#   --prune-at-epoch 1      children below the 40% quantile of earlier children's epoch-1
+#                           accuracy stop there (truncated rewards are marked, never exported).
+#
+# Usage: benchmarks/search_cifar_mini.sh [MINUTES] [TAG]   (defaults: 45, v2)
+#   first run (2026-11-26, TAG v1): 55 minutes, 2 epochs, no child seed, no pruning, batch 8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MINUTES="${1:-55}"
+MINUTES="${1:-45}"
+TAG="${2:-v2}"
+EPOCHS="${EPOCHS:-3}"
 DATA="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}/cifar10-jpg"
-RUNS="${ADSEARCH_RUNS:-runs/e2e}"
+RUNS="${ADSEARCH_RUNS:-runs/e2e-$TAG}"
 OUT=benchmarks/results/e2e
 mkdir -p "$OUT"
-# Search proxy child (ours): WRN-10-2 on 300/class train + disjoint 100/class validation,
-# 2 epochs, so ~80 children fit per search in the budget on one core.
-CFG='{"data": "'"$DATA"'", "train_per_class": 300, "val_per_class": 100, "split_seed": 0, "depth": 10, "width": 2, "epochs": 2, "batch_size": 64, "lr": 0.05}'
+CFG='{"data": "'"$DATA"'", "train_per_class": 300, "val_per_class": 100, "split_seed": 0, "depth": 10, "width": 2, "epochs": '"$EPOCHS"', "batch_size": 64, "lr": 0.05}'
+core=0
 for ctl in transformer random; do
-  .venv/bin/adsearch start --task cifar10 --name "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" \
-    --task-config "$CFG" --controller "$ctl" --workers 1 --batch-size 8 \
+  pin=()
+  if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then pin=(taskset -c "$core"); fi
+  "${pin[@]}" .venv/bin/adsearch start --task cifar10 --name "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" \
+    --task-config "$CFG" --controller "$ctl" --workers 1 --batch-size 4 \
+    --child-seed 0 --prune-at-epoch 1 --prune-quantile 0.4 \
     --budget-minutes "$MINUTES" --seed 0
+  core=$((core + 1))
 done
 for ctl in transformer random; do
   while .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --json \
@@ -29,6 +43,6 @@ for ctl in transformer random; do
     sleep 30
   done
   .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl"
-  .venv/bin/adsearch export "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --best -o "$OUT/cifar-mini-$ctl.json"
-  .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --json > "$OUT/cifar-mini-$ctl.status.json"
+  .venv/bin/adsearch export "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --best -o "$OUT/cifar-mini-$TAG-$ctl.json"
+  .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --json > "$OUT/cifar-mini-$TAG-$ctl.status.json"
 done

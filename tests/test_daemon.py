@@ -143,6 +143,20 @@ def test_plan_slots_sources() -> None:
         plan_slots(gpus=["x"], slots_per_gpu=1, workers=None, env={})
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_cpu_workers_split_the_cores_this_process_may_use_not_the_machines() -> None:
+    """Pinned to one core (taskset, a cpuset), one worker gets one thread: two pinned searches
+    then do not each start 2 threads per child on a 2-core machine and thrash."""
+    import subprocess
+    import sys
+
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from adsearch.daemon.slots import plan_slots; "
+            "print(plan_slots(gpus=None, slots_per_gpu=1, workers=1, env={})[0][0].threads)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+
+
 def test_synthetic_task_is_a_known_function_and_never_imports_torch() -> None:
     import subprocess
     import sys

@@ -68,9 +68,12 @@ def start(
     child_steps: int = typer.Option(None, "--child-steps", help="Child optimizer steps."),
     child_seconds: float = typer.Option(None, "--child-seconds", help="Child training seconds."),
     child_timeout: float = typer.Option(None, "--child-timeout", help="Kill a child after this many seconds (then retry)."),
+    prune_at_epoch: float = typer.Option(None, "--prune-at-epoch", help="Early stopping: a child whose validation reward at this epoch is below --prune-quantile of earlier children stops there (its reward is marked truncated)."),
+    prune_quantile: float = typer.Option(0.25, "--prune-quantile", help="With --prune-at-epoch: stop children below this quantile."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Runs of a trial whose child died before it is failed."),
     failure_reward: float = typer.Option(0.0, "--failure-reward", help="Reward of a bad pattern (child raised or diverged)."),
     seed: int = typer.Option(0, "--seed", help="Controller seed."),
+    child_seed: int = typer.Option(None, "--child-seed", help="Train every child with this seed (same init and data order: rewards differ by pattern, not luck). Default: a fresh seed per trial."),
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display (Ctrl-C: warm stop, twice: cold)."),
     executor: str = typer.Option("local", "--executor", help="local (subprocesses) or ray (Ray tasks; see docs/scale-out.md)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto or HOST:6379 (default: a local Ray)."),
@@ -88,6 +91,7 @@ def start(
         budget_trials=budget_trials, budget_minutes=budget_minutes, gpus=_gpus(gpus),
         slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,
         child_steps=child_steps, child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
+        child_seed=child_seed, prune_epoch=prune_at_epoch, prune_quantile=prune_quantile,
         max_attempts=max_attempts, failure_reward=failure_reward, data=data,
         executor=executor, ray_address=ray_address, ray_gpus=ray_gpus,
     )
@@ -210,7 +214,7 @@ def list_searches() -> None:
         store, search = load_search(run)
         try:
             counts = store.counts(search.id)
-            top = store.top_trials(search.id, 1)
+            top = store.top_trials(search.id, 1, full_only=True)
         finally:
             store.close()
         pid = run.daemon_pid()
@@ -272,7 +276,7 @@ def export(
     run = find_run_dir(name, run_dir)
     store, search = load_search(run)
     try:
-        top = store.top_trials(search.id, top_k)
+        top = store.top_trials(search.id, top_k, full_only=True)
     finally:
         store.close()
     if not top:

@@ -41,6 +41,12 @@ class SearchConfig:
     child_seconds: float | None = None  # child budget in seconds of training
     child_timeout: float | None = None  # kill a child after this many seconds (None: derived)
     seed: int = 0  # controller seed; trial seeds derive from it
+    child_seed: int | None = None  # every child trains with this seed (common random numbers:
+    # init, data order and augmentation are shared, so rewards differ by the pattern, not by
+    # luck); None: a fresh seed per trial, derived from ``seed``
+    prune_epoch: float | None = None  # early stopping: check children at this epoch (None: off)
+    prune_quantile: float = 0.25  # ... and stop those below this quantile of earlier children
+    prune_min_trials: int = 8  # ... once this many finished children have a value there
     max_attempts: int = 3  # runs of a trial whose child process died before it is failed
     lease_seconds: float = 60.0  # a queue lease without heartbeat this long has expired
     heartbeat_seconds: float = 5.0  # how often a worker renews its lease
@@ -108,11 +114,17 @@ class SearchConfig:
                 raise ConfigError(f"{opt}: invalid value {value!r}; use a positive number")
         if self.child_steps is not None:
             _positive_int("--child-steps", self.child_steps)
+        if self.child_seed is not None and (isinstance(self.child_seed, bool)
+                                            or not isinstance(self.child_seed, int)
+                                            or not 0 <= self.child_seed < 2**31):
+            raise ConfigError(f"--child-seed: invalid value {self.child_seed!r}; use an integer "
+                              "in [0, 2**31)")
         if self.heartbeat_seconds * 2 > self.lease_seconds:
             raise ConfigError(
                 f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "
                 f"lease_seconds ({self.lease_seconds}), or live leases would expire"
             )
+        self._validate_pruning()
         self._validate_executor()
         if not math.isfinite(self.failure_reward):
             raise ConfigError("--failure-reward: must be a finite number")
@@ -125,6 +137,28 @@ class SearchConfig:
             if self.workers is not None:
                 raise ConfigError("--gpus and --workers exclude each other: pick GPU or CPU mode")
         return self
+
+    def _validate_pruning(self) -> None:
+        from adsearch.tasks.registry import PRUNABLE
+
+        if not (isinstance(self.prune_quantile, (int, float)) and 0 < self.prune_quantile < 1):
+            raise ConfigError(f"--prune-quantile: invalid value {self.prune_quantile!r}; use a "
+                              "number between 0 and 1 (0.25: stop the worst quarter)")
+        _positive_int("prune_min_trials", self.prune_min_trials)
+        e = self.prune_epoch
+        if e is None:
+            return
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not (e >= 1 and e == int(e)):
+            raise ConfigError(f"--prune-at-epoch: invalid value {e!r}; use a whole number of "
+                              "epochs >= 1 (children are evaluated at the end of each epoch)")
+        if self.task not in PRUNABLE:
+            raise ConfigError(f"--prune-at-epoch: task {self.task!r} does not support early "
+                              f"stopping; tasks that do: {', '.join(sorted(PRUNABLE))}")
+        epochs = self.child_epochs if self.child_epochs is not None else self.task_config.get("epochs")
+        if isinstance(epochs, (int, float)) and e >= epochs:
+            raise ConfigError(f"--prune-at-epoch: {e:g} is not before the end of training "
+                              f"({epochs:g} epochs), so no child would be stopped; pick a smaller "
+                              "epoch or train longer")
 
     def _validate_executor(self) -> None:
         if self.executor not in EXECUTORS:

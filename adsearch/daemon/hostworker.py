@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.pruning import Pruner
 from adsearch.daemon.recovery import (
     Outcome,
     claim_queued,
@@ -128,6 +129,7 @@ class HostWorker:
             # typed Any: adsearch.daemon.recovery takes either queue (same interface)
             self.queue: Any = DbQueue(self.store, self.search_id,
                                       lease_seconds=self.cfg.lease_seconds)
+            self.pruner = Pruner(self.cfg)
         except BaseException:
             self.store.close()
             raise
@@ -176,7 +178,7 @@ class HostWorker:
     def _spec(self, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
         return {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
                 "task_config": self.cfg.task_config, "patterns": trial.pattern,
-                "budget": self.cfg.child_budget().to_dict(), "device": slot.device,
+                "budget": self.pruner.budget(self.store, self.search_id), "device": slot.device,
                 "seed": trial.seed, "threads": slot.threads}
 
     def _mark_running(self, trial: Any, attempt: int, slot: Slot, pid: int) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
+from adsearch.daemon.pruning import Pruner
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
 from adsearch.daemon.workers import WorkerMixin
@@ -118,6 +119,7 @@ class Daemon(WorkerMixin):
             self.shared_queue = uses_db_queue(url)  # `adsearch worker` processes may serve it
             self._collected_at = 0.0
             self.executor = make_executor(self.cfg)
+            self.pruner = Pruner(self.cfg)
             if self.executor.name != "local":
                 self.slot_source += f", {self.executor.describe()}"
             self.active = {t.id for t in self.store.trials(self.search_id, states=["queued", "running"])}
@@ -280,7 +282,9 @@ class Daemon(WorkerMixin):
         items: list[Any] = []
         for sample in self.controller.sample(want):
             pats = [p.to_dict() for p in sample.patterns]
-            seed = random.Random(f"{self.cfg.seed}-{self.n_trials + len(items)}").randrange(2**31)
+            seed = self.cfg.child_seed
+            if seed is None:
+                seed = random.Random(f"{self.cfg.seed}-{self.n_trials + len(items)}").randrange(2**31)
             items.append(NewTrial(pattern=pats, pattern_hash=pattern_hash(pats),
                                   tokens=list(sample.tokens), controller_version=sample.version,
                                   logp=sample.logp, seed=seed))

@@ -76,7 +76,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     state = run.read_state() or {}
     live = pid is not None and state.get("pid") == pid
     running = store.trials(search.id, states=["running"])
-    top = store.top_trials(search.id, top_k)
+    top = store.top_trials(search.id, top_k, full_only=True)
     ctrl = dict(state.get("controller") or {}) if live else {}
     if not ctrl:
         for ev in reversed(events):

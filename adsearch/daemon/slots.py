@@ -59,13 +59,23 @@ def _parse_gpu_list(text: str, source: str) -> list[str]:
     return ids
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (``taskset``, a Slurm or cgroup
+    cpuset), not the machine's count, so two searches pinned to one core each do not both
+    start two threads per child and thrash."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def plan_slots(
     *, gpus: list[str] | None, slots_per_gpu: int, workers: int | None,
     env: dict[str, str] | None = None, cpu_count: int | None = None,
 ) -> tuple[list[Slot], str]:
     """The slots of a search and a one-line description of where they came from."""
     env = dict(os.environ) if env is None else env
-    cpus = cpu_count or os.cpu_count() or 1
+    cpus = cpu_count or available_cpus()
     if workers is not None:
         threads = max(1, cpus // workers)
         return ([Slot(i, None, threads) for i in range(workers)],

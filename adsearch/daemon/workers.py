@@ -49,6 +49,7 @@ class WorkerMixin:
     cfg: Any
     search_id: int
     fatal: str | None
+    pruner: Any  # adsearch.daemon.pruning.Pruner: each child's budget, with early stopping
     executor: Any  # adsearch.daemon.executors.Executor: local subprocesses or Ray tasks
 
     # ------------------------------------------------------------------ reaping
@@ -156,7 +157,7 @@ class WorkerMixin:
         (tdir / "result.json").unlink(missing_ok=True)
         spec = {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
                 "task_config": self.cfg.task_config, "patterns": trial.pattern,
-                "budget": self.cfg.child_budget().to_dict(), "device": slot.device,
+                "budget": self.pruner.budget(self.store, self.search_id), "device": slot.device,
                 "seed": trial.seed, "threads": slot.threads}
         write_json_atomic(tdir / "spec.json", spec, durable=False)
         self.prepared[slot.index] = (trial, attempt)

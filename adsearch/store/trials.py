@@ -258,8 +258,12 @@ class TrialMethods(StoreCore):
             rows.sort(key=lambda r: r.id)
             return [convert.result_record(r) for r in rows]
 
-    def top_trials(self, search_id: int, k: int) -> list[tuple[TrialRecord, ResultRecord]]:
-        """Return the ``k`` done trials with the highest reward, best first (ties: first finished)."""
+    def top_trials(self, search_id: int, k: int, *, full_only: bool = False) -> list[tuple[TrialRecord, ResultRecord]]:
+        """Return the ``k`` done trials with the highest reward, best first (ties: first finished).
+
+        ``full_only``: skip children stopped early by pruning (``metrics["truncated"]``),
+        whose reward was measured before the end of training.
+        """
         stmt = (
             select(TrialModel, ResultModel)
             .join(TrialModel, TrialModel.id == ResultModel.trial_id)
@@ -269,10 +273,17 @@ class TrialMethods(StoreCore):
                 TrialModel.state == "done",
             )
             .order_by(ResultModel.reward.desc(), ResultModel.id)
-            .limit(k)
         )
+        out: list[tuple[TrialRecord, ResultRecord]] = []
         with self._session(write=False) as s:
-            return [(convert.trial_record(t), convert.result_record(r)) for t, r in s.execute(stmt)]
+            rows = s.execute(stmt if full_only else stmt.limit(k))
+            for t, r in rows:
+                if len(out) >= k:
+                    break
+                if full_only and (r.metrics or {}).get("truncated"):
+                    continue
+                out.append((convert.trial_record(t), convert.result_record(r)))
+        return out
 
     def counts(self, search_id: int) -> dict[str, int]:
         """Return the number of trials in each state; every state of ``TRIAL_STATES`` is a key."""

@@ -7,7 +7,8 @@ Reward: the **validation accuracy** (fraction in [0, 1]) at the end of training,
 on the split held out of the training data. ``metrics`` holds ``val_acc``, ``val_loss``,
 ``train_loss`` (mean over the last epoch), ``steps``, ``epochs``, ``params``, ``diverged``
 and, when the config names ``test_data``, ``test_acc`` and ``test_loss``. ``curve`` has one
-point per epoch (and one at the end). A diverged child returns reward 0.0 (see
+point per epoch (and one at the end). A child stopped early by the daemon's pruning rule
+(:mod:`adsearch.daemon.pruning`) reports the reward it had then, with ``truncated = 1``. A diverged child returns reward 0.0 (see
 :mod:`adsearch.tasks.common`).
 
 Default CIFAR-10 child (**ours**, sized for a 2-core CPU, ~30-60 s): WRN-10-2 on the
@@ -190,6 +191,9 @@ class _ImageTask:
             with clock.pause():
                 acc, vloss = self.evaluate(model, val, c, dev)
             curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
+            if budget is not None and budget.prune_now(step / per_epoch, acc, last=step >= total):
+                metrics.update(truncated=1.0, truncated_at_epoch=step / per_epoch, prune_below=float(budget.prune_below or 0.0))
+                break
         if not curve or curve[-1]["step"] != step:
             with clock.pause():
                 acc, vloss = self.evaluate(model, val, c, dev)

@@ -19,6 +19,10 @@ TASKS: dict[str, str] = {
     "synthetic": "adsearch.tasks.synthetic:SyntheticTask",
 }
 
+#: tasks whose ``run_child`` honours ``Budget.prune_epoch``/``prune_below`` (early stopping:
+#: one curve point per epoch whose ``val_metric`` is the reward).
+PRUNABLE: frozenset[str] = frozenset({"cifar10", "imagenet"})
+
 
 class Task(Protocol):
     """What every task provides. ``config`` objects are the task's own frozen dataclass,

@@ -12,11 +12,22 @@ class Budget:
     """How long one child trains. Whichever limit is reached first ends training.
 
     ``None`` for every field means "the task config's default" (its epochs or steps).
+
+    ``prune_epoch``/``prune_below`` (set by the daemon, see :mod:`adsearch.daemon.pruning`):
+    a child whose validation reward at epoch ``prune_epoch`` is below ``prune_below`` stops
+    there and reports ``truncated = 1``. Tasks in ``registry.PRUNABLE`` honour it.
     """
 
     epochs: float | None = None  # passes over the training split
     steps: int | None = None  # optimizer steps
     seconds: float | None = None  # wall-clock seconds of training (evaluation excluded)
+    prune_epoch: float | None = None  # early-stopping check point, in epochs
+    prune_below: float | None = None  # stop at prune_epoch when the reward is below this
+
+    def prune_now(self, epoch: float, reward: float, last: bool) -> bool:
+        """True when a child at ``epoch`` with validation ``reward`` should stop here."""
+        return (self.prune_epoch is not None and self.prune_below is not None and not last
+                and abs(epoch - self.prune_epoch) < 1e-6 and reward < self.prune_below)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
