@@ -236,3 +236,36 @@ def test_result_written_just_before_a_daemon_crash_is_salvaged_not_rerun(tmp_pat
     assert not (run.trial_dir(child.trial_id) / "attempt-2.log").exists()
     assert store.counts(search.id)["done"] == 3
     store.close()
+
+
+def test_resume_with_a_larger_budget_continues_a_finished_search_exactly_once(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from adsearch.cli.main import app
+    from adsearch.daemon.launch import extend_budget
+
+    run = make(tmp_path, controller="transformer", budget_trials=4, workers=1)
+    assert run_daemon(str(run.path)).finished
+    cli = CliRunner()
+    res = cli.invoke(app, ["resume", "s", "--run-dir", str(run.path)])
+    assert res.exit_code == 1 and "--budget-trials N" in res.output
+    for kw, message in (({"trials": 4}, "already has 4 trials"),
+                        ({"minutes": 1e-9}, "already run"),
+                        ({"trials": 0, "minutes": None}, "already has 4 trials")):
+        with pytest.raises(ConfigError, match=message):
+            extend_budget(run, **{"minutes": None, "trials": None, **kw})  # type: ignore[arg-type]
+    store = Store(run.store_url(), readonly=True)
+    assert store.get_search("s").state == "finished"  # refused: nothing written
+    assert store.get_search("s").config["budget_trials"] == 4
+    store.close()
+    assert extend_budget(run, minutes=None, trials=10) == "budget raised: 4 -> 10 trials"
+    store = Store(run.store_url(), readonly=True)
+    search = store.get_search("s")
+    assert search.state == "stopped" and search.config["budget_trials"] == 10
+    assert [e.kind for e in store.events(search.id)][-1] == "search.budget"
+    store.close()
+    daemon = run_daemon(str(run.path))
+    assert daemon.finished
+    store, search = check_exactly_once(run)
+    assert len(store.trials(search.id)) == 10 and search.state == "finished"
+    store.close()

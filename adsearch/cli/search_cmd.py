@@ -121,16 +121,22 @@ def resume(
     name: str = NAME_ARG,
     run_dir: str = RUN_DIR,
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display."),
+    budget_minutes: float = typer.Option(None, "--budget-minutes", help="New total budget in minutes of daemon run time (more than already used)."),
+    budget_trials: int = typer.Option(None, "--budget-trials", help="New total budget in trials (more than already drawn)."),
 ) -> None:
-    """Continue a stopped or crashed search from its store and controller checkpoint."""
-    from adsearch.daemon.launch import find_run_dir, load_search
+    """Continue a stopped or crashed search from its store and controller checkpoint;
+    --budget-minutes/--budget-trials raise its budget (a finished search then continues)."""
+    from adsearch.daemon.launch import extend_budget, find_run_dir, load_search
 
     run = find_run_dir(name, run_dir)
     store, search = load_search(run)
     store.close()
-    if search.state == "finished":
-        raise ConfigError(f"search {search.name!r} is finished (its budget is spent); nothing "
-                          "to resume. Start a new search with `adsearch start`")
+    if budget_minutes is not None or budget_trials is not None:
+        console.print(extend_budget(run, minutes=budget_minutes, trials=budget_trials))
+    elif search.state == "finished":
+        raise ConfigError(f"search {search.name!r} is finished (its budget is spent); give it "
+                          f"more with `adsearch resume {search.name} --budget-minutes M` or "
+                          "`--budget-trials N`, or start a new search with `adsearch start`")
     _launch(run, foreground)
 
 

@@ -207,3 +207,55 @@ def load_search(run: RunDir) -> tuple[Any, Any]:
     except StoreError:
         store.close()
         raise
+
+
+def extend_budget(run: RunDir, *, minutes: float | None, trials: int | None) -> str:
+    """Raise the budget of a stopped, crashed or finished search (``resume --budget-*``).
+
+    The new figures are totals over the whole search, so each must exceed what it has
+    already used. A finished search becomes ``stopped`` so the daemon can pick it up again.
+    Returns a one-line description of the change. Raises ConfigError (nothing written) on a
+    live daemon or a budget that is not larger.
+    """
+    from adsearch.store import Store
+
+    ident = run.identity()
+    if ident is None:
+        raise ConfigError(f"{run.path} is not an adsearch run directory (no search.json)")
+    name = str(ident["name"])
+    if run.daemon_pid() is not None:
+        raise ConfigError(f"search {name!r} has a running daemon; stop it first "
+                          f"(`adsearch stop {name}`), then resume with the new budget")
+    store = Store(run.store_url())
+    try:
+        search = store.get_search(name)
+        cfg = SearchConfig.from_dict(search.config)
+        changes: dict[str, Any] = {}
+        said = []
+        if minutes is not None:
+            used = run.elapsed() / 60
+            if not minutes > used:
+                raise ConfigError(f"--budget-minutes: the search has already run {used:.1f} "
+                                  f"minutes; give a larger total, e.g. {used + 30:.0f}")
+            changes["budget_minutes"] = minutes
+            said.append(f"{_fmt(cfg.budget_minutes)} -> {minutes:g} minutes")
+        if trials is not None:
+            n = sum(store.counts(search.id).values())
+            if isinstance(trials, bool) or not isinstance(trials, int) or not trials > n:
+                raise ConfigError(f"--budget-trials: the search already has {n} trials; give a "
+                                  f"larger total, e.g. {n + 50}")
+            changes["budget_trials"] = trials
+            said.append(f"{_fmt(cfg.budget_trials)} -> {trials} trials")
+        new = cfg.with_changes(**changes)
+        message = f"budget raised: {', '.join(said)}"
+        store.set_search_config(search.id, new.to_dict())
+        if search.state == "finished":
+            store.set_search_state(search.id, "stopped")
+        store.log_event(search.id, "search.budget", message, changes)
+        return message
+    finally:
+        store.close()
+
+
+def _fmt(value: float | None) -> str:
+    return "no limit" if value is None else f"{value:g}"

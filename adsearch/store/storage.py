@@ -127,6 +127,19 @@ class Store(TrialMethods):
             s.flush()
             return convert.search_record(row)
 
+    def set_search_config(self, search_id: int, config: dict[str, Any]) -> SearchRecord:
+        """Replace a search's JSON config (``adsearch resume --budget-*``) and return it.
+
+        Raises:
+            StoreError: Unknown search.
+        """
+        with self._session() as s:
+            row = self._search_row(s, search_id)
+            row.config = dict(config)
+            row.updated_at = utcnow()
+            s.flush()
+            return convert.search_record(row)
+
     # -- controller checkpoints -------------------------------------------------------
 
     def add_checkpoint(
