@@ -242,7 +242,7 @@ def test_resume_with_a_larger_budget_continues_a_finished_search_exactly_once(tm
     from typer.testing import CliRunner
 
     from adsearch.cli.main import app
-    from adsearch.daemon.launch import extend_budget
+    from adsearch.daemon.launch import set_budget
 
     run = make(tmp_path, controller="transformer", budget_trials=4, workers=1)
     assert run_daemon(str(run.path)).finished
@@ -253,12 +253,12 @@ def test_resume_with_a_larger_budget_continues_a_finished_search_exactly_once(tm
                         ({"minutes": 1e-9}, "already run"),
                         ({"trials": 0, "minutes": None}, "already has 4 trials")):
         with pytest.raises(ConfigError, match=message):
-            extend_budget(run, **{"minutes": None, "trials": None, **kw})  # type: ignore[arg-type]
+            set_budget(run, **{"minutes": None, "trials": None, **kw})  # type: ignore[arg-type]
     store = Store(run.store_url(), readonly=True)
     assert store.get_search("s").state == "finished"  # refused: nothing written
     assert store.get_search("s").config["budget_trials"] == 4
     store.close()
-    assert extend_budget(run, minutes=None, trials=10) == "budget raised: 4 -> 10 trials"
+    assert set_budget(run, minutes=None, trials=10) == "budget set: 4 -> 10 trials"
     store = Store(run.store_url(), readonly=True)
     search = store.get_search("s")
     assert search.state == "stopped" and search.config["budget_trials"] == 10

@@ -125,14 +125,14 @@ def resume(
     budget_trials: int = typer.Option(None, "--budget-trials", help="New total budget in trials (more than already drawn)."),
 ) -> None:
     """Continue a stopped or crashed search from its store and controller checkpoint;
-    --budget-minutes/--budget-trials raise its budget (a finished search then continues)."""
-    from adsearch.daemon.launch import extend_budget, find_run_dir, load_search
+    --budget-minutes/--budget-trials set a new total budget (a finished search then continues)."""
+    from adsearch.daemon.launch import find_run_dir, load_search, set_budget
 
     run = find_run_dir(name, run_dir)
     store, search = load_search(run)
     store.close()
     if budget_minutes is not None or budget_trials is not None:
-        console.print(extend_budget(run, minutes=budget_minutes, trials=budget_trials))
+        console.print(set_budget(run, minutes=budget_minutes, trials=budget_trials))
     elif search.state == "finished":
         raise ConfigError(f"search {search.name!r} is finished (its budget is spent); give it "
                           f"more with `adsearch resume {search.name} --budget-minutes M` or "

@@ -209,11 +209,11 @@ def load_search(run: RunDir) -> tuple[Any, Any]:
         raise
 
 
-def extend_budget(run: RunDir, *, minutes: float | None, trials: int | None) -> str:
-    """Raise the budget of a stopped, crashed or finished search (``resume --budget-*``).
+def set_budget(run: RunDir, *, minutes: float | None, trials: int | None) -> str:
+    """Set a new budget for a stopped, crashed or finished search (``resume --budget-*``).
 
     The new figures are totals over the whole search, so each must exceed what it has
-    already used. A finished search becomes ``stopped`` so the daemon can pick it up again.
+    already used (it may be lower than the old budget). A finished search becomes ``stopped`` so the daemon can pick it up again.
     Returns a one-line description of the change. Raises ConfigError (nothing written) on a
     live daemon or a budget that is not larger.
     """
@@ -247,7 +247,7 @@ def extend_budget(run: RunDir, *, minutes: float | None, trials: int | None) -> 
             changes["budget_trials"] = trials
             said.append(f"{_fmt(cfg.budget_trials)} -> {trials} trials")
         new = cfg.with_changes(**changes)
-        message = f"budget raised: {', '.join(said)}"
+        message = f"budget set: {', '.join(said)}"
         store.set_search_config(search.id, new.to_dict())
         if search.state == "finished":
             store.set_search_state(search.id, "stopped")
