@@ -9,6 +9,7 @@
 #        (default: benchmarks/results/e2e/cifar-mini-v2-{transformer,random}.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/e2e_lib.sh
 DATA="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}/cifar10-jpg"
 OUT=benchmarks/results/e2e
 mkdir -p "$OUT"
@@ -22,9 +23,7 @@ i=0
 pids=()
 for f in "${files[@]}"; do
   name="$(basename "$f" .json)"
-  pin=()
-  if command -v taskset >/dev/null && [[ "$cores" -ge 2 ]]; then pin=(taskset -c "$((i % cores))"); fi
-  "${pin[@]}" .venv/bin/adsearch train --task cifar10 --data "$DATA" --test-data "$DATA/test" \
+  $(pin_core "$((i % cores))") .venv/bin/adsearch train --task cifar10 --data "$DATA" --test-data "$DATA/test" \
     --pattern "$f" --seeds 3 --epochs 4 --threads 1 --config "$CFG" \
     --json-out "$OUT/retrain-$name.json" > "$OUT/retrain-$name.log" 2>&1 &
   pids+=($!)

@@ -10,19 +10,18 @@
 #        (default: benchmarks/results/e2e/wt2-mini-transformer.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/e2e_lib.sh
 SHARED="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 OUT=benchmarks/results/e2e
 PAT="${1:-$OUT/wt2-mini-transformer.json}"
 name="$(basename "$PAT" .json)"
 printf '{"protocol": "mini", "epochs": 1.0, "curve_points": 0}\n' > "$OUT/retrain_lm_config.json"
 printf '{"epochs": 1.0}\n' > "$OUT/retrain_mt_config.json"
-pin0=() pin1=()
-if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then pin0=(taskset -c 0) pin1=(taskset -c 1); fi
-"${pin0[@]}" .venv/bin/adsearch train --task wikitext2 --data "$SHARED/wikitext-2" \
+$(pin_core 0) .venv/bin/adsearch train --task wikitext2 --data "$SHARED/wikitext-2" \
   --pattern "$PAT" --seeds 3 --threads 1 --config "$OUT/retrain_lm_config.json" \
   --json-out "$OUT/retrain-$name.json" &
 lm=$!
-"${pin1[@]}" .venv/bin/adsearch train --task translation --data "$SHARED/multi30k-en-fr" \
+$(pin_core 1) .venv/bin/adsearch train --task translation --data "$SHARED/multi30k-en-fr" \
   --pattern "$PAT" --seeds 3 --threads 1 --config "$OUT/retrain_mt_config.json" \
   --json-out "$OUT/transfer-$name-multi30k.json" &
 mt=$!

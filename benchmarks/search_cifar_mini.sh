@@ -19,6 +19,7 @@
 #   first run (2026-11-26, TAG v1): 55 minutes, 2 epochs, no child seed, no pruning, batch 8.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/e2e_lib.sh
 MINUTES="${1:-45}"
 TAG="${2:-v2}"
 EPOCHS="${EPOCHS:-3}"
@@ -29,20 +30,12 @@ mkdir -p "$OUT"
 CFG='{"data": "'"$DATA"'", "train_per_class": 300, "val_per_class": 100, "split_seed": 0, "depth": 10, "width": 2, "epochs": '"$EPOCHS"', "batch_size": 64, "lr": 0.05}'
 core=0
 for ctl in transformer random; do
-  pin=()
-  if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then pin=(taskset -c "$core"); fi
-  "${pin[@]}" .venv/bin/adsearch start --task cifar10 --name "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" \
+  $(pin_core "$core") .venv/bin/adsearch start --task cifar10 --name "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" \
     --task-config "$CFG" --controller "$ctl" --workers 1 --batch-size 4 \
     --child-seed 0 --prune-at-epoch 1 --prune-quantile 0.4 \
     --budget-minutes "$MINUTES" --seed 0
   core=$((core + 1))
 done
 for ctl in transformer random; do
-  while .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --json \
-      | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s.get("daemon", {}).get("alive") else 1)' 2>/dev/null; do
-    sleep 30
-  done
-  .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl"
-  .venv/bin/adsearch export "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --best -o "$OUT/cifar-mini-$TAG-$ctl.json"
-  .venv/bin/adsearch status "cifar-mini-$ctl" --run-dir "$RUNS/cifar-mini-$ctl" --json > "$OUT/cifar-mini-$TAG-$ctl.status.json"
+  finish_search "cifar-mini-$ctl" "$RUNS/cifar-mini-$ctl" "$OUT/cifar-mini-$TAG-$ctl.json"
 done

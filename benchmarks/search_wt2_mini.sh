@@ -14,6 +14,7 @@
 #   benchmarks/retrain_wt2_mini.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benchmarks/e2e_lib.sh
 MINUTES="${1:-50}"
 CORE="${2:-0}"
 DATA="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}/wikitext-2"
@@ -21,16 +22,8 @@ RUNS="${ADSEARCH_RUNS:-runs/e2e}"
 OUT=benchmarks/results/e2e
 NAME=wt2-mini-transformer
 mkdir -p "$OUT"
-pin=()
-if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then pin=(taskset -c "$CORE"); fi
 CFG='{"data": "'"$DATA"'", "protocol": "mini", "epochs": 0.5, "curve_points": 0, "test": false, "max_eval_tokens": 32768}'
-"${pin[@]}" .venv/bin/adsearch start --task wikitext2 --name "$NAME" --run-dir "$RUNS/$NAME" \
+$(pin_core "$CORE") .venv/bin/adsearch start --task wikitext2 --name "$NAME" --run-dir "$RUNS/$NAME" \
   --task-config "$CFG" --controller transformer --workers 1 --batch-size 4 \
   --budget-minutes "$MINUTES" --seed 0 --child-seed 0
-while .venv/bin/adsearch status "$NAME" --run-dir "$RUNS/$NAME" --json \
-    | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if s.get("daemon", {}).get("alive") else 1)' 2>/dev/null; do
-  sleep 30
-done
-.venv/bin/adsearch status "$NAME" --run-dir "$RUNS/$NAME"
-.venv/bin/adsearch export "$NAME" --run-dir "$RUNS/$NAME" --best -o "$OUT/$NAME.json"
-.venv/bin/adsearch status "$NAME" --run-dir "$RUNS/$NAME" --json > "$OUT/$NAME.status.json"
+finish_search "$NAME" "$RUNS/$NAME" "$OUT/$NAME.json"
