@@ -125,3 +125,22 @@ def test_search_with_pruning_stops_the_worst_children_and_exports_a_full_one(tmp
     res = CliRunner().invoke(app, ["export", "p", "--run-dir", str(run.path), "--best", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["provenance"]["trial_id"] == best[0].id
+
+
+def test_best_full_trials_are_found_past_a_page_of_truncated_ones(tmp_path: Path) -> None:
+    """top_trials(full_only=True) reads in pages; 40 truncated children with higher rewards
+    than the 2 full ones must not hide them."""
+    run = _search(tmp_path)
+    store = Store(run.store_url())
+    try:
+        sid = store.get_search("p").id
+        recs = store.add_trials(sid, [NewTrial(pattern=[], pattern_hash=f"h{i}", tokens=[], controller_version=0, logp=0.0, seed=i) for i in range(42)])
+        for i, rec in enumerate(recs):
+            store.update_trial(rec.id, state="running")
+            full = i >= 40
+            store.finish_trial(rec.id, 0.1 + 0.01 * i if full else 0.9, {} if full else {"truncated": 1.0}, [], 1.0, state="done")
+        top = store.top_trials(sid, 3, full_only=True)
+        assert [t.id for t, _ in top] == [recs[41].id, recs[40].id]
+        assert len(store.top_trials(sid, 5)) == 5
+    finally:
+        store.close()

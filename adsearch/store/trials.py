@@ -275,14 +275,17 @@ class TrialMethods(StoreCore):
             .order_by(ResultModel.reward.desc(), ResultModel.id)
         )
         out: list[tuple[TrialRecord, ResultRecord]] = []
+        page = k if not full_only else max(4 * k, 32)  # pages, so status never loads every row
+        offset = 0
         with self._session(write=False) as s:
-            rows = s.execute(stmt if full_only else stmt.limit(k))
-            for t, r in rows:
-                if len(out) >= k:
+            while len(out) < k:
+                rows = s.execute(stmt.limit(page).offset(offset)).all()
+                for t, r in rows:
+                    if len(out) < k and not (full_only and (r.metrics or {}).get("truncated")):
+                        out.append((convert.trial_record(t), convert.result_record(r)))
+                if len(rows) < page:
                     break
-                if full_only and (r.metrics or {}).get("truncated"):
-                    continue
-                out.append((convert.trial_record(t), convert.result_record(r)))
+                offset += page
         return out
 
     def counts(self, search_id: int) -> dict[str, int]:
