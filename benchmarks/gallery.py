@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Pattern gallery: learned patterns next to DropBlock, SpatialDropout and Dropout masks.
 
-Draws one row per regularizer and four channels of one 32x32 feature map per row (white =
-kept, black = dropped), from one seeded draw each, into a PNG. Learned rows come from
-pattern files written by ``adsearch export --best`` (one row per site); the hand-designed
-rows run the very modules ``make_dropout`` builds for training, on a tensor of ones.
+Draws one row per regularizer and four channels of one feature map per row (white = kept,
+black = dropped), from one seeded draw each, into a PNG. Learned rows come from pattern
+files written by ``adsearch export --best`` (one row per site), each drawn at the map size
+its site has in a 32x32-input WRN (conv-3: 32, 16 and 8 px, scaled up to one panel size), so
+the "drops" figure is the share the pattern really drops there; the hand-designed rows run
+the very modules ``make_dropout`` builds for training, on a 32x32 tensor of ones.
 
 Usage::
 
@@ -27,6 +29,8 @@ CHANNELS = 4
 CELL = 4
 GAP = 6
 LABEL_W = 260
+#: map side of each site in a WRN on 32x32 inputs (one site per group)
+SITE_SIZES = {"conv-3": (32, 16, 8)}
 
 
 def baseline_masks(spec: dict[str, object], seed: int) -> torch.Tensor:
@@ -41,9 +45,10 @@ def rows_for(files: list[Path], seed: int) -> list[tuple[str, torch.Tensor]]:
     rows: list[tuple[str, torch.Tensor]] = []
     for f in files:
         ps = load_patternset(f)
-        for i, p in enumerate(ps.patterns):
-            label = f"{f.stem} site {i}: {p.size}/{p.stride}x{p.repeat} r{p.rotate}"  # type: ignore[union-attr]
-            rows.append((label, render_mask(p, (CHANNELS, H, W), seed + i)))
+        sizes = SITE_SIZES.get(ps.space.name, (H,) * len(ps.patterns))
+        for i, (p, n) in enumerate(zip(ps.patterns, sizes, strict=True)):
+            label = f"{f.stem} site {i} ({n}x{n} map): {p.size}/{p.stride}x{p.repeat} r{p.rotate}"  # type: ignore[union-attr]
+            rows.append((label, render_mask(p, (CHANNELS, n, n), seed + i)))
     rows.append(("DropBlock 0.1, block 7", baseline_masks({"kind": "dropblock", "drop_prob": 0.1, "block_size": 7}, seed)))
     rows.append(("SpatialDropout 0.1", baseline_masks({"kind": "spatial", "drop_prob": 0.1}, seed)))
     rows.append(("Dropout 0.1", baseline_masks({"kind": "dropout", "drop_prob": 0.1}, seed)))
