@@ -44,7 +44,8 @@ from adsearch.daemon.recovery import (
     retry_or_fail,
 )
 from adsearch.daemon.rundir import RunDir, write_json_atomic
-from adsearch.daemon.slots import ChildProcess, Slot, plan_slots
+from adsearch.daemon.slots import ChildProcess, Slot, ended_children, plan_slots
+from adsearch.daemon.workers import child_spec
 from adsearch.errors import ConfigError, DaemonError, StoreError
 from adsearch.queue.filequeue import LeaseLost
 
@@ -175,12 +176,6 @@ class HostWorker:
         log.debug("%s claimed trial %d", self.owner, trial.id)
         return trial, trial.attempts + 1
 
-    def _spec(self, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
-        return {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
-                "task_config": self.cfg.task_config, "patterns": trial.pattern,
-                "budget": self.pruner.budget(self.store, self.search_id), "device": slot.device,
-                "seed": trial.seed, "threads": slot.threads}
-
     def _mark_running(self, trial: Any, attempt: int, slot: Slot, pid: int) -> bool:
         from adsearch.store.records import utcnow
 
@@ -202,7 +197,7 @@ class HostWorker:
         tdir = self.run.trial_dir(trial.id)
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / "result.json").unlink(missing_ok=True)
-        write_json_atomic(tdir / "spec.json", self._spec(trial, attempt, slot), durable=False)
+        write_json_atomic(tdir / "spec.json", child_spec(self, trial, attempt, slot), durable=False)
         child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
                              tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds(),
                              attempt=attempt)
@@ -226,19 +221,13 @@ class HostWorker:
         trial, attempt = got
         if not self._mark_running(trial, attempt, slot, os.getpid()):
             return True
-        doc = run_child(self._spec(trial, attempt, slot))
+        doc = run_child(child_spec(self, trial, attempt, slot))
         self._settle(trial.id, attempt, _outcome(doc), 0, None, "")
         return True
 
     # ------------------------------------------------------------------ reaping
     def _reap(self, now: float) -> None:
-        for index, child in list(self.children.items()):
-            if child.poll() is None:
-                if not child.timed_out(now):
-                    continue
-                child.kill(f"timed out after {child.timeout:.0f} s")
-            code = child.reap()
-            del self.children[index]
+        for _, child, code in ended_children(self.children, now):
             outcome = read_outcome(self.run, child.trial_id, child.attempt)
             self._settle(child.trial_id, child.attempt, outcome, code, child.kill_reason,
                          str(child.log_path))
@@ -341,7 +330,7 @@ def run_worker(worker: HostWorker, *, tick: float = 0.2) -> HostWorker:
     stopped on its own)."""
     import selectors
 
-    from adsearch.daemon.runner import install_signal_handlers
+    from adsearch.daemon.runner import install_signal_handlers, wait_for_children
 
     wake, restore = install_signal_handlers(worker)  # type: ignore[arg-type]
     try:
@@ -352,19 +341,7 @@ def run_worker(worker: HostWorker, *, tick: float = 0.2) -> HostWorker:
             while worker.loop(time.time()):
                 if worker.inline and not worker.idle and not worker.stop_level:
                     continue
-                fds = [c for c in worker.children.values() if c.has_fd]
-                for f in fds:
-                    sel.register(f, selectors.EVENT_READ)
-                try:
-                    sel.select(timeout=tick)
-                finally:
-                    for f in fds:
-                        sel.unregister(f)
-                try:
-                    while os.read(wake, 512):
-                        pass
-                except OSError:
-                    pass
+                wait_for_children(worker.children, sel, wake, tick)
         finally:
             worker.shutdown()
             sel.close()

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.slots import Slot
+from adsearch.daemon.slots import RunningChild, Slot
 from adsearch.errors import ConfigError, DaemonError
 
 
@@ -104,7 +103,7 @@ class RayExecutor:
         """Leave Ray running when the caller started it; otherwise disconnect."""
 
 
-class RayChild:
+class RayChild(RunningChild):
     """A running Ray task with the interface of :class:`~adsearch.daemon.slots.ChildProcess`.
 
     ``fileno()`` is a pipe that a watcher thread makes readable when the task ends, so the
@@ -113,16 +112,9 @@ class RayChild:
 
     def __init__(self, ray: Any, ref: Any, slot: Slot, trial_id: int, result_path: Path,
                  log_path: Path, timeout: float, attempt: int) -> None:
+        super().__init__(slot, trial_id, result_path, log_path, timeout, attempt)
         self.ray = ray
         self.ref = ref
-        self.slot = slot
-        self.trial_id = trial_id
-        self.attempt = attempt
-        self.result_path = result_path
-        self.log_path = log_path
-        self.timeout = timeout
-        self.started_at = time.time()
-        self.kill_reason: str | None = None
         self.pid = os.getpid()  # the driver's: a task has no pid of its own before it starts
         self._code: int | None = None
         self._r, self._w = os.pipe()
@@ -150,9 +142,6 @@ class RayChild:
             return self._code
         ready, _ = self.ray.wait([self.ref], num_returns=1, timeout=0)
         return 0 if ready else None
-
-    def timed_out(self, now: float) -> bool:
-        return now - self.started_at > self.timeout
 
     def kill(self, reason: str, grace: float = 2.0) -> None:
         """Cancel the task (its worker process is killed)."""

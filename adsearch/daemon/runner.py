@@ -58,9 +58,11 @@ def install_signal_handlers(daemon: Daemon) -> tuple[int, Callable[[], None]]:
     return r, restore
 
 
-def _wait(daemon: Daemon, sel: selectors.BaseSelector, wake_fd: int, tick: float) -> None:
-    fds: list[Any] = [c for c in daemon.children.values() if c.has_fd]
-    polling = len(fds) < len(daemon.children)  # no pidfd: poll fast
+def wait_for_children(children: dict[int, Any], sel: selectors.BaseSelector, wake_fd: int,
+                      tick: float) -> None:
+    """Sleep until a child ends, a signal arrives (``wake_fd``) or ``tick`` seconds pass."""
+    fds: list[Any] = [c for c in children.values() if c.has_fd]
+    polling = len(fds) < len(children)  # no pidfd: poll fast
     for f in fds:
         sel.register(f, selectors.EVENT_READ)
     try:
@@ -109,7 +111,7 @@ def run_daemon(
             while daemon.loop(time.time()):
                 if on_tick is not None:
                     on_tick(daemon)
-                _wait(daemon, sel, wake, tick)
+                wait_for_children(daemon.children, sel, wake, tick)
             if on_tick is not None:
                 on_tick(daemon)
         finally:

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -106,15 +107,26 @@ def _cuda_device_count() -> int:
     return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
 
 
-class ChildProcess:
-    """One running child: ``python -m adsearch.daemon.child SPEC RESULT`` in its own session.
+def ended_children(children: dict[int, Any], now: float) -> Iterator[tuple[int, Any, int]]:
+    """Yield ``(slot index, child, exit code)`` for each child of ``children`` that has ended,
+    after killing those past their timeout; each is reaped and removed from ``children``
+    before it is yielded (so the caller may start the slot's next child at once)."""
+    for index, child in list(children.items()):
+        if child.poll() is None:
+            if not child.timed_out(now):
+                continue
+            child.kill(f"timed out after {child.timeout:.0f} s")
+        code = child.reap()
+        del children[index]
+        yield index, child, code
 
-    ``fileno()`` is a pidfd that becomes readable when the child exits (Linux), so the
-    daemon can sleep in a selector and wake within milliseconds of a child's end.
-    """
 
-    def __init__(self, slot: Slot, trial_id: int, spec_path: Path, result_path: Path,
-                 log_path: Path, timeout: float, attempt: int = 1) -> None:
+class RunningChild:
+    """What the daemon tracks of one running child, wherever it runs (a local process:
+    :class:`ChildProcess`; a Ray task: ``adsearch.daemon.rayexec.RayChild``)."""
+
+    def __init__(self, slot: Slot, trial_id: int, result_path: Path, log_path: Path,
+                 timeout: float, attempt: int) -> None:
         self.slot = slot
         self.trial_id = trial_id
         self.attempt = attempt
@@ -123,6 +135,21 @@ class ChildProcess:
         self.timeout = timeout
         self.started_at = time.time()
         self.kill_reason: str | None = None
+
+    def timed_out(self, now: float) -> bool:
+        return now - self.started_at > self.timeout
+
+
+class ChildProcess(RunningChild):
+    """One running child: ``python -m adsearch.daemon.child SPEC RESULT`` in its own session.
+
+    ``fileno()`` is a pidfd that becomes readable when the child exits (Linux), so the
+    daemon can sleep in a selector and wake within milliseconds of a child's end.
+    """
+
+    def __init__(self, slot: Slot, trial_id: int, spec_path: Path, result_path: Path,
+                 log_path: Path, timeout: float, attempt: int = 1) -> None:
+        super().__init__(slot, trial_id, result_path, log_path, timeout, attempt)
         env = dict(os.environ)
         env["ADSEARCH_PARENT_PID"] = str(os.getpid())
         env["CUDA_VISIBLE_DEVICES"] = "" if slot.gpu is None else slot.gpu
@@ -159,9 +186,6 @@ class ChildProcess:
 
     def poll(self) -> int | None:
         return self.proc.poll()
-
-    def timed_out(self, now: float) -> bool:
-        return now - self.started_at > self.timeout
 
     def kill(self, reason: str, grace: float = 2.0) -> None:
         """Stop the child and everything it spawned: SIGTERM to its process group, then

@@ -21,8 +21,18 @@ from adsearch.daemon.recovery import (
     retry_or_fail,
 )
 from adsearch.daemon.rundir import write_json_atomic
-from adsearch.daemon.slots import ChildProcess, Slot
+from adsearch.daemon.slots import ChildProcess, Slot, ended_children
 from adsearch.errors import StoreError
+
+
+def child_spec(owner: Any, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
+    """The spec document of one child run (see :mod:`adsearch.daemon.child`). ``owner`` is
+    the daemon or an ``adsearch worker``: its ``cfg``, ``pruner``, ``store``, ``search_id``."""
+    return {"trial_id": trial.id, "attempt": attempt, "task": owner.cfg.task,
+            "task_config": owner.cfg.task_config, "patterns": trial.pattern,
+            "budget": owner.pruner.budget(owner.store, owner.search_id), "device": slot.device,
+            "seed": trial.seed, "threads": slot.threads}
+
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -54,13 +64,7 @@ class WorkerMixin:
 
     # ------------------------------------------------------------------ reaping
     def _reap(self, now: float) -> None:
-        for index, child in list(self.children.items()):
-            if child.poll() is None:
-                if not child.timed_out(now):
-                    continue
-                child.kill(f"timed out after {child.timeout:.0f} s")
-            code = child.reap()
-            del self.children[index]
+        for index, child, code in ended_children(self.children, now):
             end = time.time()
             self.busy[index] = self.busy.get(index, 0.0) + (end - child.started_at)
             outcome = read_outcome(self.run, child.trial_id, child.attempt)
@@ -155,11 +159,7 @@ class WorkerMixin:
         tdir = self.run.trial_dir(trial.id)
         tdir.mkdir(parents=True, exist_ok=True)
         (tdir / "result.json").unlink(missing_ok=True)
-        spec = {"trial_id": trial.id, "attempt": attempt, "task": self.cfg.task,
-                "task_config": self.cfg.task_config, "patterns": trial.pattern,
-                "budget": self.pruner.budget(self.store, self.search_id), "device": slot.device,
-                "seed": trial.seed, "threads": slot.threads}
-        write_json_atomic(tdir / "spec.json", spec, durable=False)
+        write_json_atomic(tdir / "spec.json", child_spec(self, trial, attempt, slot), durable=False)
         self.prepared[slot.index] = (trial, attempt)
         self._beats[trial.id] = time.time()
         return True
