@@ -80,6 +80,10 @@ def test_pruner_budget_and_best_skip_truncated(tmp_path: Path) -> None:
         assert budget["prune_epoch"] == 1 and budget["prune_below"] == pytest.approx(0.4)
         assert Budget.from_dict(budget).prune_now(1.0, 0.39, last=False)
         assert not Budget.from_dict(budget).prune_now(1.0, 0.41, last=False)
+        # a fourth child finishing moves the threshold (the pruner reads only what is new)
+        store.update_trial(recs[3].id, state="running")
+        store.finish_trial(recs[3].id, 0.2, {"val_acc": 0.2}, _curve(0.1, 0.2), 1.0, state="done")
+        assert pruner.budget(store, sid)["prune_below"] == pytest.approx(0.3)
         top = store.top_trials(sid, 2, full_only=True)
         assert [r.reward for _, r in top] == [0.5, 0.3]  # the truncated 0.9 is skipped
         assert store.top_trials(sid, 1)[0][1].reward == 0.9  # unless asked for every result

@@ -43,33 +43,38 @@ def quantile(values: list[float], q: float) -> float:
 
 def threshold(curves: list[list[dict[str, Any]]], epoch: float, q: float, min_trials: int) -> float | None:
     """The pruning threshold from finished children's curves; None until enough have one."""
-    vals = [v for c in curves if (v := value_at(c, epoch)) is not None]
-    if len(vals) < min_trials:
-        return None
-    return quantile(vals, q)
+    return _threshold([v for c in curves if (v := value_at(c, epoch)) is not None], q, min_trials)
+
+
+def _threshold(values: list[float], q: float, min_trials: int) -> float | None:
+    return quantile(values, q) if len(values) >= min_trials else None
 
 
 class Pruner:
     """Computes each child's budget, with the pruning threshold of the moment.
 
-    The threshold is recomputed only when the number of finished trials changed.
+    Incremental: each call reads the ids of finished trials (one light query) and loads the
+    curves of only those it has not seen yet.
     """
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
-        self._done = -1
+        self._seen: set[int] = set()
+        self._values: list[float] = []  # value at prune_epoch of each finished child that has one
         self._below: float | None = None
 
     def below(self, store: Any, search_id: int) -> float | None:
         if self.cfg.prune_epoch is None:
             return None
-        done = store.counts(search_id).get("done", 0)
-        if done != self._done:
-            curves = [r.curve for r in store.results(search_id) if r.reward is not None
-                      and not r.metrics.get("bad_pattern") and not r.metrics.get("diverged")]
-            self._below = threshold(curves, self.cfg.prune_epoch, self.cfg.prune_quantile,
-                                    self.cfg.prune_min_trials)
-            self._done = done
+        new = [tid for tid, _ in store.reward_series(search_id) if tid not in self._seen]
+        if new:
+            for r in store.results(search_id, new):
+                self._seen.add(r.trial_id)
+                if r.metrics.get("bad_pattern") or r.metrics.get("diverged"):
+                    continue
+                if (v := value_at(r.curve, self.cfg.prune_epoch)) is not None:
+                    self._values.append(v)
+            self._below = _threshold(self._values, self.cfg.prune_quantile, self.cfg.prune_min_trials)
         return self._below
 
     def budget(self, store: Any, search_id: int) -> dict[str, Any]:
