@@ -105,6 +105,9 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     second = run_cli(runs, "resume", "w", check=False)
     assert second.returncode == 1 and f"already running (daemon pid {pid})" in second.stderr
     assert "Traceback" not in second.stderr
+    # a new budget is refused while a daemon runs, with nothing written (6 trials at the end)
+    more = run_cli(runs, "resume", "w", "--budget-trials", "20", check=False)
+    assert more.returncode == 1 and "has a running daemon; stop it first" in " ".join(more.stderr.split())
     wait_for(lambda: len(running_trials(run_dir)) == 2, 60, "2 running children again")
     second_batch = running_trials(run_dir)
     run_cli(runs, "stop", "w", "--now")
