@@ -2,7 +2,7 @@
 
 We do not copy torchvision's code: :class:`ResNet50` is torchvision's ``ResNet`` class with
 its ResNet-50 arguments; its constructor then replaces, in every Bottleneck, ``bn1``, ``bn2`` and ``bn3`` by
-``nn.Sequential(bn, drop, Unview())`` (the pattern acts on batch-norm outputs, **paper**). The search
+``nn.Sequential(bn, drop)`` (the pattern acts on batch-norm outputs, **paper**). The search
 space is ``conv-4`` (**ours**): site ``s`` is stage ``layer{s+1}`` (3, 4, 6, 3 bottlenecks)
 and its pattern acts after the three batch norms of each of its bottlenecks. A pattern with
 ``residual`` set also acts on each block's shortcut: ``downsample`` becomes
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
@@ -24,15 +23,6 @@ from adsearch.models.sites import conv_residual, drop_module, regularizer_for_si
 from adsearch.patterns import SearchSpace
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
-
-
-class Unview(nn.Module):
-    """Copy a tensor that is a view (the pattern ops may return one from a custom autograd
-    Function), because torchvision's Bottleneck modifies BN outputs in place (``relu``
-    in place, ``out += identity``), which autograd forbids on such views. Free otherwise."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clone() if x._is_view() else x
 
 
 class ResNet50(ResNet):
@@ -46,7 +36,7 @@ class ResNet50(ResNet):
         for stage, spec in zip(STAGES, specs, strict=True):
             for block in getattr(self, stage):
                 for name in ("bn1", "bn2", "bn3"):
-                    setattr(block, name, nn.Sequential(getattr(block, name), drop_module(spec), Unview()))
+                    setattr(block, name, nn.Sequential(getattr(block, name), drop_module(spec)))
                 if conv_residual(spec):
                     block.downsample = nn.Sequential(block.downsample or nn.Identity(), drop_module(spec))
 

@@ -205,9 +205,16 @@ def conv_canvas(pattern: ConvPattern, height: int, width: int, device: Any = "cp
 
 
 def _windows(vals: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Gather the (H, W) windows of ``vals`` at offsets (oy, ox) into a mask of ``shape``."""
+    """Gather the (H, W) windows of ``vals`` at offsets (oy, ox) into a mask of ``shape``.
+
+    The offsets are indexed in the ``(N, C')`` layout of the output, so the gather itself
+    returns a fresh ``shape`` tensor, not a view of one: the op's output can then be
+    modified in place (``ReLU(inplace=True)``, ``out += identity``), which autograd forbids
+    on a view returned by a custom Function.
+    """
     h, w = shape[-2], shape[-1]
-    return vals.unfold(0, h, 1).unfold(1, w, 1)[oy, ox].view(shape)
+    lead = shape[:-2]
+    return vals.unfold(0, h, 1).unfold(1, w, 1)[oy.view(lead), ox.view(lead)]
 
 
 def _mask_mul(mask: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
