@@ -1,4 +1,4 @@
-"""Image data and children on real CIFAR-10 JPEGs (slices of ../shared/data/cifar10-jpg)."""
+"""Image data and children on real CIFAR-10 JPEGs (the shipped slice in tests/fixtures/data)."""
 
 from __future__ import annotations
 
@@ -38,15 +38,15 @@ def test_embedded_sample_is_balanced_and_disjoint() -> None:
     assert sub.y.bincount().tolist() == [20] * 10
 
 
-def test_image_folder_splits_are_balanced_reproducible_disjoint(shared_data: Path) -> None:
-    tree = shared_data / "cifar10-jpg"
-    train, val, source = _pool(tree, train_per_class=12, val_per_class=4, split_seed=3)
+def test_image_folder_splits_are_balanced_reproducible_disjoint(data_slices: Path) -> None:
+    tree = data_slices / "cifar10-jpg"  # 10 train and 5 test real JPEGs per class
+    train, val, source = _pool(tree, train_per_class=6, val_per_class=3, split_seed=3)
     assert source.endswith("train")  # found the train/ sub-tree
-    assert train.x.shape == (120, 3, 32, 32) and val.x.shape == (40, 3, 32, 32)
-    assert train.y.bincount().tolist() == [12] * 10 and val.y.bincount().tolist() == [4] * 10
-    again, val2, _ = _pool(tree, train_per_class=12, val_per_class=4, split_seed=3)
+    assert train.x.shape == (60, 3, 32, 32) and val.x.shape == (30, 3, 32, 32)
+    assert train.y.bincount().tolist() == [6] * 10 and val.y.bincount().tolist() == [3] * 10
+    again, val2, _ = _pool(tree, train_per_class=6, val_per_class=3, split_seed=3)
     assert torch.equal(again.x, train.x) and torch.equal(val2.x, val.x)
-    other, _, _ = _pool(tree, train_per_class=12, val_per_class=4, split_seed=4)
+    other, _, _ = _pool(tree, train_per_class=6, val_per_class=3, split_seed=4)
     assert not torch.equal(other.x, train.x)
     seen = {bytes(r.numpy()) for r in train.x.reshape(len(train), -1)}
     assert not any(bytes(r.numpy()) in seen for r in val.x.reshape(len(val), -1))
@@ -76,9 +76,9 @@ def _tiny(**kw: object) -> ImageConfig:
     return get_task("cifar10").config_from_dict(base)
 
 
-def test_short_training_lowers_loss_and_reports_test_accuracy(shared_data: Path) -> None:
+def test_short_training_lowers_loss_and_reports_test_accuracy(data_slices: Path) -> None:
     task = get_task("cifar10")
-    cfg = _tiny(test_data=str(shared_data / "cifar10-jpg" / "test"), test_per_class=10)
+    cfg = _tiny(test_data=str(data_slices / "cifar10-jpg" / "test"), test_per_class=5)
     pats = [ConvPattern(size=2, stride=4), ConvPattern(size=1, stride=2, residual=True), ConvPattern(size=2, stride=2, share_c=True)]
     res = task.run_child(cfg, pats, Budget(), "cpu", 0)
     losses = [p["train_loss"] for p in res.curve]
@@ -131,9 +131,9 @@ def test_bad_image_inputs_name_the_path(tmp_path: Path) -> None:
         get_task("cifar10").config_from_dict({"epoch": 3})
 
 
-def test_imagenet_task_trains_resnet50_on_an_image_folder(shared_data: Path) -> None:
+def test_imagenet_task_trains_resnet50_on_an_image_folder(data_slices: Path) -> None:
     task = get_task("imagenet")
-    cfg = task.config_from_dict({"data": str(shared_data / "cifar10-jpg" / "train"), "image_size": 40, "train_per_class": 2, "val_per_class": 1, "batch_size": 10})
+    cfg = task.config_from_dict({"data": str(data_slices / "cifar10-jpg" / "train"), "image_size": 40, "train_per_class": 2, "val_per_class": 1, "batch_size": 10})
     assert cfg.model == "resnet50" and task.space(cfg).name == "conv-4"
     pats = [ConvPattern(size=2, stride=4)] * 3 + [ConvPattern(size=1, stride=2, residual=True)]
     res = task.run_child(cfg, pats, Budget(steps=2), "cpu", 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def test_mini_protocol_splits(shared_data: Path) -> None:
     assert x.shape == (10, 64) and torch.equal(x[:, 1:], y[:, :-1])
 
 
-def _small_corpus(shared_data: Path, dst: Path) -> Path:
-    """A standard-layout corpus cut from real WikiText-2 lines."""
-    lines = _lines(shared_data / "wikitext-2" / "test.txt")
+def _small_corpus(data_slices: Path, dst: Path) -> Path:
+    """A standard-layout corpus cut from real WikiText-2 lines (the shipped 620-line slice)."""
+    lines = gzip.decompress((data_slices / "wikitext-2-head.txt.gz").read_bytes()).decode("utf-8").splitlines()
     dst.mkdir()
     (dst / "train.txt").write_text("\n".join(lines[:500]) + "\n", encoding="utf-8")
     (dst / "valid.txt").write_text("\n".join(lines[500:560]) + "\n", encoding="utf-8")
@@ -52,8 +53,8 @@ def _small_corpus(shared_data: Path, dst: Path) -> Path:
     return dst
 
 
-def test_standard_layout_maps_unseen_words_to_unk(shared_data: Path, tmp_path: Path) -> None:
-    c = load_corpus(_small_corpus(shared_data, tmp_path / "wt"))
+def test_standard_layout_maps_unseen_words_to_unk(data_slices: Path, tmp_path: Path) -> None:
+    c = load_corpus(_small_corpus(data_slices, tmp_path / "wt"))
     assert "standard" in c.source
     unk = c.vocab.index(UNK)
     valid_words = " ".join(_lines(tmp_path / "wt" / "valid.txt")).split()
@@ -61,9 +62,9 @@ def test_standard_layout_maps_unseen_words_to_unk(shared_data: Path, tmp_path: P
     assert int((c.valid == unk).sum()) >= sum(w not in train_vocab for w in valid_words) > 0
 
 
-def test_short_lm_training_lowers_loss(shared_data: Path, tmp_path: Path) -> None:
+def test_short_lm_training_lowers_loss(data_slices: Path, tmp_path: Path) -> None:
     task = get_task("wikitext2")
-    cfg = task.config_from_dict({"data": str(_small_corpus(shared_data, tmp_path / "wt")), "d_model": 32, "d_ff": 64, "n_heads": 2, "n_layers": 1, "bptt": 32, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "curve_points": 2})
+    cfg = task.config_from_dict({"data": str(_small_corpus(data_slices, tmp_path / "wt")), "d_model": 32, "d_ff": 64, "n_heads": 2, "n_layers": 1, "bptt": 32, "batch_size": 8, "lr": 3e-3, "warmup_steps": 5, "curve_points": 2})
     pats = [SeqPattern(size=1, stride=4, mask="token", sites=("emb",)), SeqPattern(size=2, stride=8, mask="group", groups=4, sites=("ffn_hidden", "residual"))]
     res = task.run_child(cfg, pats, Budget(steps=60), "cpu", 0)
     assert res.metrics["steps"] == 60 and res.metrics["diverged"] == 0.0
@@ -75,9 +76,9 @@ def test_short_lm_training_lowers_loss(shared_data: Path, tmp_path: Path) -> Non
     assert math.isfinite(res.metrics["test_ppl"])
 
 
-def test_lm_divergence_gives_zero_reward(shared_data: Path, tmp_path: Path) -> None:
+def test_lm_divergence_gives_zero_reward(data_slices: Path, tmp_path: Path) -> None:
     task = get_task("wikitext2")
-    cfg = task.config_from_dict({"data": str(_small_corpus(shared_data, tmp_path / "wt")), "d_model": 16, "d_ff": 32, "n_heads": 2, "n_layers": 1, "bptt": 16, "batch_size": 4, "lr": 1e30, "warmup_steps": 0, "grad_clip": 1e30, "weight_decay": 0.0, "curve_points": 0})
+    cfg = task.config_from_dict({"data": str(_small_corpus(data_slices, tmp_path / "wt")), "d_model": 16, "d_ff": 32, "n_heads": 2, "n_layers": 1, "bptt": 16, "batch_size": 4, "lr": 1e30, "warmup_steps": 0, "grad_clip": 1e30, "weight_decay": 0.0, "curve_points": 0})
     res = task.run_child(cfg, {"kind": "dropout", "drop_prob": 0.1}, Budget(steps=20), "cpu", 0)
     assert res.reward == 0.0 and res.metrics["diverged"] == 1.0
 

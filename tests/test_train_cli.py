@@ -36,10 +36,10 @@ def test_pattern_file_run_writes_json(tmp_path: Path) -> None:
     assert not list(out.parent.glob(".run.json.*"))  # the temp file was renamed away
 
 
-def test_baseline_with_test_data(tmp_path: Path, shared_data: Path) -> None:
+def test_baseline_with_test_data(tmp_path: Path, data_slices: Path) -> None:
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"depth": 10, "width": 1, "train_per_class": 20, "val_per_class": 5, "test_per_class": 5}))
-    r = _run("--data", str(shared_data / "cifar10-jpg"), "--test-data", str(shared_data / "cifar10-jpg"), "--baseline", "dropblock", "--block-size", "3", "--config", str(cfg), *FAST)
+    cfg.write_text(json.dumps({"depth": 10, "width": 1, "train_per_class": 6, "val_per_class": 3, "test_per_class": 5, "batch_size": 20}))
+    r = _run("--data", str(data_slices / "cifar10-jpg"), "--test-data", str(data_slices / "cifar10-jpg"), "--baseline", "dropblock", "--block-size", "3", "--config", str(cfg), *FAST)
     assert r.exit_code == 0, r.output
     assert "test_acc" in r.output and "dropblock" in r.output
 

@@ -11,7 +11,7 @@ Accepted sources (see :func:`load_train_pool` and :func:`load_test_set`):
 - a ``.npz`` file in that same format;
 - an ImageFolder tree ``root/<class>/<image>`` (ImageNet's layout, and ``cifar10-jpg/train``);
 - a folder holding such a tree in ``train/`` (and ``test/`` or ``val/`` for the test split),
-  such as ``/work/shared/data/cifar10-jpg``;
+  such as ``../shared/data/cifar10-jpg``;
 - a torchvision CIFAR-10 root (``root/cifar-10-batches-py``), or any folder with
   ``download=True``, which lets torchvision fetch CIFAR-10 there.
 """
