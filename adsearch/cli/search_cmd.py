@@ -84,7 +84,8 @@ def start(
     from adsearch.daemon.launch import create_search, find_run_dir, runs_root
     from adsearch.daemon.rundir import RunDir
 
-    name = name or f"{task}-{controller}-{seed}"
+    if name is None:  # an empty --name is refused by validate(), not replaced
+        name = f"{task}-{controller}-{seed}"
     cfg = SearchConfig(
         name=name, task=task, task_config=_task_config(task_config), space=space,
         controller=controller, batch_size=batch_size, lookahead=lookahead,

@@ -8,11 +8,17 @@ is written. No torch here: ``status`` reads this.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from adsearch.errors import ConfigError
 from adsearch.tasks.result import Budget
+
+NAME_RULE = "1 to 100 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
+"""The safe alphabet of search names (**ours**): a name is a directory under ./runs and part
+of the default store URL, so it may hold no path separator, no ``..``, no URL character."""
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 CONTROLLERS = ("transformer", "random")
 EXECUTORS = ("local", "ray")  # see adsearch.daemon.executors
@@ -83,10 +89,7 @@ class SearchConfig:
     # ------------------------------------------------------------------ checks and JSON
     def validate(self) -> SearchConfig:
         """Raise ConfigError naming the first bad option; return self when all are fine."""
-        if not self.name or any(c in self.name for c in "/\\\0") or self.name.startswith("."):
-            raise ConfigError(
-                f"--name: invalid search name {self.name!r}; use letters, digits, '-' or '_'"
-            )
+        check_name(self.name)
         if self.controller not in CONTROLLERS:
             raise ConfigError(
                 f"--controller: unknown controller {self.controller!r}; choose one of "
@@ -199,6 +202,15 @@ class SearchConfig:
 
     def with_changes(self, **changes: Any) -> SearchConfig:
         return replace(self, **changes).validate()
+
+
+def check_name(name: Any, opt: str = "--name") -> str:
+    """Return ``name`` if it is a valid search name (:data:`NAME_RULE`); else ConfigError."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else (
+            f"{name[:40]!r}... ({len(name)} characters)")
+        raise ConfigError(f"{opt}: invalid search name {shown}; a name has {NAME_RULE}")
+    return name
 
 
 def _positive_int(opt: str, value: Any) -> None:

@@ -17,24 +17,47 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.config import SearchConfig, check_name
 from adsearch.daemon.rundir import RunDir, pid_alive
 from adsearch.errors import ConfigError, DaemonError, DataError, StoreError
 
 
 def runs_root() -> Path:
-    """Where run directories live by default: ``$ADSEARCH_RUNS`` or ``./runs``."""
-    return Path(os.environ.get("ADSEARCH_RUNS", "runs"))
+    """Where run directories live by default: ``$ADSEARCH_RUNS`` or ``./runs``.
+
+    Raises:
+        ConfigError: The path exists and is not a directory.
+    """
+    raw = os.environ.get("ADSEARCH_RUNS")
+    root = Path(raw or "runs")
+    if root.exists() and not root.is_dir():
+        where = f"$ADSEARCH_RUNS={raw}" if raw else "./runs"
+        raise ConfigError(f"{where} is not a directory ({root.absolute()} is a file); point "
+                          "$ADSEARCH_RUNS at a directory for run directories, or move the file")
+    return root
 
 
 def find_run_dir(name: str | None, run_dir: str | None) -> RunDir:
-    """The run directory of search ``name`` (or the only search under the runs root)."""
+    """The run directory of search ``name`` (or the only search under the runs root).
+
+    This is the one place every command (status, resume, stop, export, show, plot) turns a
+    NAME into a directory: a NAME outside the safe alphabet (``../x``, ``q?x``) is refused
+    here, so no command follows a path out of the runs root.
+    """
     if run_dir:
         return RunDir(run_dir)
     root = runs_root()
-    if name:
+    if name is not None:
+        check_name(name, "NAME")
         run = RunDir(root / name)
         if run.identity() is None:
+            if run.identity_file.is_file():
+                raise ConfigError(
+                    f"search {name!r}: {run.identity_file} is corrupt (not the JSON object "
+                    "adsearch writes); restore it from a backup, or pass the search's "
+                    "--run-dir to a command after rewriting it as "
+                    '{"name": NAME, "store": URL, "format": 1}'
+                )
             known = ", ".join(known_searches()) or "none"
             raise ConfigError(
                 f"no search {name!r} under {root.absolute()} (known: {known}); pass --run-dir "
@@ -50,6 +73,7 @@ def find_run_dir(name: str | None, run_dir: str | None) -> RunDir:
 
 
 def known_searches() -> list[str]:
+    """Names of the run directories under the runs root that hold a ``search.json``."""
     root = runs_root()
     if not root.is_dir():
         return []

@@ -36,9 +36,11 @@ def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing, unreadable or not JSON (a corrupt
+    file: callers that care tell "missing" from "corrupt" with ``path.is_file()``)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, ValueError):  # ValueError: JSONDecodeError, UnicodeDecodeError
         return None
 
 
@@ -72,7 +74,11 @@ class RunDir:
 
     @property
     def default_store_url(self) -> str:
-        return f"sqlite:///{self.path / DB_NAME}"
+        """``sqlite:///<run_dir>/adsearch.db``, built with ``URL.create`` so that characters
+        with a meaning in URLs (``?``, ``#``, ``%``, ``@``) stay part of the path."""
+        from sqlalchemy.engine import URL
+
+        return URL.create("sqlite", database=str(self.path / DB_NAME)).render_as_string()
 
     queue_dir = property(lambda self: self.path / "queue")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")

@@ -1,0 +1,99 @@
+"""What a chaos run found (issue 12, section 6): hostile names and paths, non-finite or
+wrong-typed config values, corrupt files, read-only media, a full disk, refused commands that
+must write nothing. Real SQLite stores, real daemons (in-process or subprocesses), CliRunner."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from adsearch.cli.main import app
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.launch import create_search
+from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.runner import run_daemon
+
+runner = CliRunner()
+
+
+def cli(runs: Path, *args: str) -> Any:
+    return runner.invoke(app, list(args), env={"ADSEARCH_RUNS": str(runs)})
+
+
+def clean_error(res: Any, *needles: str) -> None:
+    """Exit 1, one ``error:`` line naming every needle, and no traceback."""
+    assert res.exit_code == 1, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert "Traceback" not in res.output, res.output
+    assert res.stderr.startswith("error: "), res.stderr
+    for n in needles:
+        assert n in res.stderr, res.stderr
+
+
+def finished_search(root: Path, name: str, trials: int = 4, **kw: Any) -> RunDir:
+    cfg = SearchConfig(name=name, task="synthetic", controller="random", batch_size=2,
+                       workers=1, budget_trials=trials, **kw)
+    run = create_search(cfg, RunDir(root / name))
+    run_daemon(str(run.path))
+    return run
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
+
+
+# ---------------------------------------------------------------------- names and paths
+@pytest.mark.parametrize("name", ["q?x", "", "a" * 300, "../x", ".hidden", "a b", "a#b", "-x"])
+def test_start_refuses_names_outside_the_safe_alphabet(tmp_path: Path, name: str) -> None:
+    runs = tmp_path / "runs"
+    res = cli(runs, "start", "--task", "synthetic", "--name", name, "--budget-trials", "1")
+    clean_error(res, "--name: invalid search name", "A-Z a-z 0-9 . _ -")
+    assert tree(tmp_path) == []
+
+
+def test_a_run_dir_with_url_characters_keeps_its_store_inside(tmp_path: Path) -> None:
+    """`?` and `#` in the run directory stay part of the SQLite path (they were a query)."""
+    run = finished_search(tmp_path / "a?b#c", "qx", trials=2)
+    assert (run.path / "adsearch.db").is_file()
+    assert sorted(p.name for p in (tmp_path).iterdir()) == ["a?b#c"]
+    res = runner.invoke(app, ["status", "--run-dir", str(run.path), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["state"] == "finished"
+
+
+@pytest.mark.parametrize("cmd", [["status", "{}"], ["resume", "{}"], ["stop", "{}"],
+                                 ["export", "{}", "--best"], ["show", "1", "-s", "{}"],
+                                 ["plot", "{}"]])
+def test_every_command_refuses_a_name_that_leaves_the_runs_root(tmp_path: Path,
+                                                                 cmd: list[str]) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    finished_search(elsewhere, "x", trials=2)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    before = tree(elsewhere)
+    res = cli(runs, *[c.format("../elsewhere/x") for c in cmd])
+    clean_error(res, "NAME: invalid search name '../elsewhere/x'")
+    assert tree(elsewhere) == before
+
+
+def test_runs_root_that_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "runs"
+    f.write_text("not a directory\n")
+    for args in (["list"], ["status"], ["start", "--task", "synthetic", "--budget-trials", "1"]):
+        clean_error(cli(f, *args), "is not a directory")
+    assert f.read_text() == "not a directory\n"
+
+
+def test_corrupt_search_json_is_named_as_corrupt(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    finished_search(runs, "ok", trials=2)
+    finished_search(runs, "bad", trials=2)
+    (runs / "bad" / "search.json").write_text("{not json")
+    res = cli(runs, "status", "bad")
+    clean_error(res, "search.json is corrupt")
+    assert "known:" not in res.stderr
