@@ -101,10 +101,11 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
     task_config = task.config_from_dict(raw)
     default_space = task.space(task_config)
     space = SearchSpace.from_name(cfg.space) if cfg.space else default_space
-    if space != default_space and cfg.task != "synthetic":
+    if not space.same_sites(default_space) and cfg.task != "synthetic":
         raise ConfigError(
             f"--space {space.name}: task {cfg.task} has dropout sites for space "
-            f"{default_space.name}; omit --space or pass --space {default_space.name}"
+            f"{default_space.name}; omit --space or pass --space {default_space.name} "
+            f"(or {default_space.name}+off)"
         )
     loader = getattr(task, "load", None)
     if callable(loader):  # the task's own data check: DataError/ConfigError before any write

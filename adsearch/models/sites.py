@@ -46,7 +46,7 @@ def regularizer_for_sites(regularizer: Any, space: SearchSpace) -> list[Spec]:
         return [None] * n
     if isinstance(regularizer, PatternSet):
         regularizer.check_space(space)
-        return list(regularizer.patterns)
+        return [None if p.off else p for p in regularizer.patterns]
     if isinstance(regularizer, Mapping):
         kind = regularizer.get("kind")
         if not isinstance(kind, str):
@@ -68,8 +68,9 @@ def regularizer_for_sites(regularizer: Any, space: SearchSpace) -> list[Spec]:
         )
     if isinstance(regularizer, Sequence) and not isinstance(regularizer, (str, bytes)):
         pats = list(regularizer)
-        space.encode(pats)  # PatternError for a wrong count or pattern kind
-        return pats
+        # PatternError for a wrong count or pattern kind; an off site (**ours**) is no dropout
+        SearchSpace(space.kind, space.num_sites, off=True).encode(pats)
+        return [None if p.off else p for p in pats]
     raise ConfigError(
         f"unsupported regularizer {regularizer!r}: pass a PatternSet, a list of patterns, a "
         "baseline spec dict or None"

@@ -283,7 +283,7 @@ def pattern_dropout_2d(
             f"pattern_dropout_2d: expected a ConvPattern, got {type(pattern).__name__}; "
             "use pattern_dropout_seq for a SeqPattern"
         )
-    if not training or x.numel() == 0:
+    if not training or x.numel() == 0 or pattern.off:  # off (**ours**): identity
         return x
     n, c, h, w = x.shape
     canvas = conv_canvas(pattern, h, w, x.device)

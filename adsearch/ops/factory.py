@@ -4,7 +4,7 @@
 
 - a :class:`~adsearch.patterns.ConvPattern` -> :class:`PatternDropout2d`;
 - a :class:`~adsearch.patterns.SeqPattern` -> :class:`PatternDropoutSeq`;
-- ``None`` -> :class:`Identity`;
+- ``None``, or a pattern with ``off = True`` (**ours**) -> :class:`Identity`;
 - a dict with a ``"kind"`` key (see :data:`SPEC_KEYS` for each kind's keys and defaults)::
 
     {"kind": "none"}
@@ -75,8 +75,8 @@ def make_dropout(spec: Any) -> nn.Module:
         PatternError: unknown kind or key, or a value out of range; the message lists the
             allowed kinds/keys.
     """
-    if spec is None:
-        return Identity()
+    if spec is None or (isinstance(spec, (ConvPattern, SeqPattern)) and spec.off):
+        return Identity()  # an off site (**ours**): no dropout here
     if isinstance(spec, ConvPattern):
         return PatternDropout2d(spec)
     if isinstance(spec, SeqPattern):
@@ -175,6 +175,8 @@ def render_mask(pattern: ConvPattern | SeqPattern, shape: Sequence[int], seed: i
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
         raise PatternError(f"render_mask: shape must be positive ints, got {dims!r}")
     gen = torch.Generator().manual_seed(int(seed))
+    if isinstance(pattern, (ConvPattern, SeqPattern)) and pattern.off:
+        return torch.ones(dims, dtype=torch.bool)  # an off site keeps everything
     if isinstance(pattern, ConvPattern):
         if not 2 <= len(dims) <= 4:
             raise PatternError(

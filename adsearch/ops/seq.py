@@ -125,7 +125,7 @@ def pattern_dropout_seq(
             f"pattern_dropout_seq: expected a SeqPattern, got {type(pattern).__name__}; "
             "use pattern_dropout_2d for a ConvPattern"
         )
-    if not training or x.numel() == 0:
+    if not training or x.numel() == 0 or pattern.off:  # off (**ours**): identity
         return x
     n, t, d = x.shape
     with torch.no_grad():

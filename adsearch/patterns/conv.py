@@ -45,6 +45,13 @@ CONV_VALUES: dict[str, tuple[Any, ...]] = {
 
 CONV_FIELDS: tuple[str, ...] = tuple(CONV_VALUES)
 
+#: **ours** (not the paper's): the "off" choice of a site, shared by conv and seq patterns.
+#: ``off = True`` means "no dropout at this site" (the ops treat the pattern as identity, and
+#: its other fields are ignored). Only spaces named ``<kind>-<sites>+off`` emit it; the field
+#: is optional in pattern objects and left out of ``to_dict()`` when False, so files and
+#: pattern hashes from before it existed read and mean exactly what they did.
+OFF_VALUES: dict[str, tuple[Any, ...]] = {"off": (False, True)}
+
 
 def _check_value(cls: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:
     # bool is an int subclass: never accept True for an int field, or 1 for a bool field.
@@ -62,9 +69,11 @@ def _check_value(cls: str, name: str, value: Any, allowed: tuple[Any, ...]) -> N
 
 
 def _from_mapping(cls_name: str, table: dict[str, tuple[Any, ...]], data: Any) -> dict[str, Any]:
+    """Check a pattern's JSON object against ``table`` (every field required) and
+    :data:`OFF_VALUES` (optional)."""
     if not isinstance(data, dict):
         raise PatternError(f"{cls_name}: expected a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(table))
+    unknown = sorted(set(data) - set(table) - set(OFF_VALUES))
     if unknown:
         raise PatternError(
             f"{cls_name}: unknown field(s) {', '.join(map(repr, unknown))}; "
@@ -95,13 +104,15 @@ class ConvPattern:
     shear_y: float = 0.0
     share_c: bool = False
     residual: bool = False
+    off: bool = False  # **ours**: no dropout at this site (see OFF_VALUES)
 
     def __post_init__(self) -> None:
+        table = {**CONV_VALUES, **OFF_VALUES}
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("shear_x", "shear_y") and type(v) is int:
                 object.__setattr__(self, f.name, float(v))
-            _check_value("ConvPattern", f.name, getattr(self, f.name), CONV_VALUES[f.name])
+            _check_value("ConvPattern", f.name, getattr(self, f.name), table[f.name])
 
     @property
     def period(self) -> int:
@@ -113,8 +124,11 @@ class ConvPattern:
 
         A full tiling drops ``size**2 / period**2``. A finite ``repeat x repeat`` group on an
         ``(height, width)`` map drops ``repeat**2 * size**2 / (height * width)`` (capped at 1).
-        Rotation and shear preserve area, so they leave both values unchanged.
+        Rotation and shear preserve area, so they leave both values unchanged. An ``off``
+        pattern drops nothing.
         """
+        if self.off:
+            return 0.0
         if self.repeat is None:
             return self.size**2 / self.period**2
         if height is None or width is None:
@@ -122,7 +136,10 @@ class ConvPattern:
         return min(1.0, (self.repeat * self.size) ** 2 / (height * width))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.off:  # the format from before the off choice, byte for byte
+            del data["off"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> ConvPattern:

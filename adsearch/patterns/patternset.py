@@ -121,8 +121,9 @@ class PatternSet:
         return cls.from_dict(data, source=source)
 
     def check_space(self, expected: SearchSpace, *, source: str = "pattern file") -> None:
-        """Refuse a file written for another space than ``expected``."""
-        if self.space != expected:
+        """Refuse a file written for another kind or number of sites than ``expected``
+        (a ``+off`` file runs on the model of the plain space and vice versa)."""
+        if not self.space.same_sites(expected):
             raise PatternError(
                 f"{source}: written for space {self.space.name}, but this model needs space "
                 f"{expected.name}"

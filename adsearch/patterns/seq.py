@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from adsearch.errors import PatternError
-from adsearch.patterns.conv import _check_value, _from_mapping
+from adsearch.patterns.conv import OFF_VALUES, _check_value, _from_mapping
 
 #: Sub-layers a sequence pattern may act on, in canonical order:
 #: token embeddings, attention q/k/v projections, attention output, FFN hidden
@@ -85,6 +85,7 @@ class SeqPattern:
     groups: int = 4
     share_t: bool = True
     sites: tuple[str, ...] = ("ffn_hidden",)
+    off: bool = False  # **ours**: no dropout at this site (see adsearch.patterns.conv.OFF_VALUES)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sites", _canonical_sites(self.sites))
@@ -92,15 +93,18 @@ class SeqPattern:
             raise PatternError(
                 f"SeqPattern.sites: must name at least one of {', '.join(SEQ_SITES)}"
             )
+        table = {**SEQ_VALUES, **OFF_VALUES}
         for f in fields(self):
-            _check_value("SeqPattern", f.name, getattr(self, f.name), SEQ_VALUES[f.name])
+            _check_value("SeqPattern", f.name, getattr(self, f.name), table[f.name])
 
     @property
     def period(self) -> int:
         return self.size + self.stride
 
     def drop_fraction(self) -> float:
-        """Expected dropped fraction: time fraction times channel fraction."""
+        """Expected dropped fraction: time fraction times channel fraction (0 when off)."""
+        if self.off:
+            return 0.0
         chan = 1.0 if self.mask == "token" else 1.0 / self.groups
         return self.size / self.period * chan
 
@@ -112,6 +116,7 @@ class SeqPattern:
             "groups": self.groups,
             "share_t": self.share_t,
             "sites": list(self.sites),
+            **({"off": True} if self.off else {}),  # absent when False: the old format
         }
 
     @classmethod

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from adsearch.errors import PatternError
-from adsearch.patterns.conv import CONV_VALUES, ConvPattern
+from adsearch.patterns.conv import CONV_VALUES, OFF_VALUES, ConvPattern
 from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
 
 Pattern: TypeAlias = "ConvPattern | SeqPattern"
+
+OFF_SUFFIX = "+off"
 
 _KINDS: dict[str, tuple[type[ConvPattern] | type[SeqPattern], dict[str, tuple[Any, ...]]]] = {
     "conv": (ConvPattern, CONV_VALUES),
@@ -33,11 +35,17 @@ class SearchSpace:
 
     Its ``name`` is ``"<kind>-<num_sites>"``, e.g. ``"conv-3"`` for WRN-28-k (one pattern per
     group) and ``"seq-2"`` for the Transformer models. A pattern file records the name, and
-    a model refuses a file whose space differs.
+    a model refuses a file whose kind or number of sites differs.
+
+    ``off`` (**ours**, not the paper's): the space ``"<kind>-<num_sites>+off"`` has one more
+    token per site, ``off`` (False, True), after the paper's fields: the controller can answer
+    "no dropout here". Spaces without the suffix keep their value table, token layout and
+    fingerprint unchanged.
     """
 
     kind: str
     num_sites: int
+    off: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -53,7 +61,12 @@ class SearchSpace:
     # ------------------------------------------------------------------ description
     @property
     def name(self) -> str:
-        return f"{self.kind}-{self.num_sites}"
+        return f"{self.kind}-{self.num_sites}" + (OFF_SUFFIX if self.off else "")
+
+    def same_sites(self, other: SearchSpace) -> bool:
+        """True when ``other`` has the same kind and number of sites (a model built for one
+        runs patterns of the other; ``off`` only widens what a site may choose)."""
+        return (self.kind, self.num_sites) == (other.kind, other.num_sites)
 
     @property
     def pattern_cls(self) -> type[ConvPattern] | type[SeqPattern]:
@@ -62,7 +75,8 @@ class SearchSpace:
     @property
     def values(self) -> dict[str, tuple[Any, ...]]:
         """Field name -> its discrete values, in token order."""
-        return _KINDS[self.kind][1]
+        table = _KINDS[self.kind][1]
+        return {**table, **OFF_VALUES} if self.off else table
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -90,13 +104,16 @@ class SearchSpace:
 
     @classmethod
     def from_name(cls, name: str) -> SearchSpace:
-        kind, sep, n = str(name).rpartition("-")
+        text = str(name)
+        off = text.endswith(OFF_SUFFIX)
+        kind, sep, n = text.removesuffix(OFF_SUFFIX).rpartition("-")
         if not sep or not n.isdigit():
             raise PatternError(
                 f"SearchSpace: invalid space name {name!r}; expected '<kind>-<sites>' such as "
-                f"'conv-3' or 'seq-2', with kind one of {', '.join(_KINDS)}"
+                f"'conv-3' or 'seq-2' (add '{OFF_SUFFIX}' for an off choice per site), with "
+                f"kind one of {', '.join(_KINDS)}"
             )
-        return cls(kind, int(n))
+        return cls(kind, int(n), off)
 
     # ------------------------------------------------------------------ coding
     def _check_patterns(self, patterns: Sequence[Pattern]) -> None:
@@ -110,6 +127,11 @@ class SearchSpace:
                 raise PatternError(
                     f"space {self.name}: site {i} holds a {type(p).__name__}, "
                     f"expected {self.pattern_cls.__name__}"
+                )
+            if p.off and not self.off:
+                raise PatternError(
+                    f"space {self.name}: site {i} is off, but this space has no off choice; "
+                    f"use space {self.name}{OFF_SUFFIX}"
                 )
 
     def encode(self, patterns: Sequence[Pattern]) -> list[int]:
