@@ -5,7 +5,6 @@ must write nothing. Real SQLite stores, real daemons (in-process or subprocesses
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +96,49 @@ def test_corrupt_search_json_is_named_as_corrupt(tmp_path: Path) -> None:
     res = cli(runs, "status", "bad")
     clean_error(res, "search.json is corrupt")
     assert "known:" not in res.stderr
+
+
+# ---------------------------------------------------------------------- config values
+@pytest.mark.parametrize("text,needle", [
+    ('{"noise_sd": NaN}', "--task-config: NaN is not a JSON number"),
+    ('{"sleep": Infinity}', "--task-config: Infinity is not a JSON number"),
+    ('{"sleep": -Infinity}', "--task-config: -Infinity is not a JSON number"),
+    ('{"sleep": true}', "sleep: invalid value true; expected a finite number"),
+    ('{"target_seed": 1.5}', "target_seed: invalid value 1.5; expected an integer"),
+    ('{"reward": 3}', "reward: invalid value 3; expected a string"),
+])
+def test_start_refuses_non_finite_and_wrong_typed_config_values(tmp_path: Path, text: str,
+                                                                needle: str) -> None:
+    runs = tmp_path / "runs"
+    res = cli(runs, "start", "--task", "synthetic", "--task-config", text, "--budget-trials", "1")
+    clean_error(res, needle)
+    assert tree(tmp_path) == []
+
+
+@pytest.mark.parametrize("task,text,needle", [
+    ("cifar10", '{"epochs": true}', "cifar10 config: epochs: invalid value true"),
+    ("cifar10", '{"lr": "0.1"}', "cifar10 config: lr: invalid value \"0.1\""),
+    ("wikitext2", '{"bptt": 35.5}', "wikitext2 config: bptt: invalid value 35.5"),
+    ("translation", '{"test_split": 7}', "expected a string or null"),
+])
+def test_real_task_configs_check_field_types(tmp_path: Path, task: str, text: str,
+                                             needle: str) -> None:
+    res = cli(tmp_path / "runs", "start", "--task", task, "--task-config", text)
+    clean_error(res, needle)
+    assert tree(tmp_path) == []
+
+
+def test_library_path_refuses_a_nan_too(tmp_path: Path) -> None:
+    from adsearch.errors import ConfigError
+
+    cfg = SearchConfig(name="n", task="synthetic", task_config={"noise_sd": float("nan")})
+    with pytest.raises(ConfigError, match="noise_sd: invalid value NaN"):
+        create_search(cfg, RunDir(tmp_path / "n"))
+    assert tree(tmp_path) == []
+
+
+def test_task_config_space_that_contradicts_space_is_refused(tmp_path: Path) -> None:
+    res = cli(tmp_path / "runs", "start", "--task", "synthetic", "--space", "conv-3",
+              "--task-config", '{"space": "seq-2"}', "--budget-trials", "1")
+    clean_error(res, "--task-config space 'seq-2' contradicts --space conv-3")
+    assert tree(tmp_path) == []

@@ -36,11 +36,16 @@ def _gpus(text: str | None) -> list[str] | None:
     return ids
 
 
+def _no_constant(word: str) -> Any:
+    """JSON has no NaN or Infinity (Python's json reads them; the store could not write them)."""
+    raise ConfigError(f"--task-config: {word} is not a JSON number; give a finite number")
+
+
 def _task_config(text: str | None) -> dict[str, Any]:
     if not text:
         return {}
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--task-config: invalid JSON ({exc}); e.g. '{{\"sleep\": 0.5}}'") from None
     if not isinstance(data, dict):

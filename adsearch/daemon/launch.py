@@ -98,6 +98,12 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
         if path.is_dir() and not any(path.iterdir()):
             raise DataError(f"--data: {path} is an empty directory; point it at the data set")
         raw["data"] = str(path.absolute())
+    given = raw.get("space")
+    if cfg.space and given is not None and given != cfg.space:
+        raise ConfigError(
+            f"--task-config space {given!r} contradicts --space {cfg.space}; a search has one "
+            "space: give it once, with --space"
+        )
     task_config = task.config_from_dict(raw)
     default_space = task.space(task_config)
     space = SearchSpace.from_name(cfg.space) if cfg.space else default_space

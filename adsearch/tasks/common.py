@@ -25,13 +25,16 @@ from typing import Any, TypeVar
 import torch
 
 from adsearch.errors import ConfigError
+from adsearch.tasks.fields import check_field_types
 from adsearch.tasks.result import Budget
 
 C = TypeVar("C")
 
 
 def config_from_dict(cls: type[C], data: dict[str, Any], task: str) -> C:
-    """Build a frozen config dataclass from a dict; unknown keys raise ConfigError."""
+    """Build a frozen config dataclass from a dict; unknown keys, and values that do not fit a
+    field's annotation or are not finite (:func:`~adsearch.tasks.fields.check_field_types`),
+    raise ConfigError."""
     if not isinstance(data, dict):
         raise ConfigError(f"{task} config must be a JSON object, got {type(data).__name__}")
     names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
@@ -43,6 +46,7 @@ def config_from_dict(cls: type[C], data: dict[str, Any], task: str) -> C:
         )
     if data.get("task", task) != task:
         raise ConfigError(f"config is for task {data.get('task')!r}, not {task!r}")
+    check_field_types(cls, data, task)  # type: ignore[arg-type]
     try:
         return cls(**data)
     except TypeError as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SearchSpace
+from adsearch.tasks.fields import check_field_types
 from adsearch.tasks.result import Budget, ChildResult
 
 
@@ -64,6 +65,7 @@ class SyntheticTask:
                 f"synthetic task config: unknown key(s) {', '.join(unknown)}; known keys are "
                 f"{', '.join(sorted(known))}"
             )
+        check_field_types(SyntheticConfig, data, "synthetic task")
         cfg = SyntheticConfig(**data)
         if cfg.task != "synthetic":
             raise ConfigError(f"synthetic task config: task is {cfg.task!r}, expected 'synthetic'")
