@@ -220,3 +220,28 @@ def test_bad_input() -> None:
         pattern_dropout_2d(torch.ones(1, 1, 4, 4), SeqPattern(), True)  # type: ignore[arg-type]
     with pytest.raises(PatternError, match="expected a ConvPattern"):
         PatternDropout2d({"size": 3})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("p", [ConvPattern(size=3, stride=4), ConvPattern(size=5, stride=3, share_c=True),
+                               ConvPattern(size=3, stride=2, repeat=3, rotate=15)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_output_can_be_modified_in_place(p: ConvPattern, channels_last: bool) -> None:
+    """torchvision's blocks do ``out += identity`` and ``ReLU(inplace=True)`` on a BN output:
+    the op's output must be no view, and the gradient must match the out-of-place graph."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    xi = x.to(memory_format=torch.channels_last) if channels_last else x
+    skip = torch.randn(4, 8, 16, 16)
+    gen = torch.Generator().manual_seed(3)
+    y = pattern_dropout_2d(xi * 1.0, p, True, gen)
+    assert not y._is_view()
+    y += skip
+    torch.relu_(y)
+    y.square().sum().backward()
+    assert x.grad is not None
+    grad_inplace = x.grad.clone()
+    x.grad = None
+    ref = torch.relu(pattern_dropout_2d(xi * 1.0, p, True, torch.Generator().manual_seed(3)) + skip)
+    ref.square().sum().backward()
+    torch.testing.assert_close(y, ref)
+    torch.testing.assert_close(grad_inplace, x.grad)
