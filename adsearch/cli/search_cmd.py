@@ -53,8 +53,33 @@ def _task_config(text: str | None) -> dict[str, Any]:
     return data
 
 
+def _task_and_config(task: str | None, task_config: str | None, script: str | None,
+                     workdir: str | None, space: str, data: str | None) -> tuple[str, dict[str, Any]]:
+    """The task name and task config overrides of ``start``: ``--task``, or script mode."""
+    overrides = _task_config(task_config)
+    if script is None:
+        if workdir is not None:
+            raise ConfigError("--workdir is for script mode; give it with --script CMD")
+        if task is None:
+            raise ConfigError("start: give --task NAME (a built-in task) or --script CMD (your "
+                              "own training script)")
+        return task, overrides
+    if task is not None:
+        raise ConfigError(f"--script and --task {task} exclude each other: --script runs your "
+                          "command as each child; drop one of them")
+    if data is not None:
+        raise ConfigError("--data is for built-in tasks; with --script pass your data path in "
+                          "the command, e.g. --script 'python train.py --data DIR'")
+    if not space:
+        raise ConfigError("--script needs --space: the space of the dropout sites your script "
+                          "attaches, e.g. --space conv-4 (see `adsearch sites`)")
+    workdir_path = Path(workdir or ".").expanduser()
+    return "script", {**overrides, "command": script, "workdir": str(workdir_path.absolute()),
+                      "space": space}
+
+
 def start(
-    task: str = typer.Option(..., "--task", help="Task: cifar10, imagenet, wikitext2, ptb, translation, synthetic."),
+    task: str = typer.Option(None, "--task", help="Task: cifar10, imagenet, wikitext2, ptb, translation, synthetic (or --script)."),
     name: str = typer.Option(None, "--name", help="Search name (default: TASK-CONTROLLER-SEED)."),
     data: str = typer.Option(None, "--data", help="Data path (default: the task's own; cifar10: the embedded sample)."),
     space: str = typer.Option("", "--space", help="Search space, e.g. conv-3 (default: the task's)."),
@@ -83,16 +108,20 @@ def start(
     executor: str = typer.Option("local", "--executor", help="local (subprocesses) or ray (Ray tasks; see docs/scale-out.md)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto or HOST:6379 (default: a local Ray)."),
     ray_gpus: float = typer.Option(0.0, "--ray-gpus", help="With --executor ray: GPUs per child (fractions allowed)."),
+    # script mode (docs/script-mode.md): the user's own command is each child
+    script: str = typer.Option(None, "--script", help="Run this command as each child (your own training script using adsearch.trial), e.g. 'python train.py --epochs 3'; needs --space."),
+    workdir: str = typer.Option(None, "--workdir", help="With --script: the directory the command runs in (default: the current one)."),
 ) -> None:
     """Start a new search (in the background unless --foreground)."""
     from adsearch.daemon.config import SearchConfig
     from adsearch.daemon.launch import create_search, find_run_dir, runs_root
     from adsearch.daemon.rundir import RunDir
 
+    task, overrides = _task_and_config(task, task_config, script, workdir, space, data)
     if name is None:  # an empty --name is refused by validate(), not replaced
         name = f"{task}-{controller}-{seed}"
     cfg = SearchConfig(
-        name=name, task=task, task_config=_task_config(task_config), space=space,
+        name=name, task=task, task_config=overrides, space=space,
         controller=controller, batch_size=batch_size, lookahead=lookahead,
         budget_trials=budget_trials, budget_minutes=budget_minutes, gpus=_gpus(gpus),
         slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,

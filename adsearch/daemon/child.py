@@ -43,6 +43,8 @@ from adsearch.errors import AdsearchError, PatternError
 
 _PR_SET_PDEATHSIG = 1
 _INFRA_ERRORS = ("OutOfMemoryError", "CUDA out of memory")
+_NO_TORCH = ("synthetic", "script")  # tasks whose child process never imports torch
+_STATUSES = ("bad_pattern", "infra", "config")
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -98,7 +100,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     space: SearchSpace = task.space(config)
     patterns = [space.pattern_cls.from_dict(p) for p in spec["patterns"]]  # type: ignore[attr-defined]
     threads = int(spec.get("threads") or 0)
-    if threads and spec["task"] != "synthetic":  # the synthetic task never imports torch
+    if threads and spec["task"] not in _NO_TORCH:
         import torch
 
         torch.set_num_threads(threads)
@@ -107,12 +109,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
           f"device {spec['device']} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} "
           f"threads {threads} budget {budget}", flush=True)
     base = {"trial_id": spec["trial_id"], "attempt": spec["attempt"], "pid": os.getpid()}
+    os.environ["ADSEARCH_TRIAL_ID"] = str(spec["trial_id"])  # for the script task's trial spec
+    os.environ["ADSEARCH_ATTEMPT"] = str(spec["attempt"])
     try:
         result = task.run_child(config, patterns, budget, spec["device"], int(spec["seed"]))
     except Exception as exc:  # a pattern may legitimately break training
-        traceback.print_exc()
+        if hasattr(exc, "adsearch_failure"):  # raised for another process (a script task):
+            print(f"[child] {type(exc).__name__}: {exc}", flush=True)  # its traceback is above
+        else:
+            traceback.print_exc()
         text = f"{type(exc).__name__}: {exc}"
-        if any(s in text for s in _INFRA_ERRORS):
+        forced = getattr(exc, "adsearch_failure", None)  # e.g. a script killed by a signal
+        if forced in _STATUSES:
+            status = forced
+        elif any(s in text for s in _INFRA_ERRORS):
             status = "infra"
         elif isinstance(exc, AdsearchError) and not isinstance(exc, PatternError):
             status = "config"  # bad data path, bad task config: no pattern would do better

@@ -17,11 +17,13 @@ TASKS: dict[str, str] = {
     "ptb": "adsearch.tasks.lm:PTBTask",
     "translation": "adsearch.tasks.translation:TranslationTask",
     "synthetic": "adsearch.tasks.synthetic:SyntheticTask",
+    "script": "adsearch.tasks.script:ScriptTask",  # the user's own command (script mode)
 }
 
 #: tasks whose ``run_child`` honours ``Budget.prune_epoch``/``prune_below`` (early stopping:
-#: one curve point per epoch whose ``val_metric`` is the reward).
-PRUNABLE: frozenset[str] = frozenset({"cifar10", "imagenet"})
+#: one curve point per epoch whose ``val_metric`` is the reward). ``script``: through
+#: ``adsearch.trial.Trial.report``, which the user's script calls once per epoch.
+PRUNABLE: frozenset[str] = frozenset({"cifar10", "imagenet", "script"})
 
 
 class Task(Protocol):
