@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_daemon_support import cli_env, run_cli
+from store_backends import *  # noqa: F403  (fixtures: pg_base_url)
+from store_backends import _fresh_database
+from test_daemon_support import cli_env, run_cli, wait_for
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.launch import create_search
+from adsearch.daemon.launch import create_search, spawn_detached
 from adsearch.daemon.rundir import RunDir, pid_alive
 from adsearch.daemon.runner import run_daemon
 from adsearch.patterns import PatternSet, SearchSpace, save_patternset
@@ -220,3 +224,73 @@ def test_spec_file_carries_the_trial(tmp_path: Path) -> None:
         assert seen == {"space": "conv-3", "n": 3, "seed": 11, "device": "cpu", "id": t.id,
                         "epochs": 2.0, "threads": seen["threads"]} and seen["threads"] >= 1
         assert res[t.id].reward == 0.5
+
+
+@pytest.fixture
+def pg_url(pg_base_url: str) -> Iterator[str]:
+    yield from _fresh_database(pg_base_url)
+
+
+def test_adsearch_worker_runs_the_stored_command(pg_url: str, tmp_path: Path) -> None:
+    """A PostgreSQL search: the daemon and an ``adsearch worker`` started in another
+    directory both run children, and every one runs the stored command in the stored
+    workdir."""
+    work, markers, elsewhere = tmp_path / "work", tmp_path / "markers", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    cfg = SearchConfig(name="w", task="script", controller="random", workers=1, budget_trials=6,
+                       batch_size=2, task_config={
+                           "command": command("--marker", str(markers), "--sleep", "0.7"),
+                           "workdir": str(work), "space": "conv-2"})
+    run = create_search(cfg, RunDir(tmp_path / "run"), store_url=pg_url)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    worker = subprocess.Popen([sys.executable, "-m", "adsearch", "worker", "--store", pg_url,
+                               "--search", "w", "--workers", "1", "-v", "--work-dir",
+                               str(tmp_path / "wdir")], cwd=elsewhere, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    daemon_pid = spawn_detached(run)
+    try:
+        _, err = worker.communicate(timeout=180)
+        assert worker.returncode == 0, err[-3000:]
+        wait_for(lambda: not pid_alive(daemon_pid), 60, "the daemon to exit")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if pid_alive(daemon_pid):
+            os.kill(daemon_pid, signal.SIGKILL)
+    claimed = {int(t) for t in re.findall(r"claimed trial (\d+)", err)}
+    with Store(pg_url, readonly=True) as st:
+        sid = st.get_search("w").id
+        assert st.get_search("w").state == "finished"
+        assert st.counts(sid)["done"] == 6
+        ids = {t.id for t in st.trials(sid)}
+    assert claimed and claimed < ids  # both the worker and the daemon ran children
+    runs_done = sorted(markers.iterdir())
+    assert len(runs_done) == 6 and {p.read_text() for p in runs_done} == {str(work)}
+    logs = list((tmp_path / "wdir").rglob("attempt-1.log"))
+    assert logs and all("[script]" in p.read_text() for p in logs)
+
+
+def test_script_search_on_the_ray_executor(tmp_path: Path) -> None:
+    """A local Ray: each child is a Ray task that runs the stored command in the workdir."""
+    ray = pytest.importorskip("ray")
+    work, markers = tmp_path / "work", tmp_path / "markers"
+    work.mkdir()
+    cfg = SearchConfig(name="r", task="script", controller="random", executor="ray", workers=2,
+                       budget_trials=4, batch_size=2, task_config={
+                           "command": command("--marker", str(markers)), "workdir": str(work),
+                           "space": "conv-2"})
+    run = create_search(cfg, RunDir(tmp_path / "r"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    try:
+        assert run_daemon(str(run.path)).finished
+    finally:
+        ray.shutdown()
+    trials, res = results(run, "r")
+    assert [t.state for t in trials] == ["done"] * 4 and {t.attempts for t in trials} == {1}
+    assert all(r.reward == pytest.approx(r.metrics["quality"]) for r in res.values())
+    docs = [json.loads((run.trial_dir(t.id) / "result.json").read_text()) for t in trials]
+    assert all(d["executor"]["pid"] != os.getpid() for d in docs)  # ran in Ray workers
+    runs_done = sorted(markers.iterdir())
+    assert len(runs_done) == 4 and {p.read_text() for p in runs_done} == {str(work)}
