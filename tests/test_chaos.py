@@ -142,3 +142,27 @@ def test_task_config_space_that_contradicts_space_is_refused(tmp_path: Path) -> 
               "--task-config", '{"space": "seq-2"}', "--budget-trials", "1")
     clean_error(res, "--task-config space 'seq-2' contradicts --space conv-3")
     assert tree(tmp_path) == []
+
+
+def _corrupt(db: Path) -> None:
+    """Overwrite everything after the SQLite header with garbage (a real torn/corrupt file)."""
+    for side in db.parent.glob(db.name + "-*"):
+        side.unlink()
+    data = db.read_bytes()
+    db.write_bytes(data[:100] + bytes((i * 37 + 11) % 256 for i in range(len(data) - 100)))
+
+
+def test_corrupt_database_gives_an_error_line_and_list_shows_the_others(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    finished_search(runs, "good", trials=2)
+    finished_search(runs, "bad", trials=2)
+    _corrupt(runs / "bad" / "adsearch.db")
+    for args in (["status", "bad"], ["export", "bad", "--best"], ["show", "1", "-s", "bad"]):
+        res = cli(runs, *args)
+        clean_error(res, "adsearch.db is corrupt (", ".recover")
+        assert "[SQL:" not in res.stderr and "sqlalche.me" not in res.stderr
+    res = runner.invoke(app, ["list"], env={"ADSEARCH_RUNS": str(runs), "COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if "│" in line}
+    assert "unreadable" in rows["bad"] and "finished" in rows["good"], res.stdout
+    assert "unreadable bad: cannot open the store" in res.stdout

@@ -15,8 +15,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from adsearch.errors import ConfigError
+from adsearch.errors import AdsearchError, ConfigError
 
 console = Console()
 
@@ -250,20 +251,28 @@ def list_searches() -> None:
     t = Table()
     for col in ("search", "state", "daemon", "task", "controller", "trials", "done", "best"):
         t.add_column(col)
+    unreadable: list[str] = []
     for n in names:
         run = RunDir(runs_root() / n)
-        store, search = load_search(run)
-        try:
-            counts = store.counts(search.id)
-            top = store.top_trials(search.id, 1, full_only=True)
-        finally:
-            store.close()
+        try:  # one corrupt search must not hide the others
+            store, search = load_search(run)
+            try:
+                counts = store.counts(search.id)
+                top = store.top_trials(search.id, 1, full_only=True)
+            finally:
+                store.close()
+        except AdsearchError as exc:
+            t.add_row(n, "[red]unreadable[/]", *["-"] * 6)
+            unreadable.append(f"{n}: {exc}")
+            continue
         pid = run.daemon_pid()
         cfg = search.config
         t.add_row(n, search.state, f"pid {pid}" if pid else "-", cfg.get("task", "?"),
                   cfg.get("controller", "?"), str(sum(counts.values())), str(counts.get("done", 0)),
                   f"{top[0][1].reward:.4f}" if top else "-")
     console.print(t)
+    for line in unreadable:
+        console.print(f"unreadable {escape(line)}", soft_wrap=True, highlight=False)
 
 
 def show(

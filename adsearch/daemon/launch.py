@@ -52,12 +52,7 @@ def find_run_dir(name: str | None, run_dir: str | None) -> RunDir:
         run = RunDir(root / name)
         if run.identity() is None:
             if run.identity_file.is_file():
-                raise ConfigError(
-                    f"search {name!r}: {run.identity_file} is corrupt (not the JSON object "
-                    "adsearch writes); restore it from a backup, or pass the search's "
-                    "--run-dir to a command after rewriting it as "
-                    '{"name": NAME, "store": URL, "format": 1}'
-                )
+                run.require_identity()  # raises: search.json is corrupt
             known = ", ".join(known_searches()) or "none"
             raise ConfigError(
                 f"no search {name!r} under {root.absolute()} (known: {known}); pass --run-dir "
@@ -229,9 +224,7 @@ def load_search(run: RunDir) -> tuple[Any, Any]:
     """Open the store of ``run`` read-only and return ``(store, search record)``."""
     from adsearch.store import Store
 
-    ident = run.identity()
-    if ident is None:
-        raise ConfigError(f"{run.path} is not an adsearch run directory (no search.json)")
+    ident = run.require_identity()
     store = Store(run.store_url(), readonly=True)
     try:
         return store, store.get_search(str(ident["name"]))
@@ -250,9 +243,7 @@ def set_budget(run: RunDir, *, minutes: float | None, trials: int | None) -> str
     """
     from adsearch.store import Store
 
-    ident = run.identity()
-    if ident is None:
-        raise ConfigError(f"{run.path} is not an adsearch run directory (no search.json)")
+    ident = run.require_identity()
     name = str(ident["name"])
     if run.daemon_pid() is not None:
         raise ConfigError(f"search {name!r} has a running daemon; stop it first "

@@ -110,13 +110,24 @@ class RunDir:
                 "empty or new --run-dir"
             )
 
-    def store_url(self) -> str:
+    def require_identity(self) -> dict[str, Any]:
+        """The identity, or ConfigError that tells a missing search.json from a corrupt one."""
         ident = self.identity()
-        if ident is None:
+        if ident is not None and isinstance(ident.get("name"), str):
+            return ident
+        if self.identity_file.is_file():
             raise ConfigError(
-                f"{self.path} is not an adsearch run directory (no search.json); start a "
-                "search there with `adsearch start`, or pass the right --run-dir"
+                f"{self.identity_file} is corrupt (not the JSON object adsearch writes); "
+                "restore it from a backup, or rewrite it as "
+                '{"name": NAME, "store": URL, "format": 1}'
             )
+        raise ConfigError(
+            f"{self.path} is not an adsearch run directory (no search.json); start a "
+            "search there with `adsearch start`, or pass the right --run-dir"
+        )
+
+    def store_url(self) -> str:
+        ident = self.require_identity()
         return str(ident.get("store") or self.default_store_url)
 
     def claim(self, name: str, store_url: str) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adsearch.errors import AdsearchError, StoreError
-from adsearch.store.engine import WRITE_OPTION, display_url, make_engine, parse_url
+from adsearch.store.engine import WRITE_OPTION, db_error_text, display_url, make_engine, parse_url
 from adsearch.store.models import SearchModel
 from adsearch.store.schema import ensure_schema
 
@@ -86,7 +86,7 @@ class StoreCore:
             raise
         except SQLAlchemyError as exc:
             session.rollback()
-            raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(f"store {db_error_text(exc, self.url)}") from exc
         finally:
             session.close()
 

@@ -78,6 +78,28 @@ def display_url(url: URL | str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def db_error_text(exc: BaseException, url: URL | str) -> str:
+    """One line for a database error: the driver's own message (no SQL, no SQLAlchemy
+    background link) plus what to do for the cases a user can meet (a corrupt file, a full
+    disk, a file that cannot be opened)."""
+    orig = getattr(exc, "orig", None)
+    raw = str(orig if orig is not None else exc).strip()
+    text = raw.splitlines()[0] if raw else type(exc).__name__
+    low = text.lower()
+    parsed = make_url(url) if isinstance(url, str) else url
+    path = sqlite_path(parsed) if parsed.get_backend_name() == "sqlite" else None
+    where = path or display_url(parsed)
+    if "malformed" in low or "not a database" in low:
+        return (f"{where} is corrupt ({text}): restore it from a backup; "
+                f"`sqlite3 {where} .recover` salvages what is still readable")
+    if "disk is full" in low or "no space left" in low:
+        return f"no space left on device for {where} ({text}): free space, then resume"
+    if "unable to open database file" in low:
+        return (f"cannot open {where} ({text}): check that the file and its directory exist "
+                "and are readable")
+    return f"{display_url(parsed)}: {text}"
+
+
 def sqlite_path(url: URL) -> str | None:
     """Return the file path of a SQLite URL, or None for an in-memory database."""
     database = url.database

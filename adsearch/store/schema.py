@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from adsearch.errors import SchemaOutOfDateError, StoreError
-from adsearch.store.engine import WRITE_OPTION, display_url, make_engine, parse_url
+from adsearch.store.engine import WRITE_OPTION, db_error_text, display_url, make_engine, parse_url
 from adsearch.store.models import SCHEMA_HEAD, SCHEMA_REVISIONS, Base
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def ensure_schema(engine: Engine, url: URL, *, readonly: bool) -> None:
             return
         check_revision(revision, url, has_tables=has_tables)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the store {display_url(url)}: {exc}") from exc
+        raise StoreError(f"cannot open the store: {db_error_text(exc, url)}") from exc
 
 
 def _create_at_head(engine: Engine) -> None:
@@ -161,7 +161,7 @@ def current_revision(url: str | URL) -> str | None:
         with engine.connect() as conn:
             return read_revision(conn)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the schema revision of {display_url(url)}: {exc}") from exc
+        raise StoreError(f"cannot read the schema revision: {db_error_text(exc, url)}") from exc
     finally:
         engine.dispose()
 
@@ -207,6 +207,6 @@ def upgrade(url: str | URL, revision: str = "head") -> tuple[str | None, str | N
     except CommandError as exc:
         raise StoreError(f"cannot upgrade {display_url(url)} to {revision}: {exc}") from exc
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot upgrade {display_url(url)}: {exc}") from exc
+        raise StoreError(f"cannot upgrade the store: {db_error_text(exc, url)}") from exc
     finally:
         engine.dispose()
