@@ -107,6 +107,18 @@ def test_killed_script_and_killed_child_are_retried(tmp_path: Path) -> None:
     assert "child killed by signal 9" in errors["child"]
 
 
+def test_timed_out_script_is_killed_with_its_child_and_retried(tmp_path: Path) -> None:
+    """--child-timeout kills the child's process group, the user's script with it."""
+    pids = tmp_path / "pids"
+    run = make(tmp_path, "--hang-first", str(pids), budget_trials=1, batch_size=1,
+               child_timeout=4.0)
+    assert run_daemon(str(run.path)).finished
+    (trial,), res = results(run)
+    assert trial.state == "done" and trial.attempts == 2 and not res[trial.id].metrics.get("bad_pattern")
+    assert "timed out after 4 s" in (trial.error or "")
+    assert not pid_alive(int((pids / f"{trial.id}.pid").read_text()))
+
+
 @pytest.mark.parametrize(("flag", "error"), [
     ("--crash", "uncaught RuntimeError: loss is nan"),
     ("--exit=3", "exited with status 3"),
@@ -294,3 +306,4 @@ def test_script_search_on_the_ray_executor(tmp_path: Path) -> None:
     assert all(d["executor"]["pid"] != os.getpid() for d in docs)  # ran in Ray workers
     runs_done = sorted(markers.iterdir())
     assert len(runs_done) == 4 and {p.read_text() for p in runs_done} == {str(work)}
+
