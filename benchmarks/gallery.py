@@ -22,15 +22,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from adsearch.ops import make_dropout, render_mask, set_progress
-from adsearch.patterns import load_patternset
+from adsearch.patterns import SITE_MAP_SIDES, load_patternset
 
 H = W = 32
 CHANNELS = 4
 CELL = 4
 GAP = 6
 LABEL_W = 260
-#: map side of each site in a WRN on 32x32 inputs (one site per group)
-SITE_SIZES = {"conv-3": (32, 16, 8)}
 
 
 def baseline_masks(spec: dict[str, object], seed: int) -> torch.Tensor:
@@ -45,7 +43,7 @@ def rows_for(files: list[Path], seed: int) -> list[tuple[str, torch.Tensor]]:
     rows: list[tuple[str, torch.Tensor]] = []
     for f in files:
         ps = load_patternset(f)
-        sizes = SITE_SIZES.get(ps.space.name, (H,) * len(ps.patterns))
+        sizes = SITE_MAP_SIDES.get(f"{ps.space.kind}-{ps.space.num_sites}", (H,) * len(ps.patterns))
         for i, (p, n) in enumerate(zip(ps.patterns, sizes, strict=True)):
             label = f"{f.stem} site {i} ({n}x{n} map): {p.size}/{p.stride}x{p.repeat} r{p.rotate}"  # type: ignore[union-attr]
             rows.append((label, render_mask(p, (CHANNELS, n, n), seed + i)))

@@ -30,7 +30,7 @@ def test_show_prints_block_art(conv_file: Path) -> None:
     result = runner.invoke(app, ["pattern", "show", str(conv_file), "--shape", "8", "8", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert "space conv-2, 2 site(s)" in result.output
-    assert "site 0: size=4, stride=4" in result.output and "site 1:" in result.output
+    assert "site 0 (8x8 map): size=4, stride=4" in result.output and "site 1 (8x8 map):" in result.output
     lines = [ln for ln in result.output.splitlines() if ln.startswith("│")]
     assert len(lines) == 2 * 4  # two sites, 8 rows -> 4 half-block lines each
     # site 0 (period 8, size 4, share_c): 4 identical panels, each a 4x4 block on 8x8
@@ -48,9 +48,35 @@ def test_show_one_site_png(conv_file: Path, tmp_path: Path) -> None:
     assert "site 0" not in result.output and "site 1" in result.output
     with Image.open(out) as img:
         assert img.format == "PNG"
-        assert img.size == (4 * 32 * 6 + 5 * 4, 32 * 6 + 2 * 4)
-        colours = {c for _, c in img.getcolors()}
-        assert colours == {0, 128, 255}  # dropped, background, kept
+        assert img.size == (300 + 4 * (160 + 6) + 6, 24 + 160 + 2 * 6)
+        px = img.convert("RGB")
+        colours = {c for _, c in px.getcolors(1 << 16)}
+        assert {(0, 0, 0), (200, 200, 200), (255, 255, 255)} <= colours  # dropped/text, background, kept
+        title = px.crop((0, 0, 300, 24))  # the title line and the label column hold text
+        label = px.crop((0, 24, 300, 24 + 160))
+        assert min(c[0] for _, c in title.getcolors(1 << 16)) < 100  # text drawn on the grey
+        assert min(c[0] for _, c in label.getcolors(1 << 16)) < 100
+
+
+def _wrn_file(tmp_path: Path) -> Path:
+    ps = PatternSet(SearchSpace("conv", 3), (ConvPattern(size=2, stride=2, repeat=1),) * 3)
+    return save_patternset(ps, tmp_path / "wrn.json")
+
+
+def test_show_draws_each_site_at_its_real_map_size(tmp_path: Path) -> None:
+    """conv-3 is WRN on 32x32 inputs: its sites see 32, 16 and 8 px maps, so one 2x2 block
+    drops 4/1024, 4/256 and 4/64 of them (the old fixed 32x32 said 0.4% for all three)."""
+    result = runner.invoke(app, ["pattern", "show", str(_wrn_file(tmp_path)), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["space"] == "conv-3" and [s["shape"] for s in doc["sites"]] == [[32, 32], [16, 16], [8, 8]]
+    assert [s["drop_fraction"] for s in doc["sites"]] == pytest.approx([4 / 1024, 4 / 256, 4 / 64], abs=1e-6)
+    assert doc["sites"][0]["pattern"]["repeat"] == 1 and set(doc["provenance"]) == {"search", "trial_id", "reward"}
+    text = runner.invoke(app, ["pattern", "show", str(_wrn_file(tmp_path))])
+    assert text.exit_code == 0, text.output
+    assert "site 2 (8x8 map)" in text.output and "drops 6.2%" in text.output
+    forced = json.loads(runner.invoke(app, ["pattern", "show", str(_wrn_file(tmp_path)), "--json", "--shape", "8", "8"]).output)
+    assert [s["shape"] for s in forced["sites"]] == [[8, 8]] * 3
 
 
 def test_show_seq_file(tmp_path: Path) -> None:
@@ -97,7 +123,7 @@ def test_sample_json_and_art() -> None:
     assert again.output == result.output
     art = runner.invoke(app, ["pattern", "sample", "--space", "seq-2", "--n", "1", "--seed", "0"])
     assert art.exit_code == 0, art.output
-    assert "# sample 0: tokens" in art.output and "site 1:" in art.output
+    assert "# sample 0: tokens" in art.output and "site 1 (T=64, D=32):" in art.output
     bad = runner.invoke(app, ["pattern", "sample", "--space", "lstm-2"])
     assert bad.exit_code == 1 and "kind: invalid value 'lstm'" in bad.output
     bad = runner.invoke(app, ["pattern", "sample", "--space", "conv-1", "--format", "yaml"])
@@ -111,7 +137,7 @@ def test_subprocess_smoke(conv_file: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "site 0: size=4" in proc.stdout and "█" in proc.stdout
+    assert "site 0 (8x8 map): size=4" in proc.stdout and "█" in proc.stdout
     proc = subprocess.run([str(exe), "pattern", "show", str(conv_file), "--site", "9"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: --site 9 is out of range") and "Traceback" not in proc.stderr

@@ -92,3 +92,31 @@ def test_subprocess_smoke(repo_root: Path, tmp_path: Path) -> None:
     assert json.loads(out.read_text())["regularizer"] == {"kind": "spatial", "drop_prob": 0.1}
     bad = subprocess.run([str(exe), "train", "--task", "nope"], capture_output=True, text=True, timeout=60, cwd=repo_root)
     assert bad.returncode == 1 and "error: unknown task 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_one_name_per_thing_old_spellings_still_work(tmp_path: Path) -> None:
+    """--task-config/--child-steps/-o/--json are the names (as for `start`); --config FILE,
+    --steps and --json-out are hidden old spellings of the same options."""
+    cfg = {"depth": 10, "width": 1, "train_per_class": 20, "val_per_class": 10}
+    r = _run("--task-config", json.dumps(cfg), "--child-steps", "2", "--threads", "1", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # stdout holds the document only
+    assert doc["config"]["train_per_class"] == 20 and doc["budget"]["steps"] == 2
+    assert doc["runs"][0]["metrics"]["steps"] == 2
+    import torch
+
+    assert doc["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # the default
+    f = tmp_path / "cfg.json"
+    f.write_text(json.dumps(cfg))
+    out = tmp_path / "old.json"
+    r = _run("--config", str(f), "--steps", "2", "--threads", "1", "--json-out", str(out), "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    old = json.loads(out.read_text())
+    assert old["config"] == doc["config"] and old["budget"] == doc["budget"]
+    helptext = _run("--help").output
+    assert "--task-config" in helptext and "--child-epochs" in helptext and "--output" in helptext
+    assert "--json-out" not in helptext and "--config " not in helptext and "--epochs " not in helptext
+    r = _run("--child-steps", "2", "--steps", "3")
+    assert r.exit_code == 1 and "give --child-steps once (--steps is its old spelling)" in r.output
+    r = _run("--config", str(f), "--task-config", "{}")
+    assert r.exit_code == 1 and "give --task-config JSON once" in r.output

@@ -45,6 +45,7 @@ def upgrade(
 @db_app.command("current")
 def current(
     store: str = typer.Option(..., "--store", envvar="ADSEARCH_STORE", help=STORE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (shape: docs/cli.md)."),
 ) -> None:
     """Show the store's schema revision and whether it needs an upgrade."""
     from adsearch.store import SCHEMA_HEAD, current_revision
@@ -53,6 +54,13 @@ def current(
 
     url = parse_url(store)
     revision = current_revision(url)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"store": display_url(url), "revision": revision, "head": SCHEMA_HEAD,
+                               "up_to_date": revision == SCHEMA_HEAD,
+                               "upgrade": None if revision == SCHEMA_HEAD else upgrade_command(url)}))
+        return
     if revision == SCHEMA_HEAD:
         typer.echo(f"{revision} (head)")
     elif revision is None:

@@ -26,9 +26,25 @@ app = typer.Typer(
     name="adsearch",
     help="Learn structured dropout patterns (AutoDropout) with a crash-safe search daemon.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # Typer's own: --install-completion / --show-completion
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from adsearch import __version__
+
+        typer.echo(f"adsearch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the adsearch version and exit."),
+) -> None:
+    """Learn structured dropout patterns (AutoDropout) with a crash-safe search daemon."""
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,9 +69,9 @@ def _guard_all(t: typer.Typer) -> None:
 
 
 def _register_all() -> None:
-    from adsearch.cli import db_cmd, pattern_cmd, search_cmd, train_cmd, worker_cmd
+    from adsearch.cli import db_cmd, delete_cmd, pattern_cmd, search_cmd, train_cmd, worker_cmd
 
-    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd):
+    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd):
         mod.register(app)
     _guard_all(app)
 

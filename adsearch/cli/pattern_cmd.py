@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from adsearch.errors import PatternError
-from adsearch.patterns import ConvPattern, PatternSet, SearchSpace, load_patternset
+from adsearch.patterns import SITE_MAP_SIDES, ConvPattern, PatternSet, SearchSpace, load_patternset
 
 if TYPE_CHECKING:
     import torch
@@ -60,26 +60,47 @@ def _block_art(masks: torch.Tensor) -> Text:
     return Text("\n".join(lines), style="bold")
 
 
-def _describe(site: int, pattern: Any, masks: torch.Tensor) -> str:
-    kept = masks.float().mean().item()
+def _dropped(masks: torch.Tensor) -> float:
+    return 1.0 - masks.float().mean().item()
+
+
+def _shape_text(shape: tuple[int, int], kind: str) -> str:
+    return f"{shape[0]}x{shape[1]} map" if kind == "conv" else f"T={shape[0]}, D={shape[1]}"
+
+
+def _describe(site: int, pattern: Any, masks: torch.Tensor, shape: tuple[int, int], kind: str) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in pattern.to_dict().items())
-    return f"site {site}: {fields}  (this draw drops {1 - kept:.1%})"
+    return f"site {site} ({_shape_text(shape, kind)}): {fields}  (this draw drops {_dropped(masks):.1%})"
 
 
-def _write_png(path: Path, sites: list[torch.Tensor], cell: int = 6, gap: int = 4) -> None:
-    """One row per site, ``PANELS`` masks per row; white = kept, black = dropped."""
+#: Side in px of one drawn panel in the PNG (every site's map is scaled to it).
+PANEL_PX = 160
+LABEL_PX = 300
+
+
+def _write_png(path: Path, title: str, sites: list[tuple[str, torch.Tensor]], gap: int = 6) -> None:
+    """A title line, then one row per site: its label and drop fraction, then ``PANELS``
+    masks scaled to ``PANEL_PX`` (nearest neighbour); white = kept, black = dropped."""
     import torch
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
-    rows, cols = sites[0].shape[-2:]
-    width = PANELS * cols * cell + (PANELS + 1) * gap
-    height = len(sites) * rows * cell + (len(sites) + 1) * gap
-    img = Image.new("L", (width, height), 128)
-    for s, masks in enumerate(sites):
+    head = 24
+    width = LABEL_PX + PANELS * (PANEL_PX + gap) + gap
+    height = head + len(sites) * (PANEL_PX + gap) + gap
+    img = Image.new("RGB", (width, height), (200, 200, 200))
+    pen = ImageDraw.Draw(img)
+    pen.text((gap, 6), title, fill=(0, 0, 0))
+    for s, (label, masks) in enumerate(sites):
+        y0 = head + gap + s * (PANEL_PX + gap)
+        pen.text((gap, y0 + PANEL_PX // 2 - 12), label, fill=(0, 0, 0))
+        pen.text((gap, y0 + PANEL_PX // 2 + 4), f"this draw drops {_dropped(masks):.1%}", fill=(60, 60, 60))
+        rows, cols = masks.shape[-2:]
+        scale = PANEL_PX / max(rows, cols)
+        size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
         for k in range(masks.shape[0]):
-            tile = (masks[k].to(torch.uint8) * 255).numpy()
-            im = Image.fromarray(tile, mode="L").resize((cols * cell, rows * cell), Image.Resampling.NEAREST)
-            img.paste(im, (gap + k * (cols * cell + gap), gap + s * (rows * cell + gap)))
+            tile = Image.fromarray((masks[k].to(torch.uint8) * 255).numpy(), mode="L")
+            img.paste(tile.resize(size, Image.Resampling.NEAREST).convert("RGB"),
+                      (LABEL_PX + gap + k * (PANEL_PX + gap), y0))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         img.save(path, format="PNG")
@@ -87,36 +108,56 @@ def _write_png(path: Path, sites: list[torch.Tensor], cell: int = 6, gap: int = 
         raise PatternError(f"cannot write PNG {path}: {exc}") from None
 
 
-def _parse_shape(shape: tuple[int, int] | None, kind: str) -> tuple[int, int]:
+def _parse_shape(shape: tuple[int, int] | None, space: SearchSpace) -> list[tuple[int, int]]:
+    """The map shape of each site: ``--shape`` for all, else the site's real map size in the
+    built-in network of a conv space (:data:`SITE_MAP_SIDES`), else the defaults."""
+    kind = space.kind
     if not shape:
-        return DEFAULT_CONV_SHAPE if kind == "conv" else DEFAULT_SEQ_SHAPE
+        sides = SITE_MAP_SIDES.get(f"{space.kind}-{space.num_sites}")  # "+off" draws the same maps
+        if kind == "conv" and sides is not None and len(sides) == space.num_sites:
+            return [(n, n) for n in sides]
+        return [DEFAULT_CONV_SHAPE if kind == "conv" else DEFAULT_SEQ_SHAPE] * space.num_sites
     if len(shape) != 2 or any(v < 1 or v > 1024 for v in shape):
         names = "H W" if kind == "conv" else "T D"
         raise PatternError(f"--shape takes two integers {names} in 1..1024, got {shape}")
-    return int(shape[0]), int(shape[1])
+    return [(int(shape[0]), int(shape[1]))] * space.num_sites
 
 
 def _render(
-    console: Console, ps: PatternSet, sites: list[int], shape: tuple[int, int], seed: int, png: Path | None
+    console: Console, ps: PatternSet, sites: list[int], shapes: list[tuple[int, int]], seed: int,
+    png: Path | None, title: str = "",
 ) -> None:
     drawn = []
     for i in sites:
-        masks = _site_masks(ps.patterns[i], shape, seed + i)
-        drawn.append(masks)
-        console.print(_describe(i, ps.patterns[i], masks), highlight=False, soft_wrap=True)
+        masks = _site_masks(ps.patterns[i], shapes[i], seed + i)
+        drawn.append((f"site {i} ({_shape_text(shapes[i], ps.space.kind)})", masks))
+        console.print(_describe(i, ps.patterns[i], masks, shapes[i], ps.space.kind), highlight=False, soft_wrap=True)
         # as many panels as fit the terminal (each is its width plus one border column)
         fit = max(1, (console.width - 1) // (masks.shape[-1] + 1))
         console.print(_block_art(masks[:fit]), soft_wrap=True)
     if png is not None:
-        _write_png(png, drawn)
+        _write_png(png, title or f"space {ps.space.name}, seed {seed}", drawn)
         console.print(f"wrote {png}", highlight=False)
+
+
+def _json_doc(file: Path, ps: PatternSet, sites: list[int], shapes: list[tuple[int, int]], seed: int) -> dict[str, Any]:
+    """``pattern show --json``: the file, space and per site its pattern, map shape and the
+    dropped share of this seeded draw (documented in docs/cli.md)."""
+    out = []
+    for i in sites:
+        masks = _site_masks(ps.patterns[i], shapes[i], seed + i)
+        out.append({"site": i, "pattern": ps.patterns[i].to_dict(), "shape": list(shapes[i]),
+                    "drop_fraction": round(_dropped(masks), 6)})
+    return {"file": str(file), "space": ps.space.name, "seed": seed,
+            "provenance": ps.provenance.to_dict(), "sites": out}
 
 
 ShapeOpt = Annotated[
     Optional[tuple[int, int]],  # noqa: UP045 (typer reads the annotation at runtime)
     typer.Option(
         "--shape",
-        help="Map size: H W (conv, default 32 32) or T D (seq, default 64 32).",
+        help="Map size for every site: H W (conv; default: each site's real map size in the "
+        "built-in network, e.g. conv-3: 32, 16, 8; else 32 32) or T D (seq, default 64 32).",
         show_default=False,
     ),
 ]
@@ -129,16 +170,24 @@ def show(
     shape: ShapeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the drawn placements.")] = 0,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also write the masks to this PNG.")] = None,  # noqa: UP045
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of drawing (shape: docs/cli.md).")] = False,
 ) -> None:
-    """Draw the masks of a pattern file: one row of 4 channels (conv) or examples (seq) per site."""
+    """Draw the masks of a pattern file: one row of 4 channels (conv) or examples (seq) per
+    site, each at its map size."""
     ps = load_patternset(file)
     n = ps.space.num_sites
     if site is not None and not 0 <= site < n:
         raise PatternError(f"--site {site} is out of range; {file} has sites 0..{n - 1}")
     sites = [site] if site is not None else list(range(n))
+    shapes = _parse_shape(shape, ps.space)
+    if as_json:
+        typer.echo(json.dumps(_json_doc(file, ps, sites, shapes, seed)))
+        return
     console = Console()
     console.print(f"{file}: space {ps.space.name}, {n} site(s)", highlight=False, soft_wrap=True)
-    _render(console, ps, sites, _parse_shape(shape, ps.space.kind), seed, png)
+    prov = ps.provenance
+    origin = f", search {prov.search} trial {prov.trial_id}" if prov.search else ""
+    _render(console, ps, sites, shapes, seed, png, f"{file.name}: space {ps.space.name}{origin}, seed {seed}")
 
 
 @pattern_app.command("sample")
@@ -164,7 +213,7 @@ def sample(
             continue
         console.print(f"# sample {k}: tokens {sp.encode(ps.patterns)}", highlight=False)
         console.print(ps.to_json(), highlight=False, soft_wrap=True)
-        _render(console, ps, list(range(sp.num_sites)), _parse_shape(shape, sp.kind), k, None)
+        _render(console, ps, list(range(sp.num_sites)), _parse_shape(shape, sp), k, None)
 
 
 def register(app: typer.Typer) -> None:

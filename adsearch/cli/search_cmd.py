@@ -237,7 +237,9 @@ def status(
         store.close()
 
 
-def list_searches() -> None:
+def list_searches(
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list (shape: docs/cli.md)."),
+) -> None:
     """List the searches under ./runs (or $ADSEARCH_RUNS) with their state and best reward."""
     from rich.table import Table
 
@@ -245,13 +247,7 @@ def list_searches() -> None:
     from adsearch.daemon.rundir import RunDir
 
     names = known_searches()
-    if not names:
-        console.print(f"no searches under {runs_root().absolute()}; start one with `adsearch start`")
-        return
-    t = Table()
-    for col in ("search", "state", "daemon", "task", "controller", "trials", "done", "best"):
-        t.add_column(col)
-    unreadable: list[str] = []
+    rows: list[dict[str, Any]] = []
     for n in names:
         run = RunDir(runs_root() / n)
         try:  # one corrupt search must not hide the others
@@ -262,29 +258,65 @@ def list_searches() -> None:
             finally:
                 store.close()
         except AdsearchError as exc:
-            t.add_row(n, "[red]unreadable[/]", *["-"] * 6)
-            unreadable.append(f"{n}: {exc}")
+            rows.append({"search": n, "state": "unreadable", "daemon_pid": None, "task": None,
+                         "controller": None, "trials": None, "done": None, "best": None,
+                         "error": str(exc)})
             continue
-        pid = run.daemon_pid()
         cfg = search.config
-        t.add_row(n, search.state, f"pid {pid}" if pid else "-", cfg.get("task", "?"),
-                  cfg.get("controller", "?"), str(sum(counts.values())), str(counts.get("done", 0)),
-                  f"{top[0][1].reward:.4f}" if top else "-")
+        rows.append({"search": n, "state": search.state, "daemon_pid": run.daemon_pid(),
+                     "task": cfg.get("task"), "controller": cfg.get("controller"),
+                     "trials": sum(counts.values()), "done": counts.get("done", 0),
+                     "best": ({"trial_id": top[0][0].id, "reward": top[0][1].reward}
+                              if top else None), "error": None})
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not names:
+        console.print(f"no searches under {runs_root().absolute()}; start one with `adsearch start`")
+        return
+    t = Table()
+    for col in ("search", "state", "daemon", "task", "controller", "trials", "done", "best"):
+        t.add_column(col)
+    for row in rows:
+        if row["error"] is not None:
+            t.add_row(row["search"], "[red]unreadable[/]", *["-"] * 6)
+            continue
+        t.add_row(row["search"], row["state"], f"pid {row['daemon_pid']}" if row["daemon_pid"] else "-",
+                  row["task"] or "?", row["controller"] or "?", str(row["trials"]), str(row["done"]),
+                  f"{row['best']['reward']:.4f}" if row["best"] else "-")
     console.print(t)
-    for line in unreadable:
-        console.print(f"unreadable {escape(line)}", soft_wrap=True, highlight=False)
+    for row in rows:
+        if row["error"] is not None:
+            console.print(f"unreadable {escape(row['search'] + ': ' + row['error'])}", soft_wrap=True,
+                          highlight=False)
+
+
+def _name_and_trial(args: list[str], search: str | None) -> tuple[str | None, int]:
+    """``show [NAME] TRIAL``: the optional search name first, as in every other command."""
+    if not 1 <= len(args) <= 2:
+        raise ConfigError(f"show takes [NAME] TRIAL, got {len(args)} argument(s); e.g. "
+                          "`adsearch show mysearch 12`")
+    if len(args) == 2 and search is not None:
+        raise ConfigError("give the search once: `adsearch show NAME TRIAL` (-s is its old spelling)")
+    name = args[0] if len(args) == 2 else search
+    try:
+        return name, int(args[-1])
+    except ValueError:
+        raise ConfigError(f"TRIAL: {args[-1]!r} is not a trial id; give an integer, e.g. "
+                          "`adsearch show NAME 12`") from None
 
 
 def show(
-    trial: int = typer.Argument(..., help="Trial id."),
-    name: str = typer.Option(None, "--search", "-s", help="Search name (default: the only one)."),
+    args: list[str] = typer.Argument(..., metavar="[NAME] TRIAL", help="Search name (default: the only one) and trial id."),
+    search_opt: str = typer.Option(None, "--search", "-s", hidden=True, help="Old spelling of NAME."),
     run_dir: str = RUN_DIR,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (shape: docs/cli.md)."),
 ) -> None:
-    """One trial: pattern, state, attempts, result, curve and log file."""
+    """One trial: state, result, the pattern drawn, the curve and the logs."""
     from adsearch.daemon.launch import find_run_dir, load_search
     from adsearch.errors import StoreError
 
+    name, trial = _name_and_trial(args, search_opt)
     run = find_run_dir(name, run_dir)
     store, search = load_search(run)
     try:
@@ -295,11 +327,16 @@ def show(
     finally:
         store.close()
     logs = sorted(str(p) for p in run.trial_dir(trial).glob("attempt-*.log"))
-    doc = {"trial": rec.to_dict(), "result": results[0].to_dict() if results else None, "logs": logs}
+    doc = {"search": search.name, "trial": rec.to_dict(),
+           "result": results[0].to_dict() if results else None, "logs": logs}
     if as_json:
         typer.echo(json.dumps(doc, default=str))
         return
-    console.print_json(json.dumps(doc, default=str))
+    from adsearch.cli.show_view import render_trial
+    from adsearch.patterns import SearchSpace
+
+    console.print(render_trial(doc, SearchSpace.from_name(search.config.get("space") or "")),
+                  highlight=False, soft_wrap=True)
 
 
 def export(
@@ -308,6 +345,7 @@ def export(
     best: bool = typer.Option(False, "--best", help="Export the best trial(s) (required)."),
     top_k: int = typer.Option(1, "--top-k", help="Export the K best trials."),
     output: Path = EXPORT_OUT,
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON (shape: docs/cli.md)."),
 ) -> None:
     """Write the best patterns as PatternSet files for `adsearch train` and adsearch.ops."""
     from adsearch.daemon.launch import find_run_dir, load_search
@@ -346,8 +384,11 @@ def export(
             raise ConfigError(f"-o {path}: cannot write it ({exc.strerror}); choose a writable "
                               "file path") from None
         load_patternset(path)  # read back: what we wrote is what `adsearch train` reads
-        paths.append(path)
-        console.print(f"trial {t.id} (reward {r.reward:.4f}) -> {path}")
+        paths.append({"trial_id": t.id, "reward": r.reward, "path": str(path)})
+        if not as_json:
+            console.print(f"trial {t.id} (reward {r.reward:.4f}) -> {path}")
+    if as_json:
+        typer.echo(json.dumps({"search": search.name, "space": space.name, "written": paths}))
 
 
 def plot(

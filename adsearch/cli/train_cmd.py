@@ -67,6 +67,13 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _one(name: str, value: Any, old: str, old_value: Any) -> Any:
+    """The value of an option given under its name or its hidden old spelling (not both)."""
+    if value is not None and old_value is not None:
+        raise ConfigError(f"give {name} once ({old} is its old spelling)")
+    return value if value is not None else old_value
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train`` to ``app``."""
 
@@ -80,13 +87,19 @@ def register(app: typer.Typer) -> None:
         drop_prob: float = typer.Option(0.1, "--drop-prob", help="drop probability of --baseline"),  # noqa: B008
         block_size: int = typer.Option(7, "--block-size", help="DropBlock block side in px"),  # noqa: B008
         seeds: int = typer.Option(1, "--seeds", min=1, help="independent runs (seeds 0..N-1)"),  # noqa: B008
-        epochs: float | None = typer.Option(None, "--epochs", help="epochs per run (default: the task's)"),  # noqa: B008
-        steps: int | None = typer.Option(None, "--steps", help="cap on optimizer steps per run"),  # noqa: B008
-        device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),  # noqa: B008
+        child_epochs: float | None = typer.Option(None, "--child-epochs", help="epochs per run (default: the task's)"),  # noqa: B008
+        child_steps: int | None = typer.Option(None, "--child-steps", help="cap on optimizer steps per run"),  # noqa: B008
+        device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda when available, else cpu)"),  # noqa: B008
         threads: int | None = typer.Option(None, "--threads", help="torch CPU threads"),  # noqa: B008
         download: bool = typer.Option(False, "--download", help="let torchvision download CIFAR-10 into --data"),  # noqa: B008
-        config: Path | None = typer.Option(None, "--config", help="JSON file of task config overrides"),  # noqa: B008
-        json_out: Path | None = typer.Option(None, "--json-out", help="write per-seed results and the summary here"),  # noqa: B008
+        task_config: str | None = typer.Option(None, "--task-config", help="task config overrides as JSON, as for `start`"),  # noqa: B008
+        output: Path | None = typer.Option(None, "-o", "--output", help="write per-seed results and the summary here (JSON)"),  # noqa: B008
+        as_json: bool = typer.Option(False, "--json", help="print that JSON document on stdout instead of the table"),  # noqa: B008
+        # old spellings, kept working but hidden (docs/cli.md: one name for one thing)
+        epochs: float | None = typer.Option(None, "--epochs", hidden=True),  # noqa: B008
+        steps: int | None = typer.Option(None, "--steps", hidden=True),  # noqa: B008
+        config: Path | None = typer.Option(None, "--config", hidden=True),  # noqa: B008
+        json_out: Path | None = typer.Option(None, "--json-out", hidden=True),  # noqa: B008
     ) -> None:
         """Train a target network with a learned pattern or a baseline; report mean ± std."""
         import torch
@@ -94,15 +107,24 @@ def register(app: typer.Typer) -> None:
         from adsearch.patterns import load_patternset
         from adsearch.tasks import Budget, get_task
 
-        console = Console()
+        from adsearch.cli.search_cmd import _task_config
+
+        child_epochs = _one("--child-epochs", child_epochs, "--epochs", epochs)
+        child_steps = _one("--child-steps", child_steps, "--steps", steps)
+        output = _one("--output", output, "--json-out", json_out)
+        console = Console(stderr=as_json)  # with --json, stdout carries the document only
         t = get_task(task)
-        overrides: dict[str, Any] = {}
         if config is not None:
+            if task_config is not None:
+                raise ConfigError("give --task-config JSON once (--config FILE is its old spelling)")
             try:
-                overrides = json.loads(config.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"--config {config}: cannot read a JSON object ({exc})") from None
+                task_config = config.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--config {config}: cannot read it ({exc.strerror})") from None
+        overrides = _task_config(task_config)
         overrides.update(task_overrides(task, data, test_data, download))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         cfg = t.config_from_dict(overrides)
         space = t.space(cfg)
         if pattern is not None and baseline is not None:
@@ -117,7 +139,7 @@ def register(app: typer.Typer) -> None:
             reg_desc = regularizer
         if threads is not None:
             torch.set_num_threads(threads)
-        budget = Budget(epochs=epochs, steps=steps)
+        budget = Budget(epochs=child_epochs, steps=child_steps)
         results: list[dict[str, Any]] = []
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(), console=console, transient=False) as prog:
             bar = prog.add_task(f"train {task} ({space.name})", total=seeds)
@@ -138,6 +160,9 @@ def register(app: typer.Typer) -> None:
         console.print(table)
         if diverged:
             console.print(f"[yellow]{diverged} of {seeds} run(s) diverged (reward 0)[/]")
-        if json_out is not None:
-            write_text_atomic(json_out, json.dumps({"task": task, "config": cfg.to_dict(), "regularizer": reg_desc, "budget": budget.to_dict(), "device": device, "runs": results, "summary": summary}, indent=2) + "\n")
-            console.print(f"wrote {json_out}")
+        doc = {"task": task, "config": cfg.to_dict(), "regularizer": reg_desc, "budget": budget.to_dict(), "device": device, "runs": results, "summary": summary}
+        if output is not None:
+            write_text_atomic(output, json.dumps(doc, indent=2) + "\n")
+            console.print(f"wrote {output}")
+        if as_json:
+            typer.echo(json.dumps(doc))

@@ -11,9 +11,10 @@ from adsearch.patterns.patternset import (
     save_patternset,
 )
 from adsearch.patterns.seq import SEQ_FIELDS, SEQ_SITES, SEQ_VALUES, SeqPattern
-from adsearch.patterns.space import Pattern, SearchSpace
+from adsearch.patterns.space import SITE_MAP_SIDES, Pattern, SearchSpace
 
 __all__ = [
+    "SITE_MAP_SIDES",
     "CONV_FIELDS",
     "CONV_VALUES",
     "ConvPattern",

@@ -23,6 +23,12 @@ Pattern: TypeAlias = "ConvPattern | SeqPattern"
 
 OFF_SUFFIX = "+off"
 
+#: Side in px of each site's feature map in the built-in target networks at their standard
+#: input size (WRN on 32x32 CIFAR: one site per group; ResNet-50 on 224x224: one per stage).
+#: ``adsearch pattern show`` and benchmarks/gallery.py draw each site at this size, so the
+#: "drops" figure is what the pattern really drops there.
+SITE_MAP_SIDES: dict[str, tuple[int, ...]] = {"conv-3": (32, 16, 8), "conv-4": (56, 28, 14, 7)}
+
 _KINDS: dict[str, tuple[type[ConvPattern] | type[SeqPattern], dict[str, tuple[Any, ...]]]] = {
     "conv": (ConvPattern, CONV_VALUES),
     "seq": (SeqPattern, SEQ_VALUES),

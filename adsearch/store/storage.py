@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from adsearch.errors import StoreError
@@ -126,6 +126,28 @@ class Store(TrialMethods):
             row.updated_at = utcnow()
             s.flush()
             return convert.search_record(row)
+
+    def delete_search(self, search_id: int) -> dict[str, int]:
+        """Delete a search and every row that belongs to it, in one transaction.
+
+        Rows go children first (SQLite enforces no ``ON DELETE CASCADE`` without its
+        foreign-key pragma). Returns the number of rows deleted per table.
+
+        Raises:
+            StoreError: No such search.
+        """
+        from adsearch.store.models import QueueEntryModel, ResultModel, TrialModel
+
+        with self._session() as s:
+            self._search_row(s, search_id)
+            ckpts = select(CheckpointModel.id).where(CheckpointModel.search_id == search_id)
+            out = {"checkpoint_trials": s.execute(delete(CheckpointTrialModel).where(
+                CheckpointTrialModel.checkpoint_id.in_(ckpts))).rowcount}
+            for model in (QueueEntryModel, EventModel, ResultModel, CheckpointModel, TrialModel,
+                          SearchModel):
+                col = SearchModel.id if model is SearchModel else model.search_id
+                out[model.__tablename__] = s.execute(delete(model).where(col == search_id)).rowcount
+            return out
 
     def set_search_config(self, search_id: int, config: dict[str, Any]) -> SearchRecord:
         """Replace a search's JSON config (``adsearch resume --budget-*``) and return it.

@@ -1,0 +1,85 @@
+"""The readable view of ``adsearch show NAME TRIAL``: state, result, the pattern drawn, the
+learning curve and the logs. No torch: each site is drawn as one period tile of its pattern
+(``█`` dropped, ``·`` kept) from the pattern's geometry; ``adsearch export`` then
+``adsearch pattern show FILE`` draws the real masks (rotation and shear included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from adsearch.daemon.report import sparkline
+from adsearch.errors import AdsearchError
+
+#: Lines of the newest attempt's log printed under the view.
+LOG_TAIL = 10
+
+
+def tile_art(p: dict[str, Any]) -> list[str]:
+    """One period of a pattern as text rows: a ``size x size`` dropped square in a
+    ``period x period`` tile (conv), or ``size`` dropped steps in a period of time steps (seq)."""
+    size, period = int(p["size"]), int(p["size"]) + int(p["stride"])
+    if "repeat" in p:  # conv
+        return ["".join("█" if r < size and c < size else "·" for c in range(period))
+                for r in range(period)]
+    return ["".join("█" if t < size else "·" for t in range(period))]
+
+
+def _site_text(i: int, p: dict[str, Any], space: Any) -> str:
+    try:
+        pat = space.pattern_cls.from_dict(p)
+        frac = pat.drop_fraction() if "repeat" not in p or p.get("repeat") is None else None
+    except AdsearchError:  # a stored pattern this adsearch cannot read: show it as stored
+        frac = None
+    fields = ", ".join(f"{k}={v}" for k, v in p.items())
+    drop = f"drops {frac:.1%} of units" if frac is not None else "finite repeat: see `pattern show`"
+    return f"site {i}: {fields}  ({drop})"
+
+
+def render_trial(doc: dict[str, Any], space: Any) -> Any:
+    """A Rich renderable of ``show``'s document (the same dict ``--json`` prints)."""
+    t, r = doc["trial"], doc["result"]
+    head = [f"trial {t['id']} of {doc['search']}  [{t['state']}]  attempts {t['attempts']}, "
+            f"controller v{t['controller_version']}, seed {t['seed']}"]
+    if r is not None:
+        reward = "none" if r["reward"] is None else f"{r['reward']:.4f}"
+        head.append(f"reward {reward} in {r['seconds']:.1f} s")
+        if r["metrics"]:
+            head.append("metrics: " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items()))
+    if t.get("error"):
+        head.append(f"last error: {t['error']}")
+    parts: list[Any] = [Text("\n".join(head))]
+    for i, p in enumerate(t["pattern"]):
+        parts.append(Text(_site_text(i, p, space)))
+        parts.append(Text("\n".join("  " + row for row in tile_art(p)), style="bold"))
+    curve = (r or {}).get("curve") or []
+    if curve:
+        keys = list(dict.fromkeys(k for point in curve for k in point))
+        table = Table(title=f"curve ({len(curve)} points)", title_justify="left")
+        for k in keys:
+            table.add_column(k, justify="right")
+        for point in curve:
+            table.add_row(*(f"{point[k]:.4g}" if isinstance(point.get(k), float) else str(point.get(k, ""))
+                            for k in keys))
+        parts.append(table)
+        last = keys[-1]
+        values = [float(pt[last]) for pt in curve if isinstance(pt.get(last), (int, float))]
+        if values:
+            parts.append(Text(f"{last}  {sparkline(values)}"))
+    logs = doc["logs"]
+    parts.append(Text("logs: " + (", ".join(logs) if logs else "none")))
+    if logs:
+        try:
+            tail = Path(logs[-1]).read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]
+        except OSError:
+            tail = []
+        if tail:
+            parts.append(Text(f"last {len(tail)} line(s) of {Path(logs[-1]).name}:\n" + "\n".join(tail),
+                              style="dim"))
+    return Group(*parts)
