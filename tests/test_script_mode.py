@@ -196,6 +196,7 @@ def test_resume_reuses_the_stored_command_and_workdir(tmp_path: Path) -> None:
     (["--script", PY_TRAIN, "--workdir", "{tmp}/nope"], "--workdir: {tmp}/nope does not exist"),
     (["--script", PY_TRAIN, "--task", "synthetic"], "--script and --task synthetic exclude each other"),
     (["--script", "no-such-program-xyz --epochs 1"], "program 'no-such-program-xyz' is not on PATH"),
+    (["--script", PY_TRAIN, "--workdir", "{tmp}"], "--script: train.py does not exist in {tmp}"),
     (["--script", PY_TRAIN, "--space", ""], "--script needs --space"),
     (["--workdir", "{tmp}"], "--workdir is for script mode"),
 ])
@@ -211,6 +212,32 @@ def test_bad_script_input_is_refused_with_nothing_written(tmp_path: Path, args: 
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert message.replace("{tmp}", str(tmp_path)) in lines[0]
     assert not runs.exists()
+
+
+def test_raised_type_reads_the_last_traceback() -> None:
+    from adsearch.tasks.script import raised_type
+
+    text = ("warming up\nTraceback (most recent call last):\n  File \"t.py\", line 1, in <module>\n"
+            "    import nope\nModuleNotFoundError: No module named 'nope'\n")
+    assert raised_type(text) == "ModuleNotFoundError"
+    assert raised_type(text.replace("ModuleNotFoundError: No module named 'nope'",
+                                    "torch.cuda.OutOfMemoryError: CUDA out of memory")) == "OutOfMemoryError"
+    assert raised_type("Traceback (most recent call last):\n  x\nKeyboardInterrupt\n") == "KeyboardInterrupt"
+    assert raised_type("exit 2, no traceback\n") is None
+
+
+def test_script_failing_before_it_reads_its_trial_names_the_exception(tmp_path: Path) -> None:
+    """An ImportError before ``adsearch.trial`` is imported is still named (from stderr)."""
+    cfg = SearchConfig(name="imp", task="script", controller="random", workers=1, budget_trials=1,
+                       batch_size=1, task_config={
+                           "command": f"{sys.executable} -c 'import adsearch_no_such_module'",
+                           "workdir": str(tmp_path), "space": "conv-2"})
+    run = create_search(cfg, RunDir(tmp_path / "imp"))
+    run_daemon(str(run.path))
+    (trial,), _ = results(run, "imp")
+    assert "uncaught ModuleNotFoundError: No module named 'adsearch_no_such_module'" in (trial.error or "")
+    log = (run.trial_dir(trial.id) / "attempt-1.log").read_text()
+    assert "Traceback (most recent call last)" in log  # the user's stderr reached the log
 
 
 def test_spec_file_carries_the_trial(tmp_path: Path) -> None:

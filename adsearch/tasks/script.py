@@ -29,12 +29,14 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -104,6 +106,11 @@ def _check_program(argv: list[str], workdir: Path) -> None:
     elif shutil.which(prog) is None:
         raise ConfigError(f"--script: program {prog!r} is not on PATH; give its full path "
                           "or install it")
+    if Path(prog).name.startswith("python") and len(argv) > 1 and not argv[1].startswith("-"):
+        script = Path(argv[1]) if os.path.isabs(argv[1]) else workdir / argv[1]
+        if not script.is_file():
+            raise ConfigError(f"--script: {argv[1]} does not exist in {workdir}; fix the path "
+                              "or pass --workdir (the directory the command runs in)")
 
 
 class ScriptTask:
@@ -161,8 +168,8 @@ class ScriptTask:
                     "device": device, "budget": budget.to_dict(),
                     "threads": int(os.environ.get("OMP_NUM_THREADS") or 0)}
             (tdir / "trial.json").write_text(json.dumps(spec), encoding="utf-8")
-            code = _run(c.argv, Path(c.workdir), tdir / "trial.json")
-            return _outcome(code, tdir, c.command, budget, time.time() - started)
+            code, stderr = _run(c.argv, Path(c.workdir), tdir / "trial.json")
+            return _outcome(code, tdir, c.command, budget, time.time() - started, stderr)
         finally:
             shutil.rmtree(tdir, ignore_errors=True)
 
@@ -184,8 +191,10 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def _run(argv: list[str], workdir: Path, spec_path: Path) -> int:
-    """Run the command to its end; its output goes to this process's stdout/stderr."""
+def _run(argv: list[str], workdir: Path, spec_path: Path) -> tuple[int, str]:
+    """Run the command to its end. Its stdout goes to this process's stdout; its stderr is
+    copied to this process's stderr as it comes, keeping the last 8 KiB. Returns
+    ``(exit status, stderr tail)``."""
     env = dict(os.environ)
     env[ENV_TRIAL] = str(spec_path)
     env.pop("ADSEARCH_PARENT_PID", None)
@@ -194,11 +203,40 @@ def _run(argv: list[str], workdir: Path, spec_path: Path) -> int:
     print(f"[script] {shlex.join(argv)} (in {workdir})", flush=True)
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                close_fds=True, preexec_fn=_die_with_parent())  # noqa: PLW1509
+                                stderr=subprocess.PIPE, close_fds=True,
+                                preexec_fn=_die_with_parent())  # noqa: PLW1509
     except OSError as exc:  # the program vanished or is not executable on this host
         raise ConfigError(f"--script: cannot run {argv[0]!r} in {workdir} ({exc.strerror}); "
                           "fix the command or install the program on this host") from None
-    return proc.wait()
+    tail = bytearray()
+    assert proc.stderr is not None
+
+    def pump(src: int) -> None:
+        while chunk := os.read(src, 65536):
+            os.write(2, chunk)
+            tail.extend(chunk)
+            del tail[:-8192]
+
+    copier = threading.Thread(target=pump, args=(proc.stderr.fileno(),), daemon=True)
+    copier.start()
+    code = proc.wait()
+    copier.join(timeout=5.0)  # a grandchild may still hold the pipe: do not wait for it
+    return code, tail.decode(errors="replace")
+
+
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+
+
+def raised_type(stderr: str) -> str | None:
+    """The type name of the exception in the last Python traceback of ``stderr``, if any
+    (for scripts that failed before :func:`adsearch.trial.current` installed its hook)."""
+    at = stderr.rfind("Traceback (most recent call last):")
+    if at < 0:
+        return None
+    for line in reversed(stderr[at:].splitlines()[1:]):
+        if line and not line[0].isspace() and (m := _RAISED.match(line)):
+            return m.group(1).rsplit(".", 1)[-1]
+    return None
 
 
 def _read(path: Path) -> Any:
@@ -208,7 +246,8 @@ def _read(path: Path) -> Any:
         return None
 
 
-def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float) -> ChildResult:
+def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float,
+             stderr: str = "") -> ChildResult:
     curve = [json.loads(line) for line in _lines(tdir / CURVE_FILE)]
     pruned = next((p for p in curve if p.pop("pruned", False)), None)
     if code < 0:
@@ -221,6 +260,11 @@ def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float
             raise ScriptError(f"the script exited with status {code} after an uncaught "
                               f"{exc['type']}: {exc.get('message', '')}",
                               user_exception=str(exc["type"]))
+        name = raised_type(stderr)
+        if name is not None:
+            last = stderr.strip().splitlines()[-1][:500]
+            raise ScriptError(f"the script exited with status {code} after an uncaught {last}",
+                              user_exception=name)
         raise ScriptError(f"the script exited with status {code} (its output is in the trial "
                           "log)", adsearch_failure="bad_pattern")
     result = _read(tdir / RESULT_FILE)
