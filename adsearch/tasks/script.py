@@ -260,11 +260,11 @@ def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float
             raise ScriptError(f"the script exited with status {code} after an uncaught "
                               f"{exc['type']}: {exc.get('message', '')}",
                               user_exception=str(exc["type"]))
-        name = raised_type(stderr)
-        if name is not None:
+        raised = raised_type(stderr)
+        if raised is not None:
             last = stderr.strip().splitlines()[-1][:500]
             raise ScriptError(f"the script exited with status {code} after an uncaught {last}",
-                              user_exception=name)
+                              user_exception=raised)
         raise ScriptError(f"the script exited with status {code} (its output is in the trial "
                           "log)", adsearch_failure="bad_pattern")
     result = _read(tdir / RESULT_FILE)
