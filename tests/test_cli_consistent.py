@@ -5,7 +5,6 @@ one name per thing (old spellings hidden but working), `show NAME TRIAL` as a re
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,9 +105,12 @@ def test_db_current_json(runs: Path, tmp_path: Path) -> None:
     assert "adsearch.db" in doc["store"]
 
 
-def test_delete_asks_refuses_and_removes(runs: Path, tmp_path: Path) -> None:
-    root = tmp_path / "runs"
-    shutil.copytree(runs, root)
+def test_delete_asks_refuses_and_removes(tmp_path: Path) -> None:
+    root = tmp_path / "runs"  # own searches: a copied run directory still names the original store
+    for name in ("one", "two"):
+        cfg = SearchConfig(name=name, task="synthetic", controller="random", batch_size=2,
+                           workers=1, budget_trials=2)
+        run_daemon(str(create_search(cfg, RunDir(root / name)).path))
     res = cli(root, "delete", "two", input="n\n")
     assert res.exit_code == 1 and "not deleted" in res.output and (root / "two" / "search.json").is_file()
     res = ok(cli(root, "delete", "two", input="y\n"))

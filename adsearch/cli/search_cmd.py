@@ -204,7 +204,7 @@ def status(
     name: str = NAME_ARG,
     run_dir: str = RUN_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print the snapshot as JSON (for scripts)."),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until Ctrl-C."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the search ends (or Ctrl-C)."),
     interval: float = typer.Option(2.0, "--interval", help="Seconds between refreshes with --watch."),
     top_k: int = typer.Option(5, "--top-k", help="Rows of the top table."),
 ) -> None:
@@ -226,15 +226,25 @@ def status(
             return
         from rich.live import Live
 
-        with Live(render_status(snap()), console=console, refresh_per_second=4) as live:
+        current = snap()
+        with Live(render_status(current), console=console, refresh_per_second=4) as live:
             try:
-                while True:
+                while not _search_ended(current):
                     time.sleep(interval)
-                    live.update(render_status(snap()))
+                    current = snap()
+                    live.update(render_status(current))
             except KeyboardInterrupt:
-                pass
+                return
+        console.print(f"search {search.name} is {current['state']} and no daemon runs it; "
+                      "watch ended", highlight=False)
     finally:
         store.close()
+
+
+def _search_ended(snap: dict[str, Any]) -> bool:
+    """``status --watch`` stops once no daemon runs the search (it ended, was stopped or died):
+    nothing would change until `resume`."""
+    return not snap["daemon"]["alive"]
 
 
 def list_searches(

@@ -16,6 +16,7 @@ from typing import Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.rundir import RunDir
+from adsearch.errors import AdsearchError
 
 SPARK = "▁▂▃▄▅▆▇█"
 #: Events status reads: the trend covers the controller updates among the latest of them.
@@ -66,6 +67,41 @@ def _age(dt: datetime | None, now: float) -> float | None:
     return now - dt.replace(tzinfo=dt.tzinfo or timezone.utc).timestamp()
 
 
+def budget_progress(cfg: SearchConfig, counts: dict[str, int], elapsed_s: float,
+                    state: str) -> dict[str, Any]:
+    """How far the budget is spent. ``budget_trials`` counts *drawn* trials (the daemon
+    stops drawing at the budget and finishes what it drew); ``finished`` are those that
+    ended (done, failed or stale). ``trials_per_hour`` is finished trials per hour of daemon
+    run time; ``eta_s`` the seconds until the budget is spent at that rate (the sooner of the
+    two budgets), None without a budget, a rate, or once the search ended."""
+    drawn = sum(counts.values())
+    finished = sum(counts.get(k, 0) for k in ("done", "failed", "stale"))
+    rate = finished / (elapsed_s / 3600) if elapsed_s > 0 and finished else None
+    etas = []
+    if cfg.budget_trials is not None and rate:
+        etas.append(max(0, cfg.budget_trials - finished) / rate * 3600)
+    if cfg.budget_minutes is not None:
+        etas.append(max(0.0, cfg.budget_minutes * 60 - elapsed_s))
+    ended = state in ("finished", "failed")
+    return {"counts": "drawn", "drawn": drawn, "finished": finished,
+            "budget_trials": cfg.budget_trials, "budget_minutes": cfg.budget_minutes,
+            "elapsed_s": elapsed_s, "trials_per_hour": rate,
+            "eta_s": None if ended or not etas else min(etas)}
+
+
+def entropy_max(space_name: str) -> float | None:
+    """Entropy (nats) of the uniform policy over ``space_name``: the sum over tokens of
+    log(choices), what the random controller reports and the transformer starts near."""
+    import math
+
+    from adsearch.patterns import SearchSpace
+
+    try:
+        return sum(math.log(n) for n in SearchSpace.from_name(space_name).choices())
+    except AdsearchError:  # a space this adsearch does not know (an old store): no figure
+        return None
+
+
 def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dict[str, Any]:
     """The status snapshot of one search (see ``adsearch status --json``)."""
     now = time.time()
@@ -101,6 +137,11 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     slot_info = {s.get("index"): s for s in state.get("slots", [])} if live else {}
     tr = update_trend(events)
     best = top[0] if top else None
+    if best is not None and best[1].reward is not None and tr["best_so_far"]:
+        # the trend has one point per controller update; trials finished since the last
+        # update are in the top table already, so the last point takes them in too
+        tr["best_so_far"][-1] = max(tr["best_so_far"][-1], float(best[1].reward))
+    elapsed = run.elapsed()
     return {
         "search": search.name,
         "state": search.state,
@@ -112,7 +153,9 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
                                                  "budget_trials", "budget_minutes", "seed")},
         "counts": counts,
         "trials": sum(counts.values()),
-        "elapsed_s": run.elapsed(),
+        "elapsed_s": elapsed,
+        "budget": budget_progress(cfg, counts, elapsed, search.state),
+        "entropy_uniform": entropy_max(cfg.space) if cfg.space else None,
         "slots": [
             {**s, "elapsed_s": (now - s["started_at"]) if s.get("started_at") else None}
             for s in state.get("slots", [])
@@ -169,17 +212,24 @@ def render_status(snap: dict[str, Any]) -> Any:
     cfg = snap["config"]
     daemon = (f"daemon pid {snap['daemon']['pid']}" if snap["daemon"]["alive"]
               else "no daemon running")
+    b = snap["budget"]
     budget = []
     if cfg["budget_trials"]:
-        budget.append(f"{snap['trials']}/{cfg['budget_trials']} trials")
+        budget.append(f"{b['drawn']}/{cfg['budget_trials']} trials drawn ({b['finished']} finished)")
     if cfg["budget_minutes"]:
         budget.append(f"{snap['elapsed_s'] / 60:.1f}/{cfg['budget_minutes']} min")
+    pace = []
+    if b["trials_per_hour"]:
+        pace.append(f"{b['trials_per_hour']:.1f} trials/hour")
+    if b["eta_s"] is not None:
+        pace.append(f"budget spent in about {_fmt_s(b['eta_s'])}")
     head = Text.assemble(
         (f"{snap['search']}", "bold"), f"  [{snap['state']}]  {daemon}  task {cfg['task']} "
         f"({cfg['space']}), controller {cfg['controller']}, batch {cfg['batch_size']}\n",
         f"trials: {c.get('done', 0)} done, {c.get('running', 0)} running, "
         f"{c.get('queued', 0)} queued, {c.get('failed', 0)} failed, {c.get('stale', 0)} stale"
-        + (f"   budget: {', '.join(budget)}" if budget else ""),
+        + (f"   budget: {', '.join(budget)}" if budget else "")
+        + (f"\n{', '.join(pace)}" if pace else ""),
     )
     parts: list[Any] = [head]
     if snap["running"]:
@@ -215,7 +265,11 @@ def render_status(snap: dict[str, Any]) -> Any:
         if ctrl.get("baseline") is not None:
             bits.append(f"baseline {ctrl['baseline']:.4f}")
         if ctrl.get("entropy") is not None:
-            bits.append(f"entropy {ctrl['entropy']:.3f}")
+            top_h = snap.get("entropy_uniform")
+            bits.append(f"entropy {ctrl['entropy']:.3f} nats" + (
+                f" of {top_h:.1f} (how unsure the controller is: its policy's entropy summed "
+                "over the tokens of one pattern set; the uniform random policy has the maximum, "
+                "and it falls as the controller settles)" if top_h else ""))
         parts.append(Text(", ".join(bits)))
     for w in snap["waiting"]:
         parts.append(Text(f"waiting: {w}", style="yellow"))
