@@ -69,9 +69,17 @@ def _guard_all(t: typer.Typer) -> None:
 
 
 def _register_all() -> None:
-    from adsearch.cli import db_cmd, delete_cmd, pattern_cmd, search_cmd, train_cmd, worker_cmd
+    from adsearch.cli import (
+        db_cmd,
+        delete_cmd,
+        pattern_cmd,
+        search_cmd,
+        train_cmd,
+        verify_cmd,
+        worker_cmd,
+    )
 
-    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd):
+    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd, verify_cmd):
         mod.register(app)
     _guard_all(app)
 

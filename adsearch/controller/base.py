@@ -14,7 +14,7 @@ from adsearch.errors import CheckpointError, ConfigError, PatternError
 from adsearch.patterns import SearchSpace
 
 #: Controller kinds accepted by :func:`make_controller`.
-KINDS: tuple[str, ...] = ("transformer", "random")
+KINDS: tuple[str, ...] = ("transformer", "random", "fixed")
 
 
 class Controller(Protocol):
@@ -64,6 +64,10 @@ def make_controller(
         from adsearch.controller.random_search import RandomController
 
         return RandomController(space, config, seed)
+    if kind == "fixed":
+        from adsearch.controller.fixed import FixedController
+
+        return FixedController(space, config, seed)
     raise ConfigError(
         f"unknown controller kind {kind!r}; known kinds are {', '.join(map(repr, KINDS))}"
     )

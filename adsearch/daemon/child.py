@@ -89,6 +89,15 @@ def _finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def regularizer_of(space: Any, stored: list[Any]) -> Any:
+    """A trial's stored ``pattern`` column as a ``run_child`` regularizer: one pattern dict per
+    site, or (the planned runs of ``adsearch verify``) one baseline spec dict with a ``kind``
+    such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``."""
+    if len(stored) == 1 and isinstance(stored[0], dict) and "kind" in stored[0]:
+        return dict(stored[0])
+    return [space.pattern_cls.from_dict(p) for p in stored]
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train the trial described by ``spec`` and return the RESULT document."""
     from adsearch.patterns import SearchSpace
@@ -98,7 +107,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     task = get_task(spec["task"])
     config = task.config_from_dict(spec["task_config"])
     space: SearchSpace = task.space(config)
-    patterns = [space.pattern_cls.from_dict(p) for p in spec["patterns"]]  # type: ignore[attr-defined]
+    patterns = regularizer_of(space, spec["patterns"])
     threads = int(spec.get("threads") or 0)
     if threads and spec["task"] not in _NO_TORCH:
         import torch

@@ -20,7 +20,7 @@ NAME_RULE = "1 to 100 characters from A-Z a-z 0-9 . _ -, starting with a letter 
 of the default store URL, so it may hold no path separator, no ``..``, no URL character."""
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
-CONTROLLERS = ("transformer", "random")
+CONTROLLERS = ("transformer", "random", "fixed")  # fixed: `adsearch verify` (no sampling)
 EXECUTORS = ("local", "ray")  # see adsearch.daemon.executors
 
 
@@ -61,6 +61,8 @@ class SearchConfig:
     executor: str = "local"  # where children run: "local" (subprocesses) or "ray" (Ray tasks)
     ray_address: str | None = None  # executor ray: cluster address (None: a local Ray; "auto")
     ray_gpus: float = 0.0  # executor ray: GPUs each child asks Ray for (fractions allowed)
+    verify: dict[str, Any] | None = None  # `adsearch verify`: the plan this fixed search runs
+    # (the search it checks, k, seeds, regularizers; see adsearch.verify.plan); None: a search
 
     # ------------------------------------------------------------------ derived values
     def child_budget(self) -> Budget:
@@ -95,6 +97,9 @@ class SearchConfig:
                 f"--controller: unknown controller {self.controller!r}; choose one of "
                 f"{', '.join(CONTROLLERS)}"
             )
+        if (self.controller == "fixed") != (self.verify is not None):
+            raise ConfigError("--controller fixed: only `adsearch verify` creates fixed searches "
+                              "(their trials are a planned list); use transformer or random")
         _positive_int("--batch-size", self.batch_size)
         _positive_int("--slots-per-gpu", self.slots_per_gpu)
         _positive_int("--max-attempts", self.max_attempts)

@@ -242,6 +242,10 @@ class Daemon(WorkerMixin):
     def _update_controller(self, final: bool) -> None:
         from adsearch.controller import Sample
 
+        if self.cfg.controller == "fixed":  # a verify search: planned trials, nothing to learn
+            self.consumed.update(self.unconsumed)
+            self.unconsumed.clear()
+            return
         bs = self.cfg.batch_size
         while len(self.unconsumed) >= bs or (final and self.unconsumed):
             ids = self.unconsumed[:bs]

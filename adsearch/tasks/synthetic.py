@@ -7,6 +7,10 @@ The reward is :func:`adsearch.controller.synthetic.make_reward` (``"match"`` or
 from the trial seed, so a trial's reward is reproducible. A child may ``sleep`` to stand in
 for training time. ``bad_fraction`` / ``nan_fraction`` make a deterministic share of patterns
 (chosen by the pattern's hash) raise or return NaN, to exercise the bad-pattern path.
+
+For ``adsearch verify`` it also scores baseline spec dicts (:func:`baseline_reward`, a known
+optimum at drop_prob 0.1) and reports ``test_reward``, a held-out score whose noise is
+shared by every regularizer of one seed, as paired runs of a real network are.
 """
 
 from __future__ import annotations
@@ -99,6 +103,8 @@ class SyntheticTask:
 
         started = time.time()
         space = self.space(task_config)
+        if isinstance(regularizer, dict):  # a baseline spec (adsearch verify's tuned baselines)
+            return self._run_baseline(task_config, regularizer, budget, seed, started)
         patterns = list(getattr(regularizer, "patterns", regularizer) or [])
         tokens = space.encode(patterns)
         dicts = [p.to_dict() for p in patterns]
@@ -115,5 +121,42 @@ class SyntheticTask:
         else:
             reward = fn(tokens, rng=random.Random(seed))
         curve = [{"step": float(k), "val_metric": clean * k / 4} for k in range(1, 5)]
-        return ChildResult(reward=reward, metrics={"clean_reward": clean, "device_gpu": float(device != "cpu")},
-                           curve=curve, seconds=time.time() - started)
+        metrics = {"clean_reward": clean, "device_gpu": float(device != "cpu"),
+                   "test_reward": test_reward(clean, dicts, seed, task_config.noise_sd)}
+        return ChildResult(reward=reward, metrics=metrics, curve=curve, seconds=time.time() - started)
+
+    def _run_baseline(self, c: SyntheticConfig, spec: dict[str, Any], budget: Budget, seed: int,
+                      started: float) -> ChildResult:
+        """Score a baseline spec by :func:`baseline_reward` (plus the seed's noise)."""
+        pause = c.sleep if budget.seconds is None else min(c.sleep, budget.seconds)
+        if pause > 0:
+            time.sleep(pause)
+        clean = baseline_reward(spec)
+        reward = clean + random.Random(seed).gauss(0.0, c.noise_sd)
+        metrics = {"clean_reward": clean, "test_reward": test_reward(clean, spec, seed, c.noise_sd)}
+        curve = [{"step": float(k), "val_metric": clean * k / 4} for k in range(1, 5)]
+        return ChildResult(reward=reward, metrics=metrics, curve=curve, seconds=time.time() - started)
+
+
+def baseline_reward(spec: dict[str, Any]) -> float:
+    """The noise-free synthetic reward of a baseline spec: 0.4 for none; else peaks at 0.5 for
+    ``drop_prob`` 0.1 (and ``block_size`` 5 for DropBlock), a known optimum for tests of the
+    tuned-baseline grid. Raises PatternError on a spec without a known kind."""
+    kind = spec.get("kind")
+    if kind == "none":
+        return 0.4
+    if kind not in ("dropout", "spatial", "dropblock", "variational"):
+        raise PatternError(f"synthetic task: unknown baseline kind {kind!r}")
+    p = float(spec.get("drop_prob", 0.1))
+    value = 0.5 - abs(p - 0.1)
+    if kind == "dropblock":
+        value -= 0.01 * abs(int(spec.get("block_size", 5)) - 5)
+    return value
+
+
+def test_reward(clean: float, regularizer: Any, seed: int, noise_sd: float) -> float:
+    """A held-out "test" score: ``clean`` plus noise shared by every regularizer of one seed
+    (as a real network's init and data order are) and a smaller part of its own."""
+    own = json.dumps([seed, regularizer], sort_keys=True)
+    return (clean + noise_sd * random.Random(f"test-{seed}").gauss(0.0, 1.0)
+            + 0.5 * noise_sd * random.Random(own).gauss(0.0, 1.0))

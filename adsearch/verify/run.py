@@ -1,0 +1,289 @@
+"""Run a verify: check the request, create or continue ``NAME-verify``, run its two stages
+through the search daemon (in this process), and pick each baseline's setting on validation.
+
+Everything the user can get wrong (unknown search, no finished trial, k < 1, fewer than two
+seeds, a baseline that does not fit the space, a task without a test split, options that
+differ from an earlier verify of the same search) is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.rundir import RunDir
+from adsearch.errors import ConfigError, DaemonError, DataError
+from adsearch.verify import plan as P
+
+#: Options of an earlier verify that must match for ``adsearch verify`` to continue it.
+PLAN_KEYS = ("of", "top_k", "seeds", "baselines", "test_data", "epochs", "steps")
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """What ``adsearch verify NAME`` was asked to do (see the CLI for each option)."""
+
+    name: str
+    run_dir: str | None = None
+    top_k: int = 3
+    seeds: int = 3
+    baselines: tuple[str, ...] | None = None  # None: every baseline valid for the space
+    test_data: str | None = None
+    epochs: float | None = None
+    steps: int | None = None
+    workers: int | None = None
+    tune_only: bool = False
+    verify_name: str | None = None  # None: NAME-verify
+
+
+@dataclass
+class VerifyRun:
+    """A verify search ready to run: its run directory, config and plan."""
+
+    run: RunDir
+    cfg: SearchConfig
+    plan: dict[str, Any]
+    source: SearchConfig
+    created: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+
+# ---------------------------------------------------------------------------- checks
+def distinct_top(store: Any, search_id: int, k: int) -> list[dict[str, Any]]:
+    """The ``k`` best distinct patterns of full-length, non-failed trials, best first."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for t, r in store.top_trials(search_id, 8 * k, full_only=True):
+        if (r.metrics or {}).get("bad_pattern") or t.pattern_hash in seen:
+            continue
+        seen.add(t.pattern_hash)
+        out.append({"trial_id": t.id, "reward": r.reward, "pattern": t.pattern})
+        if len(out) == k:
+            break
+    return out
+
+
+def test_split_problem(task: str, task_config: dict[str, Any]) -> str | None:
+    """Why the task config reports no test metric, or None when it does (or cannot tell)."""
+    if task in ("cifar10", "imagenet") and task_config.get("test_data") is None:
+        return (f"task {task} of this search has no test split (its test_data is unset): "
+                "pass --test-data DIR, e.g. an ImageFolder tree such as cifar10-jpg/test")
+    if "test" in task_config and task_config["test"] is False:
+        return f"task {task} has its test evaluation off (test: false); pass --test-data FILE"
+    if "test_split" in task_config and task_config["test_split"] is None:
+        return f"task {task} has no test split (test_split unset); pass --test-data PREFIX"
+    return None
+
+
+def _test_overrides(task: str, test_data: str | None) -> dict[str, Any]:
+    if test_data is None:
+        return {}
+    path = Path(test_data).expanduser()
+    if not path.exists() and not any(path.parent.glob(path.name + ".*")):
+        raise DataError(f"--test-data: {path} does not exist; give the task's test split")
+    if task == "translation":
+        return {"test_split": str(path.absolute())}
+    from adsearch.cli.train_cmd import task_overrides
+
+    if task in ("cifar10", "imagenet", "wikitext2", "ptb"):
+        return task_overrides(task, None, path.absolute(), False)
+    return {"test_data": str(path.absolute())}  # a plug-in task: its config decides
+
+
+def prepare(req: VerifyRequest) -> VerifyRun:
+    """Check ``req`` and return the verify search to run, creating it on the first call."""
+    from adsearch.daemon.launch import create_search, find_run_dir, load_search
+    from adsearch.patterns import SearchSpace
+
+    P.check_counts(req.top_k, req.seeds)
+    run = find_run_dir(req.name, req.run_dir)
+    store, search = load_search(run)
+    try:
+        src = SearchConfig.from_dict(search.config)
+        if src.controller == "fixed":
+            raise ConfigError(f"search {search.name!r} is itself a verify run; verify the "
+                              f"search it checks ({(src.verify or {}).get('of')})")
+        space = SearchSpace.from_name(src.space)
+        kinds = P.baseline_kinds(space.kind, req.baselines)
+        top = distinct_top(store, search.id, req.top_k)
+        store_url = run.store_url()
+    finally:
+        store.close()
+    if not top:
+        raise ConfigError(f"search {search.name!r} has no finished trial (none done at full "
+                          f"length); let it run until `adsearch status {search.name}` shows "
+                          "one, then verify")
+    vname = req.verify_name or f"{search.name}-verify"
+    vrun = RunDir(run.path.parent / vname)
+    wanted = {"of": search.name, "top_k": req.top_k, "seeds": list(range(req.seeds)),
+              "baselines": list(kinds), "test_data": req.test_data, "epochs": req.epochs,
+              "steps": req.steps}
+    if vrun.identity() is not None:
+        return _continue(vrun, wanted, src)
+    task_config = {**src.task_config, **_test_overrides(src.task, req.test_data)}
+    problem = test_split_problem(src.task, task_config)
+    if problem:
+        raise ConfigError(f"verify needs a test split: {problem}")
+    the_plan = {**wanted, "tune_seeds": [P.TUNE_SEED], "patterns": top, "tuned": None,
+                "source_space": src.space}
+    n_tune = sum(len(P.grid(k)) for k in kinds) * len(the_plan["tune_seeds"])
+    vcfg = SearchConfig(
+        name=vname, task=src.task, task_config=task_config, space=src.space,
+        controller="fixed", batch_size=1, budget_trials=n_tune, gpus=src.gpus,
+        slots_per_gpu=src.slots_per_gpu, workers=req.workers or src.workers,
+        child_epochs=req.epochs if req.epochs is not None else src.child_epochs,
+        child_steps=req.steps if req.steps is not None else src.child_steps,
+        child_seconds=src.child_seconds if req.epochs is None and req.steps is None else None,
+        child_timeout=src.child_timeout, seed=src.seed, max_attempts=src.max_attempts,
+        lease_seconds=src.lease_seconds, heartbeat_seconds=src.heartbeat_seconds,
+        failure_reward=src.failure_reward, data=src.data, executor=src.executor,
+        ray_address=src.ray_address, ray_gpus=src.ray_gpus, verify=the_plan,
+    )
+    create_search(vcfg, vrun, store_url=store_url)
+    notes = [] if len(top) == req.top_k else [
+        f"search {search.name!r} has {len(top)} distinct finished pattern(s), fewer than "
+        f"--top-k {req.top_k}; verifying those"]
+    return VerifyRun(vrun, _load_cfg(vrun), the_plan, src, created=True, notes=notes)
+
+
+def _load_cfg(vrun: RunDir) -> SearchConfig:
+    from adsearch.store import Store
+
+    with Store(vrun.store_url()) as store:
+        return SearchConfig.from_dict(store.get_search(str(vrun.identity()["name"])).config)  # type: ignore[index]
+
+
+def _continue(vrun: RunDir, wanted: dict[str, Any], src: SearchConfig) -> VerifyRun:
+    cfg = _load_cfg(vrun)
+    if cfg.verify is None:
+        raise ConfigError(f"{vrun.path} holds search {cfg.name!r}, which is not a verify run; "
+                          "pass --verify-name to pick another name")
+    diff = [k for k in PLAN_KEYS if cfg.verify.get(k) != wanted[k]]
+    if diff:
+        was = ", ".join(f"{k}={cfg.verify.get(k)!r}" for k in diff)
+        raise ConfigError(f"verify run {cfg.name!r} exists with other settings ({was}); rerun "
+                          "with those to continue it, or pass --verify-name NEW for a new one")
+    return VerifyRun(vrun, cfg, dict(cfg.verify), src)
+
+
+# ---------------------------------------------------------------------------- stages
+def tune_items(the_plan: dict[str, Any]) -> list[tuple[str, P.Regularizer, int]]:
+    return [("tune", P.baseline_regularizer(spec), s) for kind in the_plan["baselines"]
+            for spec in P.grid(kind) for s in the_plan["tune_seeds"]]
+
+
+def test_regularizers(the_plan: dict[str, Any]) -> list[P.Regularizer]:
+    regs = [P.none_regularizer(), *P.pattern_regularizers(the_plan["patterns"])]
+    tuned = the_plan.get("tuned") or {}
+    regs += [P.baseline_regularizer(tuned[k]["spec"]) for k in the_plan["baselines"] if k in tuned]
+    return regs
+
+
+def test_items(the_plan: dict[str, Any]) -> list[tuple[str, P.Regularizer, int]]:
+    return [("test", r, s) for r in test_regularizers(the_plan) for s in the_plan["seeds"]]
+
+
+def ensure_trials(vr: VerifyRun, items: list[tuple[str, P.Regularizer, int]]) -> int:
+    """Add the planned trials the store does not hold yet; set the trial budget to the total
+    and reopen a finished search. Returns how many were added."""
+    from adsearch.store import NewTrial, Store
+
+    with Store(vr.run.store_url()) as store:
+        search = store.get_search(vr.name)
+        have = {(t.pattern_hash, t.seed) for t in store.trials(search.id)}
+        new = []
+        for stage, reg, seed in items:
+            key = P.trial_key(stage, reg.stored)
+            if (key, seed) not in have:
+                have.add((key, seed))
+                new.append(NewTrial(pattern=reg.stored, pattern_hash=key, tokens=[],
+                                    controller_version=0, logp=0.0, seed=seed))
+        if new:
+            store.add_trials(search.id, new)
+        total = sum(store.counts(search.id).values())
+        cfg = SearchConfig.from_dict(search.config)
+        if cfg.budget_trials != total:
+            store.set_search_config(search.id, cfg.with_changes(budget_trials=total).to_dict())
+        if new and search.state == "finished":
+            store.set_search_state(search.id, "stopped")
+        return len(new)
+
+
+def run_pending(vr: VerifyRun, on_tick: Callable[[Any], None] | None = None) -> bool:
+    """Run the daemon of the verify search until its queued trials are done. Returns False
+    when nothing was pending. Raises DaemonError when it stopped before the end."""
+    from adsearch.store import Store
+
+    with Store(vr.run.store_url()) as store:
+        counts = store.counts(store.get_search(vr.name).id)
+    if not counts.get("queued", 0) and not counts.get("running", 0):
+        return False
+    from adsearch.daemon.runner import run_daemon
+
+    daemon = run_daemon(str(vr.run.path), on_tick=on_tick)
+    if not daemon.finished:
+        why = daemon.fatal or daemon.stop_reason or "stopped"
+        raise DaemonError(f"verify run {vr.name!r} stopped before its runs finished ({why}); "
+                          f"run `adsearch verify {vr.plan['of']}` again to continue it")
+    return True
+
+
+def outcomes(vr: VerifyRun) -> dict[tuple[str, int], tuple[Any, Any | None]]:
+    """(pattern_hash, seed) -> (trial, result or None) of every trial of the verify search."""
+    from adsearch.store import Store
+
+    with Store(vr.run.store_url()) as store:
+        sid = store.get_search(vr.name).id
+        trials = store.trials(sid)
+        results = {r.trial_id: r for r in store.results(sid)}
+    return {(t.pattern_hash, t.seed): (t, results.get(t.id)) for t in trials}
+
+
+def usable(result: Any | None) -> bool:
+    """A result that counts: finished with a reward, not a crashed ("bad pattern") child."""
+    return (result is not None and result.reward is not None
+            and not (result.metrics or {}).get("bad_pattern"))
+
+
+def select_tuned(vr: VerifyRun) -> dict[str, dict[str, Any]]:
+    """Each baseline's best grid setting by mean **validation** reward over the tuning seeds
+    (ties: the first in grid order). Records it in the verify search's plan and event log."""
+    from adsearch.store import Store
+
+    got = outcomes(vr)
+    tuned: dict[str, dict[str, Any]] = {}
+    for kind in vr.plan["baselines"]:
+        rows = []
+        for spec in P.grid(kind):
+            key = P.trial_key("tune", [spec])
+            vals = [float(r.reward) for s in vr.plan["tune_seeds"]
+                    for _, r in [got.get((key, s), (None, None))] if usable(r)]
+            rows.append({"spec": spec, "label": P.describe(spec), "val": vals,
+                         "val_mean": statistics.fmean(vals) if vals else None})
+        scored = [r for r in rows if r["val_mean"] is not None]
+        if not scored:
+            continue
+        best = max(scored, key=lambda r: r["val_mean"])
+        tuned[kind] = {"spec": best["spec"], "label": best["label"], "val_mean": best["val_mean"],
+                       "grid": rows}
+    plan = {**vr.plan, "tuned": tuned}
+    with Store(vr.run.store_url()) as store:
+        search = store.get_search(vr.name)
+        cfg = SearchConfig.from_dict(search.config)
+        if cfg.verify != plan:
+            store.set_search_config(search.id, cfg.with_changes(verify=plan).to_dict())
+            store.log_event(search.id, "verify.tuned",
+                            "tuned on validation: " + ", ".join(
+                                f"{v['label']} ({v['val_mean']:.4g})" for v in tuned.values()),
+                            {k: {"spec": v["spec"], "val_mean": v["val_mean"]}
+                             for k, v in tuned.items()})
+    vr.plan = plan
+    return tuned

@@ -1,0 +1,248 @@
+"""``adsearch verify``: the paired t-interval maths against hand-computed values, a full
+verify of a synthetic search through the real CLI and real child processes (tuned baselines
+picked on validation, paired seeds, JSON and PNG), resume after ``kill -9`` without running
+anything twice, bad input (clean error, exit 1, nothing written), and a tiny real CIFAR run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_daemon_support import cli_env, dump_db, run_cli, wait_for
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.launch import create_search
+from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.runner import run_daemon
+from adsearch.errors import ConfigError
+from adsearch.verify import grid, paired_diff, summarize, t_quantile
+from adsearch.verify.plan import baseline_kinds, trial_key
+
+# ---------------------------------------------------------------------------- maths
+
+
+@pytest.mark.parametrize("df,expected", [(1, 12.7062), (2, 4.3027), (4, 2.7764), (9, 2.2622),
+                                         (30, 2.0423)])
+def test_t_quantile_matches_the_table(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-4)
+
+
+def test_paired_ci_by_hand() -> None:
+    # a - b per seed: 0.5, 1.0, 1.5 -> mean 1, sd 0.5, half width t(0.975, 2) * 0.5 / sqrt(3)
+    a = {0: 1.0, 1: 2.0, 2: 4.0, 7: 9.0}  # seed 7 has no partner: left out
+    b = {0: 0.5, 1: 1.0, 2: 2.5}
+    d = paired_diff(a, b)
+    half = 4.302652729749752 * 0.5 / math.sqrt(3)
+    assert (d.n, d.seeds) == (3, (0, 1, 2))
+    assert d.mean == pytest.approx(1.0) and d.std == pytest.approx(0.5)
+    assert (d.lo, d.hi) == (pytest.approx(1.0 - half), pytest.approx(1.0 + half))
+    assert not d.significant  # [-0.242, 2.242] holds 0
+    # unpaired, the same numbers would be far noisier: pairing is what narrows the interval
+    assert summarize(list(a.values())[:3]).std > d.std
+    tight = paired_diff({0: 1.0, 1: 1.1, 2: 1.2}, {0: 0.0, 1: 0.1, 2: 0.25})
+    assert tight.significant and tight.lo > 0
+
+
+def test_baseline_grids_and_kinds() -> None:
+    assert len(grid("dropblock")) == 12 and len(grid("dropout")) == 4
+    assert {g["drop_prob"] for g in grid("variational")} == {0.05, 0.1, 0.2, 0.3}
+    assert {g["block_size"] for g in grid("dropblock")} == {3, 5, 7}
+    assert baseline_kinds("conv", None) == ("dropout", "spatial", "dropblock")
+    assert baseline_kinds("seq", None) == ("dropout", "variational")
+    with pytest.raises(ConfigError, match="dropblock does not apply to a seq space"):
+        baseline_kinds("seq", ["dropout", "dropblock"])
+    assert trial_key("tune", [{"kind": "none"}]) != trial_key("test", [{"kind": "none"}])
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def _search(root: Path, name: str, budget: int = 8, **task: Any) -> Path:
+    cfg = SearchConfig(name=name, task="synthetic", controller="random", batch_size=2,
+                       workers=2, budget_trials=budget, task_config=task)
+    run = create_search(cfg, RunDir(root / name))
+    assert run_daemon(str(run.path)).finished
+    return run.path
+
+
+def _store_rows(run_dir: Path) -> tuple[list[Any], dict[int, Any]]:
+    from test_daemon_support import open_store
+
+    store, search = open_store(run_dir)
+    try:
+        return store.trials(search.id), {r.trial_id: r for r in store.results(search.id)}
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    root = tmp_path_factory.mktemp("verify") / "runs"
+    _search(root, "syn")
+    proc = run_cli(root, "verify", "syn", "--top-k", "2", "--seeds", "3", timeout=300)
+    doc = json.loads((root / "syn-verify" / "verify.json").read_text())
+    return root, doc, proc.stdout
+
+
+def test_verify_end_to_end(verified: tuple[Path, dict[str, Any], str]) -> None:
+    root, doc, out = verified
+    labels = [r["label"] for r in doc["regularizers"]]
+    # the synthetic baselines' known optimum is p=0.1 (b=5): picked on validation
+    assert labels == ["none", "pattern 1", "pattern 2", "dropout p=0.1", "spatial p=0.1",
+                      "dropblock p=0.1 b=5"]
+    assert doc["metric"] == "test_reward" and doc["seeds"] == [0, 1, 2]
+    assert len(doc["tuning"]["dropblock"]["grid"]) == 12 and len(doc["tuning"]["dropout"]["grid"]) == 4
+    none = doc["regularizers"][0]
+    trials, results = _store_rows(root / "syn-verify")
+    by_id = {t.id: t for t in trials}
+    for row in doc["regularizers"]:
+        assert [r["seed"] for r in row["runs"]] == [0, 1, 2]
+        assert row["test"]["n"] == 3
+        for r in row["runs"]:  # each number comes from the store's result of its trial
+            assert by_id[r["trial_id"]].seed == r["seed"]
+            assert results[r["trial_id"]].metrics["test_reward"] == r["metrics"]["test_reward"]
+        if row is none:
+            continue
+        diffs = [row["test_by_seed"][s] - none["test_by_seed"][s] for s in ("0", "1", "2")]
+        mean = sum(diffs) / 3
+        sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 2)
+        assert row["vs_none"]["mean"] == pytest.approx(mean)
+        assert row["vs_none"]["hi"] - mean == pytest.approx(t_quantile(0.975, 2) * sd / math.sqrt(3))
+    # the best baseline is chosen on validation reward, and compared against the others
+    best = max((r for r in doc["regularizers"] if r["role"] == "baseline"),
+               key=lambda r: r["val"]["mean"])
+    assert doc["best_baseline"] == best["label"] and best["vs_best_baseline"] is None
+    assert doc["regularizers"][1]["vs_best_baseline"]["n"] == 3
+    # exactly the planned trials (grids 4 + 4 + 12, then 6 regularizers x 3 seeds), each once
+    assert len(trials) == 4 + 4 + 12 + 6 * 3 and all(t.state == "done" for t in trials)
+    assert all(t.attempts == 1 for t in trials) and len(results) == len(trials)
+    assert (root / "syn-verify" / "verify.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Δ vs none" in out and "pattern 1" in out
+    status = run_cli(root, "status", "syn-verify", "--json")  # a verify search is a search
+    assert json.loads(status.stdout)["counts"]["done"] == len(trials)
+
+
+def test_verify_again_runs_nothing(verified: tuple[Path, dict[str, Any], str]) -> None:
+    root, doc, _ = verified
+    before = _store_rows(root / "syn-verify")
+    proc = run_cli(root, "verify", "syn", "--top-k", "2", "--seeds", "3",
+                   "--json-out", str(root / "again.json"))
+    after = _store_rows(root / "syn-verify")
+    assert [t.to_dict() for t in after[0]] == [t.to_dict() for t in before[0]]
+    assert after[1].keys() == before[1].keys()
+    assert "0 run(s) added" in proc.stdout
+    assert json.loads((root / "again.json").read_text())["regularizers"] == doc["regularizers"]
+    # other settings are refused rather than mixed into the same verify run
+    res = run_cli(root, "verify", "syn", "--top-k", "1", "--seeds", "3", check=False)
+    assert res.returncode == 1 and "exists with other settings (top_k=2)" in res.stderr
+
+
+def test_verify_resumes_after_kill(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="slow", task="synthetic", controller="random", batch_size=2,
+                       workers=1, budget_trials=4, task_config={"sleep": 0.4})
+    assert run_daemon(str(create_search(cfg, RunDir(root / "slow")).path)).finished
+    args = ["verify", "slow", "--top-k", "1", "--seeds", "2", "--baselines", "dropout"]
+    proc = subprocess.Popen([sys.executable, "-m", "adsearch", *args], cwd=root.parent,
+                            env=cli_env(root), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    vdir = root / "slow-verify"
+
+    def some_done() -> bool:
+        if not (vdir / "search.json").exists():
+            return False
+        return len(_store_rows(vdir)[1]) >= 5  # the 4 tuning runs and one retraining run
+
+    try:
+        wait_for(some_done, 120, "five finished verify runs")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its in-process daemon and its child
+        proc.wait(timeout=30)
+    trials, results = _store_rows(vdir)
+    done_before = dict(results)
+    assert len(done_before) < 4 + 3 * 2  # killed mid-way
+    run_cli(root, *args, timeout=300)
+    trials, results = _store_rows(vdir)
+    assert len(trials) == 4 + 3 * 2 and all(t.state == "done" for t in trials)
+    keys = [(t.pattern_hash, t.seed) for t in trials]
+    assert len(set(keys)) == len(keys)  # no planned run was added twice
+    for tid, r in done_before.items():  # finished before the kill: kept, not run again
+        assert results[tid] == r  # the same row: same reward, metrics and finish time
+        assert next(t for t in trials if t.id == tid).attempts == 1
+    starts = sum(len(list((vdir / "trials" / str(t.id)).glob("attempt-*.log"))) for t in trials)
+    assert starts <= len(trials) + 1  # at most the one run the kill interrupted ran again
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def bad_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bad") / "runs"
+    _search(root, "conv")
+    cfg = SearchConfig(name="seq", task="synthetic", controller="random", batch_size=2,
+                       workers=1, budget_trials=2, task_config={"space": "seq-2"}, space="seq-2")
+    assert run_daemon(str(create_search(cfg, RunDir(root / "seq")).path)).finished
+    create_search(SearchConfig(name="empty", task="synthetic", budget_trials=2),
+                  RunDir(root / "empty"))  # created, never run: no finished trial
+    return root
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["empty"], "search 'empty' has no finished trial"),
+    (["seq", "--baselines", "dropblock"], "dropblock does not apply to a seq space"),
+    (["conv", "--baselines", "variational"], "variational does not apply to a conv space"),
+    (["conv", "--baselines", "gaussian"], "unknown baseline 'gaussian'"),
+    (["nope"], "no search 'nope'"),
+    (["conv", "--top-k", "0"], "--top-k: invalid value 0"),
+    (["conv", "--seeds", "1"], "needs at least 2 seeds"),
+])
+def test_bad_input_writes_nothing(bad_root: Path, args: list[str], needle: str) -> None:
+    before = sorted(p.relative_to(bad_root) for p in bad_root.rglob("*"))
+    dbs = {p: dump_db(p) for p in bad_root.glob("*/adsearch.db")}
+    res = run_cli(bad_root, "verify", *args, check=False)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.startswith("error:") and needle in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    assert sorted(p.relative_to(bad_root) for p in bad_root.rglob("*")) == before
+    assert {p: dump_db(p) for p in dbs} == dbs
+
+
+def test_start_refuses_the_fixed_controller() -> None:
+    with pytest.raises(ConfigError, match="only `adsearch verify` creates fixed searches"):
+        SearchConfig(name="x", task="synthetic", controller="fixed").validate()
+
+
+# ---------------------------------------------------------------------------- real CIFAR
+
+
+@pytest.mark.slow
+def test_verify_tiny_cifar(tmp_path: Path, shared_data: Path) -> None:
+    """A real CIFAR-10 verify at a tiny budget: WRN on the embedded sample, 2 steps per run,
+    test on 10 images per class of the real test split."""
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="c", task="cifar10", controller="random", batch_size=1, workers=2,
+                       budget_trials=1, child_steps=2,
+                       task_config={"train_per_class": 8, "val_per_class": 4,
+                                    "test_per_class": 10, "batch_size": 16})
+    assert run_daemon(str(create_search(cfg, RunDir(root / "c")).path)).finished
+    res = run_cli(root, "verify", "c", "--top-k", "1", "--seeds", "2", check=False)
+    assert res.returncode == 1 and "--test-data" in res.stderr  # the sample has no test split
+    assert not (root / "c-verify").exists()
+    run_cli(root, "verify", "c", "--top-k", "1", "--seeds", "2", "--baselines", "dropout",
+            "--test-data", str(shared_data / "cifar10-jpg" / "test"), timeout=600)
+    doc = json.loads((root / "c-verify" / "verify.json").read_text())
+    assert doc["metric"] == "test_acc"
+    assert [r["label"] for r in doc["regularizers"]][:2] == ["none", "pattern 1"]
+    for row in doc["regularizers"]:
+        assert row["test"]["n"] == 2 and 0.0 <= row["test"]["mean"] <= 1.0
+        assert row["vs_none"] is None or row["vs_none"]["n"] == 2
