@@ -1,0 +1,267 @@
+"""Insert dropout ops into any model at the sites :func:`find_sites` reports, undoably.
+
+The insertion follows ``torch.nn.utils.parametrize``: each host module's class is swapped
+for a generated subclass whose ``forward`` calls the original one and then applies the op
+(or, for ``qkv``, applies it to the attention's query/key/value inputs first). The op is
+registered as a child module ``adsearch_drop`` of the host (of the enclosing block for a
+``downsample`` container), so ``model.train()``/``eval()``, ``.to()`` and
+:func:`adsearch.ops.set_progress` reach it; the ops hold no parameters or buffers, so
+``state_dict()`` keys and values are unchanged. In eval mode the swapped ``forward`` calls
+the original directly: the output is the original's, bit for bit, and no forward hook is
+registered, so ``nn.TransformerEncoderLayer``'s inference fast path still applies.
+:meth:`Attachment.detach` restores every class and attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from adsearch.errors import ConfigError, PatternError
+from adsearch.models.sites import (
+    chain,
+    conv_residual,
+    drop_module,
+    is_active,
+    regularizer_for_sites,
+    seq_sublayer_specs,
+)
+from adsearch.patterns import PatternSet, SearchSpace
+from adsearch.sites.find import Site, find_sites, seq_hosts, space_for
+
+_ATTR = "_adsearch_insert"  # a host's __dict__ entry: its _Insert
+_CHILD = "adsearch_drop"  # the registered name of the op module
+
+
+@dataclass
+class _Insert:
+    after: nn.Module | None = None  # applied to the host's output
+    qkv: nn.Module | None = None  # applied to each of query, key, value
+
+
+class SeqLayout(nn.Module):
+    """Apply ``inner`` (an op on ``(N, T, D)``) to a tensor of layout ``(N, T, D)``
+    (``batch_first``) or ``(T, N, D)``; tensors of another rank pass unchanged (e.g. a
+    position table ``(T, D)`` from an ``nn.Embedding``)."""
+
+    def __init__(self, inner: nn.Module, batch_first: bool) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batch_first = batch_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            return x
+        if self.batch_first:
+            return self.inner(x)
+        return self.inner(x.transpose(0, 1)).transpose(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"batch_first={self.batch_first}"
+
+
+_QKV_NAMES = ("query", "key", "value")
+_swapped: dict[type[nn.Module], type] = {}
+
+
+def _drop_qkv(
+    op: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args = tuple(op(a) if i < 3 else a for i, a in enumerate(args))
+    kwargs = {k: (op(v) if k in _QKV_NAMES else v) for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def _swapped_class(base: type[nn.Module]) -> type:
+    """The subclass of ``base`` whose forward applies the host's :class:`_Insert`."""
+    cls = _swapped.get(base)
+    if cls is None:
+
+        def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+            if not self.training:
+                return base.forward(self, *args, **kwargs)
+            ins: _Insert = self.__dict__[_ATTR]
+            if ins.qkv is not None:
+                args, kwargs = _drop_qkv(ins.qkv, args, kwargs)
+            out = base.forward(self, *args, **kwargs)
+            return out if ins.after is None else ins.after(out)
+
+        cls = type(
+            base.__name__,
+            (base,),
+            {"forward": forward, "__module__": base.__module__, "__qualname__": base.__qualname__},
+        )
+        _swapped[base] = cls
+    return cls
+
+
+class Attachment:
+    """The handle :func:`attach` returns; a context manager that detaches on exit.
+
+    Attributes:
+        model: the model the ops were inserted into.
+        sites: the site table the ops follow (see :class:`~adsearch.sites.Site`).
+        space: the model's search space (``conv-K`` or ``seq-2``).
+        placements: qualified names of the modules where an op acts, in order
+            (``<block>.downsample`` for a shortcut).
+    """
+
+    def __init__(self, model: nn.Module, sites: Sequence[Site], space: SearchSpace) -> None:
+        self.model = model
+        self.sites = tuple(sites)
+        self.space = space
+        self.placements: tuple[str, ...] = ()
+        self._hosts: list[tuple[nn.Module, type, nn.Module]] = []  # (host, class, op owner)
+        self._shortcuts: list[nn.Module] = []  # blocks whose downsample was None
+        self._attached = True
+
+    @property
+    def attached(self) -> bool:
+        return self._attached
+
+    def _insert(
+        self, name: str, host: nn.Module, op: nn.Module, role: str, owner: nn.Module | None = None
+    ) -> None:
+        owner = host if owner is None else owner
+        if _ATTR not in host.__dict__:
+            host.__dict__[_ATTR] = _Insert()
+            self._hosts.append((host, type(host), owner))
+            host.__class__ = _swapped_class(type(host))
+        ins: _Insert = host.__dict__[_ATTR]
+        if getattr(ins, role) is not None:  # two routes to one host: both act, in order
+            op = nn.Sequential(getattr(ins, role), op)
+        setattr(ins, role, op)
+        owner.add_module(_CHILD if owner is host else f"{_CHILD}_{role}", op)
+        self.placements += (name,)
+
+    def _identity_shortcut(self, name: str, block: nn.Module, op: nn.Module) -> None:
+        block.downsample = op  # torchvision's blocks call self.downsample(x) when not None
+        self._shortcuts.append(block)
+        self.placements += (f"{name}.downsample",)
+
+    def detach(self) -> None:
+        """Remove every inserted op and restore the original classes (idempotent)."""
+        if not self._attached:
+            return
+        for host, cls, owner in reversed(self._hosts):
+            host.__class__ = cls
+            del host.__dict__[_ATTR]
+            for child in [n for n in owner._modules if n.startswith(_CHILD)]:
+                del owner._modules[child]
+        for block in self._shortcuts:
+            del block._modules["downsample"]
+            object.__setattr__(block, "downsample", None)  # as torchvision's blocks hold it
+        self._hosts.clear()
+        self._shortcuts.clear()
+        self._attached = False
+
+    def __enter__(self) -> Attachment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
+
+    def __repr__(self) -> str:
+        state = "attached" if self._attached else "detached"
+        return f"Attachment(space={self.space.name}, ops={len(self.placements)}, {state})"
+
+
+def _specs(regularizer: Any, space: SearchSpace, sites: Sequence[Site]) -> list[Any]:
+    """Per-site specs, with a wrong site count named in both numbers and the fix."""
+    got: SearchSpace | None = None
+    if isinstance(regularizer, PatternSet):
+        got = regularizer.space
+    elif isinstance(regularizer, Sequence) and not isinstance(regularizer, (str, bytes)):
+        got = SearchSpace(space.kind, max(1, len(regularizer)))
+    if got is not None and got != space:
+        if space.kind == "conv":
+            where = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))}" for s in sites)
+            fix = (
+                f"search or write a {space.name} pattern set for this model (`adsearch sites` "
+                "prints its table), or pass the example_input it trains at: the stage count "
+                "follows the feature-map resolutions"
+            )
+            detail = f"{space.num_sites} stage(s): {where}"
+        else:
+            fix = "use a seq-2 pattern set, as the built-in Transformer tasks export"
+            detail = f"space {space.name}"
+        count = (
+            f"space {got.name}"
+            if isinstance(regularizer, PatternSet)
+            else f"{len(regularizer)} pattern(s)"
+        )
+        raise PatternError(
+            f"attach: the regularizer is written for {count} ({got.num_sites} site(s)), but this "
+            f"model has {space.num_sites} site(s) ({detail}); {fix}"
+        )
+    return regularizer_for_sites(regularizer, space)
+
+
+def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Attachment:
+    """Insert ``regularizer``'s ops at the sites of ``model`` and return the handle.
+
+    Args:
+        model: any ``nn.Module`` that :func:`find_sites` recognises.
+        regularizer: a PatternSet (its space must be the model's), a list with one pattern
+            per site, a baseline spec dict (e.g. ``{"kind": "dropblock", "drop_prob": 0.1}``)
+            or None (nothing is inserted).
+        example_input: one batch for the dry run (see :func:`find_sites`); pass your real
+            input size for a ConvNet.
+
+    ConvNets: site ``k``'s spec acts after every batch norm of stage ``k``; a pattern with
+    ``residual`` also acts on the shortcut of each torchvision ``BasicBlock``/``Bottleneck``
+    of the stage (after ``downsample``, or on the identity). Transformers: each seq pattern
+    acts at the sub-layers it names, in every layer (see docs/sites.md).
+
+    Raises:
+        ConfigError: no site, or ops already attached (detach first).
+        PatternError: a regularizer for another number of sites or the wrong pattern kind.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"attach: expected a torch.nn.Module, got {type(model).__name__}")
+    if any(_ATTR in m.__dict__ for m in model.modules()):
+        raise ConfigError(
+            "attach: this model already has adsearch ops attached; call .detach() on the first handle first"
+        )
+    sites = find_sites(model, example_input)
+    space = space_for(sites)
+    specs = _specs(regularizer, space, sites)
+    att = Attachment(model, sites, space)
+    mods = dict(model.named_modules())
+    try:
+        if space.kind == "conv":
+            for site, spec in zip(sites, specs, strict=True):
+                if not is_active(spec):
+                    continue
+                for name in site.modules:
+                    att._insert(name, mods[name], drop_module(spec), "after")
+                if conv_residual(spec):
+                    for bname in site.shortcuts:
+                        block = mods[bname]
+                        if isinstance(block.downsample, nn.Module):
+                            att._insert(
+                                f"{bname}.downsample",
+                                block.downsample,
+                                drop_module(spec),
+                                "after",
+                                block,
+                            )
+                        else:
+                            att._identity_shortcut(bname, block, drop_module(spec))
+        else:
+            routed = seq_sublayer_specs(specs)
+            for host in seq_hosts(model):
+                here = routed[host.sublayer]
+                if here:
+                    op = SeqLayout(chain(here), host.batch_first)
+                    att._insert(
+                        host.name, host.module, op, "qkv" if host.role == "qkv" else "after"
+                    )
+    except BaseException:
+        att.detach()
+        raise
+    return att
