@@ -55,7 +55,8 @@ def test_kill9_daemon_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -
     wait_for(lambda: not any(alive(cpid) for _, cpid, _ in in_flight), 10, "children to die")
     wait_for(lambda: not alive(pid), 10, "the daemon to be gone")
     snap = json.loads(run_cli(runs, "status", "k", "--json").stdout)
-    assert snap["daemon"]["alive"] is False and snap["state"] == "running"
+    assert snap["daemon"]["alive"] is False and snap["state"] == "crashed"
+    assert snap["stored_state"] == "running"
     assert any("adsearch resume k" in w for w in snap["waiting"])
     assert snap["counts"]["running"] == len(in_flight)  # the store still says so
     run_cli(runs, "resume", "k")

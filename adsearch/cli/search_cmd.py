@@ -254,7 +254,7 @@ def list_searches(
     from rich.table import Table
 
     from adsearch.daemon.launch import known_searches, load_search, runs_root
-    from adsearch.daemon.rundir import RunDir
+    from adsearch.daemon.rundir import RunDir, shown_state
 
     names = known_searches()
     rows: list[dict[str, Any]] = []
@@ -273,7 +273,9 @@ def list_searches(
                          "error": str(exc)})
             continue
         cfg = search.config
-        rows.append({"search": n, "state": search.state, "daemon_pid": run.daemon_pid(),
+        pid = run.daemon_pid()
+        rows.append({"search": n, "state": shown_state(search.state, pid is not None),
+                     "daemon_pid": pid,
                      "task": cfg.get("task"), "controller": cfg.get("controller"),
                      "trials": sum(counts.values()), "done": counts.get("done", 0),
                      "best": ({"trial_id": top[0][0].id, "reward": top[0][1].reward}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig, check_name
-from adsearch.daemon.rundir import RunDir, pid_alive
+from adsearch.daemon.rundir import RunDir, process_identity
 from adsearch.errors import ConfigError, DaemonError, DataError, StoreError
 
 
@@ -211,13 +211,14 @@ def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) 
     if pid is None:
         raise DaemonError(f"search {name!r} is not running (no live daemon in {run.path}); "
                           f"nothing to stop")
+    ident = process_identity(pid)  # signal and wait on this process, not on whoever gets its pid
     os.kill(pid, signal.SIGUSR1 if cold else signal.SIGTERM)
     if not wait:
         return pid, False
     deadline = time.time() + timeout
-    while pid_alive(pid) and time.time() < deadline:
+    while process_identity(pid) == ident and time.time() < deadline:
         time.sleep(0.1)
-    return pid, not pid_alive(pid)
+    return pid, process_identity(pid) != ident
 
 
 def load_search(run: RunDir) -> tuple[Any, Any]:

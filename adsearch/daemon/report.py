@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.rundir import RunDir, shown_state
 from adsearch.errors import AdsearchError
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -144,7 +144,8 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     elapsed = run.elapsed()
     return {
         "search": search.name,
-        "state": search.state,
+        "state": shown_state(search.state, pid is not None),
+        "stored_state": search.state,
         "run_dir": str(run.path),
         "store": store.url,  # password hidden
         "daemon": {"pid": pid, "alive": pid is not None,

@@ -45,7 +45,10 @@ def read_json(path: Path) -> Any:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as dead)."""
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as dead).
+
+    A pid alone says nothing about *which* process it is once the OS reuses it: to know
+    whether a given daemon still runs, compare :func:`process_identity` instead."""
     if pid <= 0:
         return False
     try:
@@ -59,6 +62,34 @@ def pid_alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return True
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_identity(pid: int) -> str | None:
+    """``"BOOT_ID:START_TICKS"`` of a live, non-zombie process, or None when ``pid`` does not
+    run. The start time (field 22 of ``/proc/PID/stat``, clock ticks since boot) and the boot id
+    are fixed for a process's life, so a later process that reuses the pid has another identity.
+    Where ``/proc`` is missing (not Linux), a live pid gives ``"pid:PID"`` (pid only)."""
+    if not pid_alive(pid):
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return f"{_boot_id()}:{fields[19]}"
+    except (OSError, IndexError):
+        return f"pid:{pid}"
+
+
+def shown_state(stored: str, live: bool) -> str:
+    """The state to show for a search whose store says ``stored``: a search the store calls
+    running or stopping with no live daemon (:meth:`RunDir.daemon_pid`) is ``crashed``. One
+    rule for ``status`` and ``list``."""
+    return "crashed" if stored in ("running", "stopping") and not live else stored
 
 
 class RunDir:
@@ -136,15 +167,25 @@ class RunDir:
 
     # ------------------------------------------------------------------ daemon liveness
     def daemon_pid(self) -> int | None:
-        """The running daemon's pid, or None. Readers never touch the lock (a status loop
-        must not make a starting daemon think the search is taken): the pid file plus a
-        liveness check is enough, since the daemon removes the file when it exits and a
-        killed daemon's pid is dead."""
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
+        """The running daemon's pid, or None: the one liveness rule of ``status``, ``list``,
+        ``stop``, ``resume`` and ``db``. Readers never touch the lock (a status loop must not
+        make a starting daemon think the search is taken). The pid file holds the daemon's
+        pid *and* its process identity (:func:`process_identity`), and the daemon counts as
+        live only while a process with that pid and that identity runs: after a kill -9 the
+        stale file names a dead process, or one that merely reuses the pid, and both are
+        dead. A file without an identity (written by an older adsearch) is not trusted."""
+        pid, ident = self._read_pid_file()
+        if pid is None or ident is None:
             return None
-        return pid if pid_alive(pid) else None
+        return pid if process_identity(pid) == ident else None
+
+    def _read_pid_file(self) -> tuple[int | None, str | None]:
+        try:
+            words = self.pid_file.read_text().split()
+            pid = int(words[0])
+        except (OSError, ValueError, IndexError):
+            return None, None
+        return pid, (words[1] if len(words) > 1 else None)
 
     def read_state(self) -> dict[str, Any] | None:
         data = read_json(self.state_file)
@@ -169,15 +210,14 @@ class DaemonLock:
         try:
             self._lock.acquire()
         except Timeout:
-            try:
-                pid = self.run.pid_file.read_text().strip()
-            except FileNotFoundError:
-                pid = "unknown"
+            pid = self.run._read_pid_file()[0] or "unknown"
             raise DaemonError(
                 f"search {self.name!r} is already running (daemon pid {pid}); stop it with "
                 f"`adsearch stop {self.name}` or watch it with `adsearch status {self.name}`"
             ) from None
-        self.run.pid_file.write_text(f"{os.getpid()}\n")
+        pid = os.getpid()
+        ident = process_identity(pid) or f"pid:{pid}"
+        atomic.write_text_atomic(self.run.pid_file, f"{pid} {ident}\n")
 
     def release(self) -> None:
         if self._lock.is_locked:
