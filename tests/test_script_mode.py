@@ -334,3 +334,25 @@ def test_script_search_on_the_ray_executor(tmp_path: Path) -> None:
     runs_done = sorted(markers.iterdir())
     assert len(runs_done) == 4 and {p.read_text() for p in runs_done} == {str(work)}
 
+
+
+def test_example_a_resnet18_script_is_searched(tmp_path: Path, data_slices: Path) -> None:
+    """examples/a_script_resnet18.py (torchvision ResNet-18, CIFAR stem, adsearch.sites.attach)
+    searched with --script at a tiny budget on a real CIFAR-10 JPEG slice, through the CLI."""
+    runs = tmp_path / "runs"
+    example = REPO / "examples" / "a_script_resnet18.py"
+    cmd = shlex.join([sys.executable, str(example), "--data", str(data_slices / "cifar10-jpg"),
+                      "--epochs", "1", "--per-class", "8", "--batch", "16"])
+    run_cli(runs, "start", "--script", cmd, "--space", "conv-4", "--name", "ex",
+            "--controller", "random", "--workers", "2", "--budget-trials", "2",
+            "--batch-size", "2", "--foreground", env=cli_env(runs, PYTHONPATH=str(REPO)),
+            timeout=600)
+    run = RunDir(runs / "ex")
+    trials, res = results(run, "ex")
+    assert [t.state for t in trials] == ["done", "done"], [t.error for t in trials]
+    for t in trials:
+        r = res[t.id]
+        assert not r.metrics.get("bad_pattern") and r.metrics["sites"] == 4.0
+        assert 0.0 <= r.reward <= 1.0 and r.reward == r.metrics["val_acc"]
+        assert [p["epoch"] for p in r.curve] == [1.0]
+        assert "epoch 1: train loss" in (run.trial_dir(t.id) / "attempt-1.log").read_text()

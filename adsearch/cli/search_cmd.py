@@ -73,7 +73,8 @@ def _task_and_config(task: str | None, task_config: str | None, script: str | No
                           "the command, e.g. --script 'python train.py --data DIR'")
     if not space:
         raise ConfigError("--script needs --space: the space of the dropout sites your script "
-                          "attaches, e.g. --space conv-4 (see `adsearch sites`)")
+                          "attaches, e.g. --space conv-4 "
+                          "(adsearch.sites.find_sites lists them)")
     workdir_path = Path(workdir or ".").expanduser()
     return "script", {**overrides, "command": script, "workdir": str(workdir_path.absolute()),
                       "space": space}

@@ -141,7 +141,8 @@ class ScriptTask:
         _check_program(argv, workdir)
         if not cfg.space:
             raise ConfigError("--script needs --space: the space of the dropout sites your "
-                              "script attaches, e.g. --space conv-4 (see `adsearch sites`)")
+                              "script attaches, e.g. --space conv-4 "
+                              "(adsearch.sites.find_sites lists them)")
         try:
             SearchSpace.from_name(cfg.space)
         except PatternError as exc:
