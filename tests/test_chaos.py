@@ -166,3 +166,45 @@ def test_corrupt_database_gives_an_error_line_and_list_shows_the_others(tmp_path
     rows = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if "│" in line}
     assert "unreadable" in rows["bad"] and "finished" in rows["good"], res.stdout
     assert "unreadable bad: cannot open the store" in res.stdout
+
+
+# ---------------------------------------------------------------------- refused commands
+def _truncate_checkpoints(run: RunDir) -> None:
+    cks = list(run.checkpoint_dir.glob("ckpt-*.pt"))
+    assert cks
+    for ck in cks:
+        data = ck.read_bytes()
+        ck.write_bytes(data[: len(data) // 2])  # truncated, as by a failing disk
+
+
+@pytest.mark.parametrize("foreground", [False, True])
+def test_a_refused_resume_with_a_budget_writes_nothing(tmp_path: Path, foreground: bool) -> None:
+    from test_daemon_support import dump_db
+
+    runs = tmp_path / "runs"
+    cfg = SearchConfig(name="t", task="synthetic", controller="transformer", batch_size=2,
+                       workers=1, budget_trials=4)
+    run = create_search(cfg, RunDir(runs / "t"))
+    assert run_daemon(str(run.path)).finished
+    _truncate_checkpoints(run)
+    before = dump_db(run.path / "adsearch.db")
+    args = ["resume", "t", "--budget-trials", "10"] + (["--foreground"] if foreground else [])
+    res = cli(runs, *args)
+    clean_error(res, "no readable controller checkpoint")
+    assert "budget set" not in res.output
+    assert dump_db(run.path / "adsearch.db") == before
+
+
+def test_resume_with_a_budget_writes_it_once_the_daemon_starts(tmp_path: Path) -> None:
+    from adsearch.store import Store
+
+    runs = tmp_path / "runs"
+    run = finished_search(runs, "f", trials=2)
+    res = cli(runs, "resume", "f", "--budget-trials", "4", "--foreground")
+    assert res.exit_code == 0, res.output
+    with Store(run.store_url(), readonly=True) as store:
+        search = store.get_search("f")
+        assert search.config["budget_trials"] == 4 and search.state == "finished"
+        assert sum(store.counts(search.id).values()) == 4
+        kinds = [e.kind for e in store.events(search.id)]
+        assert kinds.count("search.budget") == 1

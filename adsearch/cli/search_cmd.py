@@ -138,11 +138,13 @@ def start(
     _launch(find_run_dir(None, str(run.path)), foreground)
 
 
-def _launch(run: Any, foreground: bool) -> None:
+def _launch(run: Any, foreground: bool, **budget: Any) -> None:
+    """Start the daemon of ``run``; ``budget`` (resume --budget-*) is written by the daemon
+    once its start-up checks passed, so a refused start writes nothing."""
     from adsearch.daemon.launch import runs_root, spawn_detached
 
     if not foreground:
-        pid = spawn_detached(run)
+        pid = spawn_detached(run, **budget)
         name = run.identity()["name"]
         # name the run directory in the hints unless the default lookup finds it
         where = "" if Path(run.path).resolve() == (runs_root() / name).resolve() else f" --run-dir {run.path}"
@@ -151,7 +153,7 @@ def _launch(run: Any, foreground: bool) -> None:
         return
     from adsearch.daemon.live import run_foreground
 
-    run_foreground(run, console)
+    run_foreground(run, console, **budget)
 
 
 def resume(
@@ -169,8 +171,12 @@ def resume(
     store, search = load_search(run)
     store.close()
     if budget_minutes is not None or budget_trials is not None:
-        console.print(set_budget(run, minutes=budget_minutes, trials=budget_trials))
-    elif search.state == "finished":
+        message = set_budget(run, minutes=budget_minutes, trials=budget_trials, check_only=True)
+        _launch(run, foreground, budget_minutes=budget_minutes, budget_trials=budget_trials)
+        if not foreground:
+            console.print(message)
+        return
+    if search.state == "finished":
         raise ConfigError(f"search {search.name!r} is finished (its budget is spent); give it "
                           f"more with `adsearch resume {search.name} --budget-minutes M` or "
                           "`--budget-trials N`, or start a new search with `adsearch start`")

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +164,17 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) 
     return run
 
 
-def spawn_detached(run: RunDir, timeout: float = 300.0) -> int:
+def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float | None = None,
+                   budget_trials: int | None = None) -> int:
     """Start ``python -m adsearch.daemon RUN_DIR`` in its own session, wait until it is
-    ready, and return its pid. A failed start raises with the daemon's own message."""
+    ready, and return its pid. A failed start raises with the daemon's own message.
+    ``budget_*``: a new total budget the daemon writes once its start-up checks passed."""
     r, w = os.pipe()
     run.path.mkdir(parents=True, exist_ok=True)
     with open(run.log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "adsearch.daemon", str(run.path), "--ready-fd", str(w)],
+            [sys.executable, "-m", "adsearch.daemon", str(run.path), "--ready-fd", str(w),
+             *budget_args(budget_minutes, budget_trials)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, pass_fds=(w,), close_fds=True,
         )
@@ -199,6 +203,12 @@ def spawn_detached(run: RunDir, timeout: float = 300.0) -> int:
                           f"{timeout:.0f} s; see {run.log_file}")
     raise DaemonError(f"the daemon exited with status {proc.returncode} before it was ready; "
                       f"see {run.log_file}")
+
+
+def budget_args(minutes: float | None, trials: int | None) -> list[str]:
+    """The daemon's command-line options for a new budget (``repr`` keeps a float exact)."""
+    return ([] if minutes is None else ["--budget-minutes", repr(float(minutes))]) + (
+        [] if trials is None else ["--budget-trials", str(int(trials))])
 
 
 def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) -> tuple[int, bool]:
@@ -234,48 +244,80 @@ def load_search(run: RunDir) -> tuple[Any, Any]:
         raise
 
 
-def set_budget(run: RunDir, *, minutes: float | None, trials: int | None) -> str:
-    """Set a new budget for a stopped, crashed or finished search (``resume --budget-*``).
+@dataclass(frozen=True)
+class BudgetChange:
+    """A checked new budget (``resume --budget-*``), not yet written."""
+
+    minutes: float | None  # the new total in minutes of daemon run time (None: unchanged)
+    trials: int | None  # the new total in trials (None: unchanged)
+    config: SearchConfig  # the search's config with the new budget
+    message: str  # "budget set: 4 -> 10 trials"
+
+
+def plan_budget(run: RunDir, store: Any, search: Any, *, minutes: float | None,
+                trials: int | None) -> BudgetChange:
+    """Check a new total budget against what ``search`` has used; write nothing.
 
     The new figures are totals over the whole search, so each must exceed what it has
-    already used (it may be lower than the old budget). A finished search becomes ``stopped`` so the daemon can pick it up again.
+    already used (it may be lower than the old budget).
+
+    Raises:
+        ConfigError: A budget that is not larger than what is used.
+    """
+    cfg = SearchConfig.from_dict(search.config)
+    changes: dict[str, Any] = {}
+    said = []
+    if minutes is not None:
+        used = run.elapsed() / 60
+        if not minutes > used:
+            raise ConfigError(f"--budget-minutes: the search has already run {used:.1f} "
+                              f"minutes; give a larger total, e.g. {used + 30:.0f}")
+        changes["budget_minutes"] = minutes
+        said.append(f"{_fmt(cfg.budget_minutes)} -> {minutes:g} minutes")
+    if trials is not None:
+        n = sum(store.counts(search.id).values())
+        if isinstance(trials, bool) or not isinstance(trials, int) or not trials > n:
+            raise ConfigError(f"--budget-trials: the search already has {n} trials; give a "
+                              f"larger total, e.g. {n + 50}")
+        changes["budget_trials"] = trials
+        said.append(f"{_fmt(cfg.budget_trials)} -> {trials} trials")
+    return BudgetChange(minutes, trials, cfg.with_changes(**changes),
+                        f"budget set: {', '.join(said)}")
+
+
+def apply_budget(store: Any, search: Any, change: BudgetChange) -> None:
+    """Write a checked budget: the config, ``finished`` -> ``stopped``, one event."""
+    store.set_search_config(search.id, change.config.to_dict())
+    if search.state == "finished":
+        store.set_search_state(search.id, "stopped")
+    data = {k: v for k, v in (("budget_minutes", change.minutes),
+                              ("budget_trials", change.trials)) if v is not None}
+    store.log_event(search.id, "search.budget", change.message, data)
+
+
+def set_budget(run: RunDir, *, minutes: float | None, trials: int | None,
+               check_only: bool = False) -> str:
+    """Set a new budget for a stopped, crashed or finished search (``resume --budget-*``).
+
+    A finished search becomes ``stopped`` so the daemon can pick it up again. With
+    ``check_only``, only check (``resume`` hands the budget to the daemon, which writes it
+    once it has passed its own start-up checks, so a refused resume writes nothing).
     Returns a one-line description of the change. Raises ConfigError (nothing written) on a
-    live daemon or a budget that is not larger.
+    live daemon or a budget that is not larger (:func:`plan_budget`).
     """
     from adsearch.store import Store
 
-    ident = run.require_identity()
-    name = str(ident["name"])
+    name = str(run.require_identity()["name"])
     if run.daemon_pid() is not None:
         raise ConfigError(f"search {name!r} has a running daemon; stop it first "
                           f"(`adsearch stop {name}`), then resume with the new budget")
-    store = Store(run.store_url())
+    store = Store(run.store_url(), readonly=check_only)
     try:
         search = store.get_search(name)
-        cfg = SearchConfig.from_dict(search.config)
-        changes: dict[str, Any] = {}
-        said = []
-        if minutes is not None:
-            used = run.elapsed() / 60
-            if not minutes > used:
-                raise ConfigError(f"--budget-minutes: the search has already run {used:.1f} "
-                                  f"minutes; give a larger total, e.g. {used + 30:.0f}")
-            changes["budget_minutes"] = minutes
-            said.append(f"{_fmt(cfg.budget_minutes)} -> {minutes:g} minutes")
-        if trials is not None:
-            n = sum(store.counts(search.id).values())
-            if isinstance(trials, bool) or not isinstance(trials, int) or not trials > n:
-                raise ConfigError(f"--budget-trials: the search already has {n} trials; give a "
-                                  f"larger total, e.g. {n + 50}")
-            changes["budget_trials"] = trials
-            said.append(f"{_fmt(cfg.budget_trials)} -> {trials} trials")
-        new = cfg.with_changes(**changes)
-        message = f"budget set: {', '.join(said)}"
-        store.set_search_config(search.id, new.to_dict())
-        if search.state == "finished":
-            store.set_search_state(search.id, "stopped")
-        store.log_event(search.id, "search.budget", message, changes)
-        return message
+        change = plan_budget(run, store, search, minutes=minutes, trials=trials)
+        if not check_only:
+            apply_budget(store, search, change)
+        return change.message
     finally:
         store.close()
 

@@ -12,8 +12,9 @@ from adsearch.daemon.report import build_status, render_status
 from adsearch.daemon.rundir import RunDir
 
 
-def run_foreground(run: RunDir, console: Any, refresh: float = 0.5) -> Any:
-    """Run the search of ``run`` here until it finishes or is stopped; returns the daemon."""
+def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **budget: Any) -> Any:
+    """Run the search of ``run`` here until it finishes or is stopped; returns the daemon.
+    ``budget``: ``budget_minutes``/``budget_trials`` for :func:`~adsearch.daemon.runner.run_daemon`."""
     from rich.live import Live
 
     from adsearch.daemon.runner import run_daemon
@@ -36,7 +37,7 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5) -> Any:
                 search = daemon.store.get_search(daemon.name)
                 live.update(render_status(build_status(run, daemon.store, search)))
 
-            daemon = run_daemon(str(run.path), on_tick=on_tick)
+            daemon = run_daemon(str(run.path), on_tick=on_tick, **budget)
             live.update(_final(run))  # after shutdown: the stored state, no live slots
     finally:
         logger.removeHandler(handler)

@@ -53,11 +53,15 @@ class Daemon(WorkerMixin):
     Args:
         run_dir: the search's run directory (holds ``search.json``).
         max_loops: stop (warm) after this many passes; for tests ("burst mode").
+        budget_minutes, budget_trials: a new total budget (``resume --budget-*``), checked
+            and written by :meth:`initialize` after every other start-up check.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, max_loops: int | None = None) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], *, max_loops: int | None = None,
+                 budget_minutes: float | None = None, budget_trials: int | None = None) -> None:
         self.run = RunDir(run_dir)
         self.max_loops = max_loops
+        self.new_budget = (budget_minutes, budget_trials)  # resume --budget-*: written at start
         self.stop_level = 0
         self.stop_reason = ""
         self.finished = False
@@ -127,6 +131,13 @@ class Daemon(WorkerMixin):
                                if tid not in self.consumed]
             self.n_trials = sum(self.store.counts(self.search_id).values())
             self._elapsed_base = self.run.elapsed()
+            if self.new_budget != (None, None):  # every check passed: now write the budget
+                from adsearch.daemon.launch import apply_budget, plan_budget
+
+                minutes, trials = self.new_budget
+                change = plan_budget(self.run, self.store, search, minutes=minutes, trials=trials)
+                apply_budget(self.store, search, change)
+                self.cfg = change.config
             self.store.set_search_state(self.search_id, "running")
             self.store.log_event(
                 self.search_id, "daemon.start",

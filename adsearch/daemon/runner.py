@@ -84,6 +84,8 @@ def run_daemon(
     on_tick: Callable[[Daemon], None] | None = None,
     tick: float = 0.25,
     max_loops: int | None = None,
+    budget_minutes: float | None = None,
+    budget_trials: int | None = None,
 ) -> Daemon:
     """Run the daemon of ``run_dir`` to the end. Returns the daemon (for its final state).
 
@@ -92,8 +94,11 @@ def run_daemon(
         on_tick: called after every pass (the foreground progress display).
         tick: longest sleep between passes, in seconds.
         max_loops: burst mode for tests: warm stop after this many passes.
+        budget_minutes, budget_trials: a new total budget (``resume --budget-*``), written
+            by :meth:`Daemon.initialize` only once every start-up check has passed.
     """
-    daemon = Daemon(run_dir, max_loops=max_loops)
+    daemon = Daemon(run_dir, max_loops=max_loops, budget_minutes=budget_minutes,
+                    budget_trials=budget_trials)
     wake, restore = install_signal_handlers(daemon)
     try:
         try:
@@ -138,11 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m adsearch.daemon")
     parser.add_argument("run_dir")
     parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--budget-minutes", type=float, default=None)
+    parser.add_argument("--budget-trials", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        daemon = run_daemon(args.run_dir, ready_fd=args.ready_fd)
+        daemon = run_daemon(args.run_dir, ready_fd=args.ready_fd,
+                            budget_minutes=args.budget_minutes, budget_trials=args.budget_trials)
     except AdsearchError as exc:
         log.error("%s", exc)
         return 1
