@@ -74,12 +74,13 @@ def _register_all() -> None:
         delete_cmd,
         pattern_cmd,
         search_cmd,
+        sites_cmd,
         train_cmd,
         verify_cmd,
         worker_cmd,
     )
 
-    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd, verify_cmd):
+    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd, verify_cmd, sites_cmd):
         mod.register(app)
     _guard_all(app)
 
