@@ -32,7 +32,9 @@ from adsearch.ops import set_progress
 
 MEAN, STD = torch.tensor([0.491, 0.482, 0.447]), torch.tensor([0.247, 0.244, 0.262])
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg"))
+parser.add_argument(
+    "--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpg")
+)
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--per-class", type=int, default=100, help="training images per class")
 parser.add_argument("--batch", type=int, default=64)
@@ -52,7 +54,9 @@ def load(split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
                 counts[y] += 1
                 keep.append(i)
         to_u8 = torchvision.transforms.PILToTensor()
-        return torch.stack([to_u8(ds[i][0]) for i in keep]), torch.tensor([ds.targets[i] for i in keep])
+        return torch.stack([to_u8(ds[i][0]) for i in keep]), torch.tensor(
+            [ds.targets[i] for i in keep]
+        )
     from adsearch.tasks.image_data import EMBEDDED_PATH, load_npz  # the embedded sample
 
     part = load_npz(EMBEDDED_PATH)[0 if split == "train" else 1]
@@ -62,13 +66,13 @@ def load(split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
 def batches(x: torch.Tensor, y: torch.Tensor, train: bool, gen: torch.Generator):
     order = torch.randperm(len(y), generator=gen) if train else torch.arange(len(y))
     for i in range(0, len(y) - (args.batch - 1 if train else 0), args.batch):
-        xb = x[order[i:i + args.batch]].float() / 255
+        xb = x[order[i : i + args.batch]].float() / 255
         if train:  # pad-4 random crop and horizontal flip
             dx, dy = torch.randint(0, 9, (2,), generator=gen).tolist()
-            xb = F.pad(xb, (4, 4, 4, 4), mode="reflect")[:, :, dy:dy + 32, dx:dx + 32]
+            xb = F.pad(xb, (4, 4, 4, 4), mode="reflect")[:, :, dy : dy + 32, dx : dx + 32]
             flip = torch.rand(len(xb), generator=gen) < 0.5
             xb[flip] = xb[flip].flip(3)
-        yield (xb - MEAN[:, None, None]) / STD[:, None, None], y[order[i:i + args.batch]]
+        yield (xb - MEAN[:, None, None]) / STD[:, None, None], y[order[i : i + args.batch]]
 
 
 trial = adsearch.trial.current()
@@ -84,7 +88,9 @@ model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # the CIFAR stem: 3x3 conv,
 model.maxpool = nn.Identity()
 handle = adsearch.sites.attach(model, trial.patterns, example_input=torch.zeros(2, 3, 32, 32))
 model.to(trial.device)
-opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+opt = torch.optim.SGD(
+    model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
+)
 steps = args.epochs * (len(train_y) // args.batch)
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=max(1, steps))
 
@@ -104,8 +110,10 @@ for epoch in range(1, args.epochs + 1):
         step += 1
     model.eval()
     with torch.no_grad():
-        right = sum(int((model(xb.to(trial.device)).argmax(1).cpu() == yb).sum())
-                    for xb, yb in batches(val_x, val_y, False, gen))
+        right = sum(
+            int((model(xb.to(trial.device)).argmax(1).cpu() == yb).sum())
+            for xb, yb in batches(val_x, val_y, False, gen)
+        )
     acc = right / len(val_y)
     print(f"epoch {epoch}: train loss {loss.item():.3f}, val acc {acc:.4f}", flush=True)
     if trial.report(epoch, acc):  # the search's early-stopping rule says stop here
