@@ -117,7 +117,9 @@ def test_corrupt_controller_checkpoint_refuses_resume(runs: Path, tmp_path: Path
 
 
 def test_lifecycle_errors(runs: Path) -> None:
-    assert_clean_error(cli(runs, "stop", "rand"), "search 'rand' is not running")
+    stopped = cli(runs, "stop", "rand")  # idempotent: a finished search stops with exit 0
+    assert stopped.exit_code == 0, stopped.output
+    assert "search 'rand' is not running (state finished): nothing to stop" in " ".join(stopped.output.split())
     assert_clean_error(cli(runs, "resume", "rand"), "is finished")
     assert_clean_error(cli(runs, "status", "ghost"), "no search 'ghost'", "known: ctrl, half, rand")
     assert_clean_error(cli(runs, "status"), "several searches")

@@ -91,7 +91,7 @@ def start(
     gpus: str = typer.Option(None, "--gpus", help="GPU ids, e.g. 0,2 (default: CUDA_VISIBLE_DEVICES or all)."),
     slots_per_gpu: int = typer.Option(1, "--slots-per-gpu", help="Children at once per GPU."),
     workers: int = typer.Option(None, "--workers", help="CPU mode: children at once (threads split between them)."),
-    store: str = typer.Option(None, "--store", help="Store URL (default: sqlite in the run directory)."),
+    store: str = typer.Option(None, "--store", envvar="ADSEARCH_STORE", help="Store URL (default: $ADSEARCH_STORE, else sqlite in the run directory)."),
     run_dir: str = RUN_DIR,
     controller: str = typer.Option("transformer", "--controller", help="transformer or random (the baseline)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Finished trials per controller update."),
@@ -190,13 +190,22 @@ def stop(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the daemon has exited."),
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds to wait."),
 ) -> None:
-    """Stop a search's daemon: warm (running trials finish) or cold (--now)."""
-    from adsearch.daemon.launch import find_run_dir, stop_daemon
+    """Stop a search's daemon: warm (running trials finish) or cold (--now). A search with no
+    running daemon is left as it is (exit status 0)."""
+    from adsearch.daemon.launch import find_run_dir, load_search, stop_daemon
+    from adsearch.daemon.rundir import shown_state
 
     run = find_run_dir(name, run_dir)
     pid, exited = stop_daemon(run, cold=now, wait=wait, timeout=timeout)
     kind = "cold" if now else "warm"
-    if exited:
+    if pid is None:  # nothing runs: not an error, so `stop` is safe in scripts (exit 0)
+        store, search = load_search(run)
+        store.close()
+        state = shown_state(search.state, False)
+        hint = f"; continue it with `adsearch resume {search.name}`" if state != "finished" else ""
+        console.print(f"search {search.name!r} is not running (state {state}): nothing to "
+                      f"stop{hint}", soft_wrap=True)
+    elif exited:
         console.print(f"{kind} stop sent to daemon pid {pid}: it has exited")
     elif wait:
         label = (run.identity() or {}).get("name", "")

@@ -211,16 +211,16 @@ def budget_args(minutes: float | None, trials: int | None) -> list[str]:
         [] if trials is None else ["--budget-trials", str(int(trials))])
 
 
-def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) -> tuple[int, bool]:
+def stop_daemon(run: RunDir, *, cold: bool, wait: bool, timeout: float = 600.0) -> tuple[int | None, bool]:
     """Ask the search's daemon to stop (SIGTERM: warm; SIGUSR1: cold).
 
     Returns ``(pid, exited)``: ``exited`` is False when ``wait`` is off or the daemon still
-    runs after ``timeout`` seconds (a warm stop waits for running children)."""
+    runs after ``timeout`` seconds (a warm stop waits for running children). With no live
+    daemon there is nothing to stop: ``(None, True)`` (stopping is idempotent, so a script
+    may stop a search that already finished)."""
     pid = run.daemon_pid()
-    name = (run.identity() or {}).get("name", run.path.name)
     if pid is None:
-        raise DaemonError(f"search {name!r} is not running (no live daemon in {run.path}); "
-                          f"nothing to stop")
+        return None, True
     ident = process_identity(pid)  # signal and wait on this process, not on whoever gets its pid
     os.kill(pid, signal.SIGUSR1 if cold else signal.SIGTERM)
     if not wait:
