@@ -5,6 +5,7 @@ must write nothing. Real SQLite stores, real daemons (in-process or subprocesses
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,59 @@ def test_resume_with_a_budget_writes_it_once_the_daemon_starts(tmp_path: Path) -
         assert sum(store.counts(search.id).values()) == 4
         kinds = [e.kind for e in store.events(search.id)]
         assert kinds.count("search.budget") == 1
+
+
+# ---------------------------------------------------------------------- controller events
+def _update_events_and_checkpoints(run: RunDir) -> tuple[list[int], list[int]]:
+    from adsearch.store import Store
+
+    with Store(run.store_url(), readonly=True) as store:
+        search = store.get_search(run.require_identity()["name"])
+        events = [e.data["version"] for e in store.events(search.id, limit=10_000)
+                  if e.kind == "controller.update"]
+    conn = sqlite3.connect(run.path / "adsearch.db")
+    try:
+        versions = [v for (v,) in conn.execute("SELECT version FROM checkpoints ORDER BY id")]
+    finally:
+        conn.close()
+    return events, versions
+
+
+def test_a_kill_between_checkpoint_and_record_keeps_the_update_event(tmp_path: Path) -> None:
+    """The state a kill -9 leaves after the checkpoint file is saved and before the store
+    records it: the restarted daemon records the checkpoint *and* its controller.update
+    event (the event travels in the file), so the trend keeps every point."""
+    runs = tmp_path / "runs"
+    cfg = SearchConfig(name="k", task="synthetic", controller="transformer", batch_size=2,
+                       workers=1, budget_trials=6)
+    run = create_search(cfg, RunDir(runs / "k"))
+    assert run_daemon(str(run.path)).finished
+    events, versions = _update_events_and_checkpoints(run)
+    assert events == versions == [1, 2, 3]
+    conn = sqlite3.connect(run.path / "adsearch.db")
+    with conn:  # undo what the daemon wrote after saving its last checkpoint file
+        (last,) = conn.execute("SELECT max(id) FROM checkpoints").fetchone()
+        conn.execute("DELETE FROM checkpoint_trials WHERE checkpoint_id = ?", (last,))
+        conn.execute("DELETE FROM checkpoints WHERE id = ?", (last,))
+        conn.execute("DELETE FROM events WHERE id = (SELECT max(id) FROM events "
+                     "WHERE kind = 'controller.update')")
+    conn.close()
+    res = cli(runs, "resume", "k", "--budget-trials", "8", "--foreground")
+    assert res.exit_code == 0, res.output
+    events, versions = _update_events_and_checkpoints(run)
+    assert events == versions == [1, 2, 3, 4], (events, versions)
+
+
+def test_add_checkpoint_records_its_event_in_the_same_transaction(tmp_path: Path) -> None:
+    from adsearch.errors import StoreError
+    from adsearch.store import Store
+
+    with Store(f"sqlite:///{tmp_path / 'a.db'}") as store:
+        sid = store.create_search("s", {}).id
+        with pytest.raises(StoreError):  # an unknown trial: neither the record nor the event
+            store.add_checkpoint(sid, 1, "c.pt", [4242], event=("controller.update", "v1", {}))
+        assert store.events(sid) == [] and store.latest_checkpoint(sid) is None
+        store.add_checkpoint(sid, 1, "c.pt", [], event=("controller.update", "v1", {"v": 1}))
+        (ev,) = store.events(sid)
+        assert (ev.kind, ev.message, ev.data) == ("controller.update", "v1", {"v": 1})
+        assert store.latest_checkpoint(sid) is not None

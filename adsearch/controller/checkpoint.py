@@ -10,8 +10,9 @@ File layout (format 1, **ours**; details in ``docs/controller.md``)::
 The payload dict holds ``format``, ``format_version``, ``seq`` (save counter), ``version``
 (controller version), ``kind``, ``space`` (name and fingerprint), ``config`` (the
 controller config as a plain dict), ``consumed_ids`` (sorted trial ids whose rewards are
-already in the weights), ``controller`` (``controller.state_dict()``: weights, Adam state,
-baseline, RNG states) and ``provenance`` (adsearch and torch versions, UTC time). Loading
+already in the weights), ``event`` (the daemon's ``controller.update`` event, or None),
+``controller`` (``controller.state_dict()``: weights, Adam state, baseline, RNG states) and
+``provenance`` (adsearch and torch versions, UTC time). Loading
 verifies the checksum, then ``torch.load(weights_only=True)``: a checkpoint is data, never
 code. Files are named ``ckpt-<seq:08d>-v<version:08d>.pt``; the newest is the highest seq.
 """
@@ -66,6 +67,7 @@ class LoadedCheckpoint:
     consumed_ids: frozenset[int]
     notes: tuple[str, ...] = field(default_factory=tuple)  # one line per skipped file
     provenance: dict[str, Any] = field(default_factory=dict)
+    event: dict[str, Any] | None = None  # what save(event=...) stored: {"kind", "message", "data"}
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -153,11 +155,15 @@ class CheckpointManager:
         return cps[-1] if cps else None
 
     # ------------------------------------------------------------------ save
-    def save(self, controller: Controller, consumed_ids: Iterable[int]) -> Path:
+    def save(self, controller: Controller, consumed_ids: Iterable[int],
+             event: dict[str, Any] | None = None) -> Path:
         """Write a checkpoint of ``controller`` and the trial ids already consumed.
 
         Atomic (temp file, fsync, rename); afterwards only the newest ``keep`` remain.
         Returns the new file's path; :attr:`last_saved` also gives its version and seq.
+        ``event`` (plain JSON data: ``{"kind", "message", "data"}``) travels in the file, so
+        a daemon killed after the save and before recording it in the store can record the
+        checkpoint and its event together when it restarts (``last_loaded.event``).
         """
         import torch
 
@@ -183,6 +189,7 @@ class CheckpointManager:
             "space": dict(state["space"]),
             "config": controller.config.to_dict(),
             "consumed_ids": sorted(set(ids)),
+            "event": event,
             "controller": state,
             "provenance": {
                 "adsearch": adsearch.__version__,
@@ -243,8 +250,10 @@ class CheckpointManager:
                 f"{ctrl.version}; the file is inconsistent, delete it"
             )
         info = CheckpointInfo(p, int(data.get("seq", 0)), version)
+        event = data.get("event")
         self.last_loaded = LoadedCheckpoint(
-            info, frozenset(ids), (), dict(data.get("provenance", {}))
+            info, frozenset(ids), (), dict(data.get("provenance", {})),
+            event if isinstance(event, dict) else None,
         )
         return ctrl, ids
 
@@ -281,6 +290,7 @@ class CheckpointManager:
                 self.last_loaded.consumed_ids,
                 tuple(notes),
                 self.last_loaded.provenance,
+                self.last_loaded.event,
             )
             return ctrl, ids
         raise CheckpointError(

@@ -183,8 +183,12 @@ class Daemon(WorkerMixin):
         notes = self.ckpts.last_loaded.notes if self.ckpts.last_loaded else ()
         missing = sorted(self.consumed - recorded)
         if missing:  # the daemon died between saving the checkpoint and recording it
-            path = self.ckpts.last_loaded.info.path if self.ckpts.last_loaded else ""
-            self.store.add_checkpoint(self.search_id, ctrl.version, str(path), missing)
+            loaded = self.ckpts.last_loaded
+            path = loaded.info.path if loaded else ""
+            ev = loaded.event if loaded else None
+            self.store.add_checkpoint(
+                self.search_id, ctrl.version, str(path), missing,
+                event=(str(ev["kind"]), str(ev["message"]), dict(ev["data"])) if ev else None)
         if notes:
             self.store.log_event(self.search_id, "controller.fallback",
                                  "; ".join(notes), {"version": ctrl.version})
@@ -272,14 +276,18 @@ class Daemon(WorkerMixin):
             top = self.store.top_trials(self.search_id, 1)
             best = max([r for _, r in batch] + ([top[0][1].reward] if top else []))
             self.consumed.update(ids)
-            path = self.ckpts.save(self.controller, self.consumed)
-            self.store.add_checkpoint(self.search_id, self.controller.version, str(path), ids)
+            event = {"kind": "controller.update",
+                     "message": f"controller v{stats.version}: mean reward "
+                                f"{stats.mean_reward:.4f}, baseline {stats.baseline:.4f}, "
+                                f"entropy {stats.entropy:.3f}",
+                     "data": {**stats.to_dict(), "trial_ids": ids, "best_so_far": best}}
+            path = self.ckpts.save(self.controller, self.consumed, event=event)
+            # the checkpoint record and its event in one transaction: a kill keeps both or
+            # neither (and neither is rebuilt from the file at the next start)
+            self.store.add_checkpoint(self.search_id, self.controller.version, str(path), ids,
+                                      event=(event["kind"], event["message"], event["data"]))
             del self.unconsumed[: len(ids)]
             self.controller_stats = stats.to_dict()
-            self.store.log_event(self.search_id, "controller.update",
-                                 f"controller v{stats.version}: mean reward {stats.mean_reward:.4f}, "
-                                 f"baseline {stats.baseline:.4f}, entropy {stats.entropy:.3f}",
-                                 {**stats.to_dict(), "trial_ids": ids, "best_so_far": best})
 
     def _produce(self) -> None:
         from adsearch.store import NewTrial

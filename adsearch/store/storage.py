@@ -165,7 +165,8 @@ class Store(TrialMethods):
     # -- controller checkpoints -------------------------------------------------------
 
     def add_checkpoint(
-        self, search_id: int, version: int, path: str, trial_ids: Iterable[int]
+        self, search_id: int, version: int, path: str, trial_ids: Iterable[int],
+        event: tuple[str, str, dict[str, Any]] | None = None,
     ) -> CheckpointRecord:
         """Record a controller checkpoint and the trials its update consumed.
 
@@ -174,6 +175,8 @@ class Store(TrialMethods):
             version: Controller version saved in the file.
             path: The checkpoint file.
             trial_ids: Trials of this search that the update consumed (duplicates ignored).
+            event: ``(kind, message, data)`` of an event logged in the same transaction
+                (the daemon's ``controller.update``: a kill cannot keep one without the other).
 
         Returns:
             The stored checkpoint.
@@ -182,8 +185,13 @@ class Store(TrialMethods):
             StoreError: Unknown search, or a trial id that does not exist.
         """
         ids = sorted({int(t) for t in trial_ids})
+        if event is not None and (not event[0] or len(event[0]) > 64):
+            raise StoreError(f"an event kind must have 1 to 64 characters, got {event[0]!r}")
         with self._session() as s:
             self._search_row(s, search_id)
+            if event is not None:
+                s.add(EventModel(search_id=search_id, at=utcnow(), kind=event[0],
+                                 message=event[1], data=dict(event[2])))
             row = CheckpointModel(
                 search_id=search_id, version=int(version), path=str(path), created_at=utcnow()
             )
