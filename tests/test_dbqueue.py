@@ -78,3 +78,20 @@ def test_queues_of_two_searches_are_separate(store: Store) -> None:
     lease = q2.claim("w", "s")
     assert lease is not None and lease.trial_id == t2.id and q2.claim("w", "s") is None
     assert q1.pending() == [t1.id]
+
+
+def test_no_claim_once_a_stop_is_asked_for(queue: DbQueue) -> None:
+    """The claim statement checks the search state itself (issue 13 §2): a worker that has not
+    yet re-read the state still gets nothing once the daemon wrote ``stopping``."""
+    a, b = _ids(queue, 2)
+    queue.push([a, b])
+    queue.store.set_search_state(queue.search_id, "running")
+    first = queue.claim("w", "s")
+    assert first is not None and first.trial_id == a
+    for state in ("stopping", "stopped", "finished", "failed"):
+        queue.store.set_search_state(queue.search_id, state)
+        assert queue.claim("w", "s") is None, state
+        assert queue.pending() == [b]
+    queue.store.set_search_state(queue.search_id, "running")  # a resume serves it again
+    again = queue.claim("w", "s")
+    assert again is not None and again.trial_id == b

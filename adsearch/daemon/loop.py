@@ -83,6 +83,7 @@ class Daemon(WorkerMixin):
         self._owner = f"daemon-{os.getpid()}"
         self.controller_stats: dict[str, Any] = {}
         self.fatal: str | None = None  # why the search cannot go on (state "failed")
+        self._stopping_written = False  # "stopping" is in the store (set once a stop is asked)
 
     # ------------------------------------------------------------------ control
     def request_stop(self, cold: bool = False, reason: str = "") -> None:
@@ -203,6 +204,11 @@ class Daemon(WorkerMixin):
         if self.stop_level >= COLD:
             self._cold_stop()
             return False
+        if self.stop_level and not self._stopping_written:
+            # the store says so at once, so no worker anywhere claims new work (the claim
+            # statement checks the search state) while running children finish
+            self.store.set_search_state(self.search_id, "stopping")
+            self._stopping_written = True
         if self.stop_level and self.prepared:
             self._release_prepared()
         self._reap(now)

@@ -26,12 +26,16 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 
 from adsearch.queue.filequeue import Lease, LeaseLost
 from adsearch.store.models import QueueEntryModel as Q
+from adsearch.store.models import SearchModel as S
 
 _FRONT, _BACK = 0, 1
+#: Search states in which a trial may be claimed. Once a stop is asked for, the daemon writes
+#: ``stopping`` and no claim succeeds anywhere, however late a worker re-reads the state.
+CLAIMABLE_STATES = ("created", "running")
 
 
 def default_owner(kind: str = "worker") -> str:
@@ -119,14 +123,18 @@ class DbQueue:
         One statement: ``UPDATE ... WHERE trial_id = (SELECT ... FOR UPDATE SKIP LOCKED
         LIMIT 1) RETURNING ...``. On PostgreSQL ``SKIP LOCKED`` passes over rows another
         claimer holds, so two claimers never take the same trial and never wait on each
-        other; on SQLite the write transaction serialises claimers.
+        other; on SQLite the write transaction serialises claimers. The statement itself also
+        requires the search to be in :data:`CLAIMABLE_STATES`, so no claim succeeds once the
+        daemon has written ``stopping`` (a warm stop) or any terminal state.
         """
+        claimable = exists(select(S.id).where(S.id == self.search_id,
+                                              S.state.in_(CLAIMABLE_STATES)))
         first = (select(Q.trial_id).where(Q.search_id == self.search_id, Q.owner.is_(None))
                  .order_by(Q.priority, Q.enqueued_ns, Q.trial_id)
                  .limit(1).with_for_update(skip_locked=True).scalar_subquery())
         now = time.time()
         holder = os.getpid() if pid is None else int(pid)
-        stmt = (update(Q).where(Q.trial_id == first, Q.owner.is_(None))
+        stmt = (update(Q).where(Q.trial_id == first, Q.owner.is_(None), claimable)
                 .values(owner=owner, slot=slot, pid=holder, claimed_at=now, heartbeat_at=now)
                 .returning(Q.trial_id))
         with self._session() as s:
