@@ -81,7 +81,7 @@ def _task_and_config(task: str | None, task_config: str | None, script: str | No
 
 
 def start(
-    task: str = typer.Option(None, "--task", help="Task: cifar10, imagenet, wikitext2, ptb, translation, synthetic (or --script)."),
+    task: str = typer.Option(None, "--task", help="Task: cifar10, imagenet, wikitext2, ptb, translation, synthetic, or a plug-in: package.module:ClassName or an installed entry point (docs/tasks.md); or --script."),
     name: str = typer.Option(None, "--name", help="Search name (default: TASK-CONTROLLER-SEED)."),
     data: str = typer.Option(None, "--data", help="Data path (default: the task's own; cifar10: the embedded sample)."),
     space: str = typer.Option("", "--space", help="Search space, e.g. conv-3 (default: the task's)."),
@@ -121,7 +121,8 @@ def start(
 
     task, overrides = _task_and_config(task, task_config, script, workdir, space, data)
     if name is None:  # an empty --name is refused by validate(), not replaced
-        name = f"{task}-{controller}-{seed}"
+        # a plug-in module:Class is named by its class (a name may hold no ':')
+        name = f"{task.rsplit(':', 1)[-1]}-{controller}-{seed}"
     cfg = SearchConfig(
         name=name, task=task, task_config=overrides, space=space,
         controller=controller, batch_size=batch_size, lookahead=lookahead,

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
-        task: str = typer.Option("cifar10", "--task", help="cifar10, imagenet, wikitext2, ptb or translation"),  # noqa: B008
+        task: str = typer.Option("cifar10", "--task", help="cifar10, imagenet, wikitext2, ptb, translation, or a plug-in package.module:ClassName / entry point (docs/tasks.md)"),  # noqa: B008
         data: Path | None = typer.Option(None, "--data", help="training data; cifar10 defaults to the embedded sample"),  # noqa: B008
         test_data: Path | None = typer.Option(None, "--test-data", help="test split (image tree, token file, or translation prefix)"),  # noqa: B008
         pattern: Path | None = typer.Option(None, "--pattern", help="pattern file written by `adsearch export`"),  # noqa: B008
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from adsearch.patterns import load_patternset
-        from adsearch.tasks import Budget, get_task
+        from adsearch.tasks import Budget, get_task, load_config
 
         from adsearch.cli.search_cmd import _task_config
 
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         overrides.update(task_overrides(task, data, test_data, download))
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        cfg = t.config_from_dict(overrides)
+        cfg = load_config(t, task, overrides)
         space = t.space(cfg)
         if pattern is not None and baseline is not None:
             raise ConfigError("give either --pattern or --baseline, not both")

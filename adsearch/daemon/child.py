@@ -101,15 +101,25 @@ def regularizer_of(space: Any, stored: list[Any]) -> Any:
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train the trial described by ``spec`` and return the RESULT document."""
     from adsearch.patterns import SearchSpace
-    from adsearch.tasks import Budget, get_task
+    from adsearch.tasks import Budget, get_task, load_config
+    from adsearch.tasks.registry import is_builtin
 
     started = time.time()
-    task = get_task(spec["task"])
-    config = task.config_from_dict(spec["task_config"])
+    base = {"trial_id": spec["trial_id"], "attempt": spec["attempt"], "pid": os.getpid()}
+    try:  # a plug-in that does not import on this host fails every child alike: "config"
+        task = get_task(spec["task"])
+        config = load_config(task, spec["task"], spec["task_config"])
+    except AdsearchError as exc:
+        print(f"[child] task {spec['task']}: {exc}", flush=True)
+        return {**base, "status": "config", "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "reward": None, "metrics": {}, "curve": [], "seconds": time.time() - started,
+                "ended_at": time.time()}
     space: SearchSpace = task.space(config)
     patterns = regularizer_of(space, spec["patterns"])
     threads = int(spec.get("threads") or 0)
-    if threads and spec["task"] not in _NO_TORCH:
+    # a plug-in that has not imported torch by now gets OMP_NUM_THREADS from its slot instead
+    if threads and (spec["task"] not in _NO_TORCH if is_builtin(spec["task"])
+                    else "torch" in sys.modules):
         import torch
 
         torch.set_num_threads(threads)
@@ -117,7 +127,6 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     print(f"[child] trial {spec['trial_id']} attempt {spec['attempt']} task {spec['task']} "
           f"device {spec['device']} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} "
           f"threads {threads} budget {budget}", flush=True)
-    base = {"trial_id": spec["trial_id"], "attempt": spec["attempt"], "pid": os.getpid()}
     os.environ["ADSEARCH_TRIAL_ID"] = str(spec["trial_id"])  # for the script task's trial spec
     os.environ["ADSEARCH_ATTEMPT"] = str(spec["attempt"])
     try:

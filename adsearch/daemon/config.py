@@ -29,7 +29,7 @@ class SearchConfig:
     """What one search runs. Defaults are **ours** (the paper gives no scheduling details)."""
 
     name: str  # the search's unique name in its store
-    task: str  # task registry name: cifar10, wikitext2, synthetic, ...
+    task: str  # task: registry name (cifar10, synthetic...), plug-in module:Class or entry point
     task_config: dict[str, Any] = field(default_factory=dict)  # the task config's to_dict()
     space: str = ""  # SearchSpace name, e.g. "conv-3"; "" = the task's default
     controller: str = "transformer"  # "transformer" (REINFORCE) or "random" (the baseline)
@@ -147,7 +147,7 @@ class SearchConfig:
         return self
 
     def _validate_pruning(self) -> None:
-        from adsearch.tasks.registry import PRUNABLE
+        from adsearch.tasks.registry import PRUNABLE, is_builtin
 
         if not (isinstance(self.prune_quantile, (int, float)) and 0 < self.prune_quantile < 1):
             raise ConfigError(f"--prune-quantile: invalid value {self.prune_quantile!r}; use a "
@@ -159,9 +159,11 @@ class SearchConfig:
         if isinstance(e, bool) or not isinstance(e, (int, float)) or not (e >= 1 and e == int(e)):
             raise ConfigError(f"--prune-at-epoch: invalid value {e!r}; use a whole number of "
                               "epochs >= 1 (children are evaluated at the end of each epoch)")
-        if self.task not in PRUNABLE:
+        # a plug-in's own `supports_pruning` is checked by launch.check_task (no imports here)
+        if is_builtin(self.task) and self.task not in PRUNABLE:
             raise ConfigError(f"--prune-at-epoch: task {self.task!r} does not support early "
-                              f"stopping; tasks that do: {', '.join(sorted(PRUNABLE))}")
+                              f"stopping; tasks that do: {', '.join(sorted(PRUNABLE))} and "
+                              "plug-ins with supports_pruning = True")
         epochs = self.child_epochs if self.child_epochs is not None else self.task_config.get("epochs")
         if isinstance(epochs, (int, float)) and e >= epochs:
             raise ConfigError(f"--prune-at-epoch: {e:g} is not before the end of training "

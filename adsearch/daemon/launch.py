@@ -77,10 +77,11 @@ def known_searches() -> list[str]:
 
 
 def check_task(cfg: SearchConfig) -> SearchConfig:
-    """Validate the task side of ``cfg`` (task, config, data, space); return it completed
-    with the full task config and the space name."""
+    """Validate the task side of ``cfg`` (task or plug-in, config, data, space, early
+    stopping); return it completed with the full task config and the space name."""
     from adsearch.patterns import SearchSpace
-    from adsearch.tasks import get_task
+    from adsearch.tasks import get_task, load_config, supports_pruning
+    from adsearch.tasks.registry import is_builtin
 
     task = get_task(cfg.task)
     raw = dict(cfg.task_config)
@@ -100,14 +101,22 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
             f"--task-config space {given!r} contradicts --space {cfg.space}; a search has one "
             "space: give it once, with --space"
         )
-    task_config = task.config_from_dict(raw)
+    task_config = load_config(task, cfg.task, raw)
     default_space = task.space(task_config)
     space = SearchSpace.from_name(cfg.space) if cfg.space else default_space
     if not space.same_sites(default_space) and cfg.task != "synthetic":
+        how = ("omit --space" if is_builtin(cfg.task) else
+               "set the space through the plug-in's own config (--task-config), or omit --space")
         raise ConfigError(
             f"--space {space.name}: task {cfg.task} has dropout sites for space "
-            f"{default_space.name}; omit --space or pass --space {default_space.name} "
+            f"{default_space.name}; {how} or pass --space {default_space.name} "
             f"(or {default_space.name}+off)"
+        )
+    if cfg.prune_epoch is not None and not supports_pruning(cfg.task, task):
+        raise ConfigError(
+            f"--prune-at-epoch: task {cfg.task} does not support early stopping; a plug-in "
+            "that calls budget.prune_now(...) in run_child declares `supports_pruning = True` "
+            "on its class (docs/tasks.md), or drop --prune-at-epoch"
         )
     loader = getattr(task, "load", None)
     if callable(loader):  # the task's own data check: DataError/ConfigError before any write
