@@ -152,6 +152,19 @@ def test_adsearch_worker_runs_plugin_trials(pg_url: str, tmp_path: Path, on_path
     assert len(rewards) == 2 and all(0.0 <= r <= 1.0 for r in rewards)
 
 
+def test_ray_workers_import_the_plugin(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    run = tmp_path / "run"
+    res = adsearch("start", "--task", TASK, "--run-dir", str(run), "--name", "ray",
+                   "--executor", "ray", "--workers", "1", "--budget-trials", "2",
+                   "--batch-size", "2", "--controller", "random", "--task-config", SMALL,
+                   "--child-epochs", "1", "--foreground", env=env_with(EXAMPLE), timeout=400)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(finished_rewards(RunDir(run).store_url(), "ray")) == 2
+    doc = json.loads((run / "trials" / "1" / "result.json").read_text())
+    assert doc["status"] == "ok" and doc["executor"]["node"]  # ran as a Ray task
+
+
 # ----------------------------------------------------------------------------- entry points
 def _dist_info(root: Path, entry: str = "myconv = mytask:MyTask") -> Path:
     """A real installed distribution's metadata: ``root/mytask_plugin-1.0.dist-info``."""
@@ -312,3 +325,21 @@ def test_registry_import_stays_cheap() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env_with(), capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_docs_example_plugin_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inline example of docs/tasks.md, as written there, passes start's checks and trains."""
+    from adsearch.daemon.launch import check_task
+    from adsearch.tasks import Budget
+
+    doc = (REPO / "docs" / "tasks.md").read_text()
+    code = doc.split("The\nsmallest useful one:\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tiny.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = check_task(SearchConfig(name="tiny", task="tiny:TinyTask", workers=1))
+    assert cfg.space == "conv-1" and cfg.task_config == {"steps": 30}
+    task = get_task("tiny:TinyTask")
+    space = task.space(None)
+    res = task.run_child(task.config_from_dict(cfg.task_config), space.sample(random.Random(0)),
+                         Budget(steps=2), "cpu", 0)
+    assert 0.0 <= res.reward <= 1.0 and res.metrics["val_acc"] == res.reward
