@@ -11,7 +11,8 @@ does not ratchet upwards as the survivors improve. No child is stopped until
 ``prune_min_trials`` finished children have a value at epoch ``E``.
 
 Only tasks listed in :data:`adsearch.tasks.registry.PRUNABLE` honour the rule (the image
-tasks, whose curve has one point per epoch and whose reward is that point's accuracy).
+tasks, whose curve has one point per epoch and whose reward is that point's accuracy), and
+task plug-ins whose class sets ``supports_pruning = True``.
 """
 
 from __future__ import annotations

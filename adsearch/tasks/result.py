@@ -15,7 +15,8 @@ class Budget:
 
     ``prune_epoch``/``prune_below`` (set by the daemon, see :mod:`adsearch.daemon.pruning`):
     a child whose validation reward at epoch ``prune_epoch`` is below ``prune_below`` stops
-    there and reports ``truncated = 1``. Tasks in ``registry.PRUNABLE`` honour it.
+    there and reports ``truncated = 1``. Tasks in ``registry.PRUNABLE`` honour it, and
+    plug-ins whose class sets ``supports_pruning = True`` (docs/tasks.md).
     """
 
     epochs: float | None = None  # passes over the training split
