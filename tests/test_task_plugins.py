@@ -73,7 +73,7 @@ def test_plugin_search_runs_and_resumes_in_subprocesses(tmp_path: Path) -> None:
     run = tmp_path / "run"
     env = env_with(EXAMPLE)
     res = adsearch("start", "--task", TASK, "--name", "plug", "--run-dir", str(run),
-                   "--budget-trials", "4", "--workers", "1", "--batch-size", "2",
+                   "--budget-trials", "3", "--workers", "1", "--batch-size", "2",
                    "--task-config", SMALL, "--prune-at-epoch", "1", "--foreground", env=env)
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-2000:]
     url = RunDir(run).store_url()
@@ -83,20 +83,20 @@ def test_plugin_search_runs_and_resumes_in_subprocesses(tmp_path: Path) -> None:
         assert search.config["task"] == TASK  # the store records the import path
         assert search.config["space"] == "conv-2"
         assert search.config["task_config"]["train_per_class"] == 30
-        assert st.counts(search.id)["done"] == 4
+        assert st.counts(search.id)["done"] == 3
         assert st.latest_checkpoint(search.id) is not None  # the controller learned from them
         results = st.results(search.id)
-    assert len(results) == 4
+    assert len(results) == 3
     for r in results:  # real training: one curve point per epoch, accuracy in [0, 1]
         assert r.reward is not None and 0.0 <= r.reward <= 1.0
         assert r.metrics["val_acc"] == r.reward and r.curve[0]["epoch"] == 1.0
     logs = sorted((run / "trials").rglob("*.log"))
     assert logs and f"task {TASK}" in logs[0].read_text()
 
-    res = adsearch("resume", "--run-dir", str(run), "--budget-trials", "6", "--foreground",
+    res = adsearch("resume", "--run-dir", str(run), "--budget-trials", "4", "--foreground",
                    env=env)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert len(finished_rewards(url, "plug")) == 6
+    assert len(finished_rewards(url, "plug")) == 4
 
 
 def test_resume_without_the_module_changes_nothing(tmp_path: Path, on_path: None) -> None:
@@ -214,11 +214,11 @@ def test_train_accepts_a_plugin(tmp_path: Path, on_path: None) -> None:
         save_patternset(PatternSet(space=sp, patterns=tuple(sp.sample(random.Random(1)))), path)
         return path
 
-    out, cfg = tmp_path / "t.json", tmp_path / "c.json"
-    cfg.write_text(SMALL)
+    out = tmp_path / "t.json"
     res = runner.invoke(app, ["train", "--task", TASK, "--pattern",
-                              str(pattern_file(tmp_path / "p.json", "conv-2")), "--steps", "3",
-                              "--config", str(cfg), "--json-out", str(out), "--threads", "1"])
+                              str(pattern_file(tmp_path / "p.json", "conv-2")),
+                              "--child-steps", "3", "--task-config", SMALL, "-o", str(out),
+                              "--threads", "1", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert doc["task"] == TASK and doc["config"]["train_per_class"] == 30
@@ -226,7 +226,8 @@ def test_train_accepts_a_plugin(tmp_path: Path, on_path: None) -> None:
     assert math.isfinite(doc["runs"][0]["reward"])
     # a pattern file searched for another network is refused before training
     res = runner.invoke(app, ["train", "--task", TASK, "--pattern",
-                              str(pattern_file(tmp_path / "w.json", "conv-3")), "--steps", "1"])
+                              str(pattern_file(tmp_path / "w.json", "conv-3")),
+                              "--child-steps", "1"])
     assert res.exit_code == 1 and "conv-2" in res.output and "conv-3" in res.output
 
 

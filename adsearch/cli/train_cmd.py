@@ -104,10 +104,9 @@ def register(app: typer.Typer) -> None:
         """Train a target network with a learned pattern or a baseline; report mean ± std."""
         import torch
 
+        from adsearch.cli.search_cmd import _task_config
         from adsearch.patterns import load_patternset
         from adsearch.tasks import Budget, get_task, load_config
-
-        from adsearch.cli.search_cmd import _task_config
 
         child_epochs = _one("--child-epochs", child_epochs, "--epochs", epochs)
         child_steps = _one("--child-steps", child_steps, "--steps", steps)

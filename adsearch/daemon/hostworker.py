@@ -105,7 +105,7 @@ class HostWorker:
         from adsearch.queue.dbqueue import DbQueue
         from adsearch.store import Store
         from adsearch.store.engine import parse_url
-        from adsearch.tasks import get_task
+        from adsearch.tasks import get_task, load_config
 
         if parse_url(self.store_url).get_backend_name() != "postgresql":
             raise ConfigError(
@@ -125,7 +125,7 @@ class HostWorker:
                 raise ConfigError(f"--inline runs synthetic-task children only; search "
                                   f"{self.search_name!r} runs task {self.cfg.task}")
             self.task = get_task(self.cfg.task)
-            self.task_config = self.task.config_from_dict(self.cfg.task_config)
+            self.task_config = load_config(self.task, self.cfg.task, self.cfg.task_config)
             self.slots, self.slot_source = plan_slots(**self._slot_args)  # type: ignore[arg-type]
             # typed Any: adsearch.daemon.recovery takes either queue (same interface)
             self.queue: Any = DbQueue(self.store, self.search_id,

@@ -97,7 +97,7 @@ class Daemon(WorkerMixin):
         """Open the store, take the daemon lock, restore the controller and recover."""
         from adsearch.controller import CheckpointManager, make_controller
         from adsearch.store import Store
-        from adsearch.tasks import get_task
+        from adsearch.tasks import get_task, load_config
 
         ident = self.run.identity()
         if ident is None:
@@ -111,7 +111,7 @@ class Daemon(WorkerMixin):
             self.search_id = search.id
             self.cfg = SearchConfig.from_dict(search.config).validate()
             self.task = get_task(self.cfg.task)
-            self.task_config = self.task.config_from_dict(self.cfg.task_config)
+            self.task_config = load_config(self.task, self.cfg.task, self.cfg.task_config)
             self.space = SearchSpace.from_name(self.cfg.space) if self.cfg.space else self.task.space(self.task_config)
             self.slots, self.slot_source = plan_slots(
                 gpus=self.cfg.gpus, slots_per_gpu=self.cfg.slots_per_gpu, workers=self.cfg.workers)
