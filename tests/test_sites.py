@@ -16,6 +16,7 @@ from torch import nn
 
 from adsearch.errors import ConfigError, PatternError
 from adsearch.models.sites import regularizer_for_sites
+from adsearch.ops import set_progress
 from adsearch.patterns import ConvPattern, PatternSet, SearchSpace, SeqPattern
 from adsearch.sites import Site, attach, find_sites, space_for
 
@@ -253,7 +254,34 @@ def test_baseline_dict_and_train_eval_follow_model() -> None:
         assert regularizer_for_sites(None, att.space) == [None] * 5
         drops = [m for n, m in model.named_modules() if n.endswith("adsearch_drop")]
         assert len(drops) == 17
+        assert set_progress(model, 0.5) == 17  # DropBlock's schedule reaches every op
         model.eval()
         assert not any(d.training for d in drops)
         model.train()
         assert all(d.training for d in drops)
+
+
+def test_off_sites_file_fits_the_plain_space() -> None:
+    model = torchvision.models.resnet18(weights=None)
+    off = ConvPattern(off=True)
+    ps = PatternSet(SearchSpace("conv", 5, off=True), [off, PAT, off, off, off])
+    with attach(model, ps, X) as att:
+        assert att.space.name == "conv-5"
+        # stage 1 only: its 4 batch norms and its 2 identity shortcuts
+        assert len(att.placements) == 6 and all(p.startswith("layer1.") for p in att.placements)
+
+
+def test_default_input_is_a_224_image_from_the_first_conv() -> None:
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 8, 3, stride=2),
+        nn.BatchNorm2d(8),
+        nn.BatchNorm2d(8),
+    )
+    sites = find_sites(model)  # (1, 1, 224, 224): 112x112, then (112 - 3) // 2 + 1 = 55
+    assert [(s.shape, s.modules, s.channels) for s in sites] == [
+        ((112, 112), ("1",), (4,)),
+        ((55, 55), ("4", "5"), (8,)),
+    ]

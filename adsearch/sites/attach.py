@@ -177,7 +177,7 @@ def _specs(regularizer: Any, space: SearchSpace, sites: Sequence[Site]) -> list[
         got = regularizer.space
     elif isinstance(regularizer, Sequence) and not isinstance(regularizer, (str, bytes)):
         got = SearchSpace(space.kind, max(1, len(regularizer)))
-    if got is not None and got != space:
+    if got is not None and not got.same_sites(space):  # a +off file fits its plain space
         if space.kind == "conv":
             where = ", ".join(f"{s.name} {'x'.join(map(str, s.shape))}" for s in sites)
             fix = (
