@@ -58,13 +58,15 @@ class TrialError(AdsearchError):
 class Trial:
     """One trial as a script sees it.
 
-    ``patterns`` is a :class:`~adsearch.patterns.PatternSet` (one pattern per dropout site)
-    or None (train without dropout); ``seed`` the trial's seed; ``budget`` the daemon's
+    ``patterns`` is a :class:`~adsearch.patterns.PatternSet` (one pattern per dropout site),
+    None (train without dropout), or, in the baseline runs of ``adsearch verify``, a baseline
+    spec dict such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``: pass it to
+    ``adsearch.sites.attach`` (or ``adsearch.ops.make_dropout``) as it is; ``seed`` the trial's seed; ``budget`` the daemon's
     child budget (``epochs``/``steps``/``seconds`` may be None: the script's own defaults);
     ``trial_id`` None in a standalone run.
     """
 
-    patterns: PatternSet | None
+    patterns: PatternSet | dict[str, Any] | None
     seed: int = 0
     budget: Budget = field(default_factory=Budget)
     trial_id: int | None = None
@@ -178,7 +180,12 @@ def _from_spec(path: Path) -> Trial:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"${ENV_TRIAL}={path}: not a readable trial spec ({exc}); it is "
                           "written by `adsearch start --script`, unset it to run by hand") from None
-    ps = PatternSet(space, pats, Provenance(search=doc.get("search"), trial_id=doc["trial_id"]))
+    baseline = doc.get("baseline")  # adsearch verify: a hand-designed baseline, not patterns
+    ps: PatternSet | dict[str, Any] | None
+    if isinstance(baseline, dict):
+        ps = None if baseline.get("kind") == "none" else dict(baseline)
+    else:
+        ps = PatternSet(space, pats, Provenance(search=doc.get("search"), trial_id=doc["trial_id"]))
     return Trial(patterns=ps, seed=int(doc["seed"]), budget=Budget.from_dict(doc.get("budget")),
                  trial_id=int(doc["trial_id"]), attempt=int(doc.get("attempt", 1)),
                  threads=int(doc.get("threads") or 0), dir=path.parent, _device=doc["device"])

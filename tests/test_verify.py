@@ -250,3 +250,35 @@ def test_verify_tiny_cifar(tmp_path: Path, data_slices: Path) -> None:
     for row in doc["regularizers"]:
         assert row["test"]["n"] == 2 and 0.0 <= row["test"]["mean"] <= 1.0
         assert row["vs_none"] is None or row["vs_none"]["n"] == 2
+
+
+# ---------------------------------------------------------------------------- script mode
+
+
+def test_verify_a_script_search(tmp_path: Path) -> None:
+    """A script search (the user's own command) is verified too: the baseline runs hand the
+    script a baseline spec as ``trial.patterns``, and its ``test_score`` is compared."""
+    import shlex
+
+    script = Path(__file__).parent / "fixtures" / "verify_script.py"
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="s", task="script", controller="random", batch_size=2, workers=2,
+                       budget_trials=3, task_config={
+                           "command": shlex.join([sys.executable, str(script)]),
+                           "workdir": str(tmp_path), "space": "conv-2"})
+    assert run_daemon(str(create_search(cfg, RunDir(root / "s")).path)).finished
+    proc = run_cli(root, "verify", "s", "--top-k", "1", "--seeds", "2", "--baselines", "dropout",
+                   timeout=300)
+    doc = json.loads((root / "s-verify" / "verify.json").read_text())
+    assert doc["metric"] == "test_score"
+    # the crashing p=0.3 run is shown as an error, never scored
+    assert "1 tuning run(s) gave no result" in proc.stderr and "drop_prob 0.3" in proc.stderr
+    grid = {g["label"]: g for g in doc["tuning"]["dropout"]["grid"]}
+    assert grid["dropout p=0.3"]["val"] == [] and grid["dropout p=0.3"]["val_mean"] is None
+    assert len(grid["dropout p=0.05"]["val"]) == 1
+    rows = {r["label"]: r for r in doc["regularizers"]}
+    assert list(rows) == ["none", "pattern 1", "dropout p=0.1"]  # 0.1 is the script's optimum
+    assert rows["none"]["test"]["mean"] == pytest.approx(0.8 + sum(
+        __import__("random").Random(f"t{s}").gauss(0.0, 0.02) for s in (0, 1)) / 2)
+    assert rows["dropout p=0.1"]["vs_none"]["mean"] == pytest.approx(0.1)  # paired: noise cancels
+    assert rows["dropout p=0.1"]["vs_none"]["std"] == pytest.approx(0.0, abs=1e-12)

@@ -52,6 +52,15 @@ def _tuned_table(tuned: dict[str, Any]) -> Any:
     return t
 
 
+def _show_failures(lines: list[str], stage: str) -> None:
+    """Runs that crashed or were given up are errors to look at, never numbers."""
+    if lines:
+        err = Console(stderr=True)
+        err.print(f"[bold yellow]{len(lines)} {stage} run(s) gave no result (left out):[/]")
+        for line in lines:
+            err.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``verify`` to ``app``."""
 
@@ -98,19 +107,22 @@ def register(app: typer.Typer) -> None:
         run_pending(vr, _progress("tuning"))
         tuned = select_tuned(vr)
         console.print(_tuned_table(tuned))
+        _show_failures(vr.failures, "tuning")
         out_json = json_out or vr.run.path / ("baselines.json" if tune_only else "verify.json")
         if tune_only:
             doc = {"search": name, "verify_search": vr.name, "tune_seeds": vr.plan["tune_seeds"],
                    "selection": "best mean validation reward over the tuning seeds",
-                   "tuning": tuned}
+                   "tuning": tuned, "failed_runs": vr.failures}
             write_text_atomic(out_json, json.dumps(doc, indent=2) + "\n")
             console.print(f"wrote {out_json}")
             return
         added = ensure_trials(vr, test_items(vr.plan))
         console.print(f"stage 2, retraining on seeds {vr.plan['seeds']}: {added} run(s) added")
         run_pending(vr, _progress("retraining"))
+        vr.failures = []
         doc = report.build(vr)
         console.print(report.table(doc))
+        _show_failures(vr.failures, "retraining")
         write_text_atomic(out_json, json.dumps(doc, indent=2, default=str) + "\n")
         out_png = png or vr.run.path / "verify.png"
         report.plot(doc, out_png)

@@ -158,14 +158,19 @@ class ScriptTask:
         Raises :class:`ScriptError` when it ended without a result."""
         c = task_config if isinstance(task_config, ScriptConfig) else self.config_from_dict(task_config)
         space = self.space(c)
-        patterns = list(getattr(regularizer, "patterns", regularizer) or [])
-        space.encode(patterns)  # the count and types fit the space
+        baseline: dict[str, Any] | None = None
+        if isinstance(regularizer, dict):  # a baseline spec of `adsearch verify`
+            baseline, patterns = dict(regularizer), []
+        else:
+            patterns = list(getattr(regularizer, "patterns", regularizer) or [])
+            space.encode(patterns)  # the count and types fit the space
         started = time.time()
         tdir = Path(tempfile.mkdtemp(prefix="adsearch-trial-"))
         try:
             spec = {"trial_id": int(os.environ.get(ENV_TRIAL_ID, "0")),
                     "attempt": int(os.environ.get(ENV_ATTEMPT, "1")), "space": space.name,
-                    "patterns": [p.to_dict() for p in patterns], "seed": int(seed),
+                    "patterns": [p.to_dict() for p in patterns], "baseline": baseline,
+                    "seed": int(seed),
                     "device": device, "budget": budget.to_dict(),
                     "threads": int(os.environ.get("OMP_NUM_THREADS") or 0)}
             (tdir / "trial.json").write_text(json.dumps(spec), encoding="utf-8")

@@ -13,7 +13,7 @@ from typing import Any
 
 from adsearch.errors import DataError
 from adsearch.verify import plan as P
-from adsearch.verify.run import VerifyRun, outcomes, test_regularizers, usable
+from adsearch.verify.run import VerifyRun, failure_line, outcomes, test_regularizers, usable
 from adsearch.verify.stats import paired_diff, summarize
 
 #: Preferred test metrics, in order; then any other ``test_*`` key, ``test_loss`` last.
@@ -53,6 +53,7 @@ def build(vr: VerifyRun) -> dict[str, Any]:
                 keys.update(k for k, v in r.metrics.items() if isinstance(v, (int, float)))
             elif t.state in ("done", "failed", "stale"):
                 failed.append({"seed": s, "trial_id": t.id, "state": t.state, "error": t.error})
+                vr.failures.append(failure_line(vr, t, reg.label))
         rows.append({**reg.to_dict(), "runs": runs, "failed": failed})
     metric = pick_metric(keys)
     if metric is None:
@@ -87,7 +88,7 @@ def build(vr: VerifyRun) -> dict[str, Any]:
         "selection": ("tuned settings: best mean validation reward over the tuning seeds; "
                       "best baseline: best mean validation reward over the test seeds; "
                       "patterns: the search's top-k by validation reward"),
-        "tuning": tuning, "regularizers": rows,
+        "tuning": tuning, "regularizers": rows, "failed_runs": list(vr.failures),
     }
 
 

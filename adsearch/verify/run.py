@@ -50,6 +50,7 @@ class VerifyRun:
     source: SearchConfig
     created: bool = False
     notes: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # runs that gave no number, in words
 
     @property
     def name(self) -> str:
@@ -236,7 +237,7 @@ def run_pending(vr: VerifyRun, on_tick: Callable[[Any], None] | None = None) -> 
     return True
 
 
-def outcomes(vr: VerifyRun) -> dict[tuple[str, int], tuple[Any, Any | None]]:
+def outcomes(vr: VerifyRun) -> dict[tuple[str, int], tuple[Any, Any]]:
     """(pattern_hash, seed) -> (trial, result or None) of every trial of the verify search."""
     from adsearch.store import Store
 
@@ -253,6 +254,13 @@ def usable(result: Any | None) -> bool:
             and not (result.metrics or {}).get("bad_pattern"))
 
 
+def failure_line(vr: VerifyRun, trial: Any, label: str) -> str:
+    """One line naming a run that gave no number: trial, state, error and its log."""
+    log = vr.run.trial_dir(trial.id) / f"attempt-{max(1, trial.attempts)}.log"
+    return (f"{label} seed {trial.seed}: trial {trial.id} {trial.state}: "
+            f"{(trial.error or 'no result').splitlines()[0][:300]} (log: {log})")
+
+
 def select_tuned(vr: VerifyRun) -> dict[str, dict[str, Any]]:
     """Each baseline's best grid setting by mean **validation** reward over the tuning seeds
     (ties: the first in grid order). Records it in the verify search's plan and event log."""
@@ -260,16 +268,24 @@ def select_tuned(vr: VerifyRun) -> dict[str, dict[str, Any]]:
 
     got = outcomes(vr)
     tuned: dict[str, dict[str, Any]] = {}
+    vr.failures = []
     for kind in vr.plan["baselines"]:
-        rows = []
+        rows: list[dict[str, Any]] = []
         for spec in P.grid(kind):
             key = P.trial_key("tune", [spec])
-            vals = [float(r.reward) for s in vr.plan["tune_seeds"]
-                    for _, r in [got.get((key, s), (None, None))] if usable(r)]
+            vals: list[float] = []
+            for s in vr.plan["tune_seeds"]:
+                t, r = got.get((key, s), (None, None))
+                if usable(r):
+                    vals.append(float(r.reward))
+                elif t is not None:
+                    vr.failures.append(failure_line(vr, t, P.describe(spec)))
             rows.append({"spec": spec, "label": P.describe(spec), "val": vals,
                          "val_mean": statistics.fmean(vals) if vals else None})
         scored = [r for r in rows if r["val_mean"] is not None]
         if not scored:
+            vr.failures.append(f"{kind}: no tuning run finished, so it is left out of the "
+                               "comparison")
             continue
         best = max(scored, key=lambda r: r["val_mean"])
         tuned[kind] = {"spec": best["spec"], "label": best["label"], "val_mean": best["val_mean"],
