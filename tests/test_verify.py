@@ -22,7 +22,7 @@ from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.runner import run_daemon
-from adsearch.errors import ConfigError
+from adsearch.errors import AdsearchError, ConfigError
 from adsearch.verify import grid, paired_diff, summarize, t_quantile
 from adsearch.verify.plan import baseline_kinds, trial_key
 
@@ -158,9 +158,10 @@ def test_verify_resumes_after_kill(tmp_path: Path) -> None:
     vdir = root / "slow-verify"
 
     def some_done() -> bool:
-        if not (vdir / "search.json").exists():
+        try:  # search.json is written just before the store row: not found yet is fine
+            return len(_store_rows(vdir)[1]) >= 5  # the 4 tuning runs and one retraining run
+        except AdsearchError:
             return False
-        return len(_store_rows(vdir)[1]) >= 5  # the 4 tuning runs and one retraining run
 
     try:
         wait_for(some_done, 120, "five finished verify runs")
