@@ -265,3 +265,46 @@ def test_add_checkpoint_records_its_event_in_the_same_transaction(tmp_path: Path
         (ev,) = store.events(sid)
         assert (ev.kind, ev.message, ev.data) == ("controller.update", "v1", {"v": 1})
         assert store.latest_checkpoint(sid) is not None
+
+
+# ---------------------------------------------------------------------- a way out
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_fresh_controller_continues_without_a_readable_checkpoint(tmp_path: Path,
+                                                                  damage: str) -> None:
+    from adsearch.store import Store
+
+    runs = tmp_path / "runs"
+    cfg = SearchConfig(name="t", task="synthetic", controller="transformer", batch_size=2,
+                       workers=1, budget_trials=4)
+    run = create_search(cfg, RunDir(runs / "t"))
+    assert run_daemon(str(run.path)).finished
+    if damage == "truncate":
+        _truncate_checkpoints(run)
+        refusal = "no readable controller checkpoint"
+    else:
+        for ck in run.checkpoint_dir.glob("ckpt-*.pt"):
+            ck.unlink()
+        refusal = "holds none"
+    res = cli(runs, "resume", "t", "--budget-trials", "8")
+    clean_error(res, refusal, "--fresh-controller")
+    res = cli(runs, "resume", "t", "--budget-trials", "8", "--fresh-controller", "--foreground")
+    assert res.exit_code == 0, res.output
+    with Store(run.store_url(), readonly=True) as store:
+        search = store.get_search("t")
+        assert search.state == "finished" and sum(store.counts(search.id).values()) == 8
+        events = store.events(search.id, limit=10_000)
+        kinds = [e.kind for e in events]
+        fresh = kinds.index("controller.fresh")
+        assert events[fresh].data["refeed"] == 4
+        # the new controller saw all 8 results, once each: 4 updates of 2 after the restart
+        after = [e for e in events[fresh:] if e.kind == "controller.update"]
+        assert [e.data["version"] for e in after] == [1, 2, 3, 4]
+        fed = sorted(t for e in after for t in e.data["trial_ids"])
+        assert fed == sorted(t.id for t in store.trials(search.id))
+        assert store.consumed_trial_ids(search.id) == set(fed)
+    if damage == "truncate":
+        (aside,) = run.checkpoint_dir.glob("replaced-*")
+        assert len(list(aside.glob("ckpt-*.pt"))) == 2
+    # and the new checkpoints are readable: a plain resume works again
+    res = cli(runs, "resume", "t", "--budget-trials", "10", "--foreground")
+    assert res.exit_code == 0, res.output

@@ -139,13 +139,14 @@ def start(
     _launch(find_run_dir(None, str(run.path)), foreground)
 
 
-def _launch(run: Any, foreground: bool, **budget: Any) -> None:
-    """Start the daemon of ``run``; ``budget`` (resume --budget-*) is written by the daemon
-    once its start-up checks passed, so a refused start writes nothing."""
+def _launch(run: Any, foreground: bool, **daemon_opts: Any) -> None:
+    """Start the daemon of ``run``. ``daemon_opts`` (resume: ``budget_minutes``,
+    ``budget_trials``, ``fresh_controller``) are written by the daemon once its start-up
+    checks passed, so a refused start writes nothing."""
     from adsearch.daemon.launch import runs_root, spawn_detached
 
     if not foreground:
-        pid = spawn_detached(run, **budget)
+        pid = spawn_detached(run, **daemon_opts)
         name = run.identity()["name"]
         # name the run directory in the hints unless the default lookup finds it
         where = "" if Path(run.path).resolve() == (runs_root() / name).resolve() else f" --run-dir {run.path}"
@@ -154,7 +155,7 @@ def _launch(run: Any, foreground: bool, **budget: Any) -> None:
         return
     from adsearch.daemon.live import run_foreground
 
-    run_foreground(run, console, **budget)
+    run_foreground(run, console, **daemon_opts)
 
 
 def resume(
@@ -163,6 +164,7 @@ def resume(
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display."),
     budget_minutes: float = typer.Option(None, "--budget-minutes", help="New total budget in minutes of daemon run time (more than already used)."),
     budget_trials: int = typer.Option(None, "--budget-trials", help="New total budget in trials (more than already drawn)."),
+    fresh_controller: bool = typer.Option(False, "--fresh-controller", help="Start a new controller and feed it every stored result again (when no controller checkpoint is readable); the old checkpoint files are moved aside."),
 ) -> None:
     """Continue a stopped or crashed search from its store and controller checkpoint;
     --budget-minutes/--budget-trials set a new total budget (a finished search then continues)."""
@@ -173,7 +175,8 @@ def resume(
     store.close()
     if budget_minutes is not None or budget_trials is not None:
         message = set_budget(run, minutes=budget_minutes, trials=budget_trials, check_only=True)
-        _launch(run, foreground, budget_minutes=budget_minutes, budget_trials=budget_trials)
+        _launch(run, foreground, budget_minutes=budget_minutes, budget_trials=budget_trials,
+                fresh_controller=fresh_controller)
         if not foreground:
             console.print(message)
         return
@@ -181,7 +184,7 @@ def resume(
         raise ConfigError(f"search {search.name!r} is finished (its budget is spent); give it "
                           f"more with `adsearch resume {search.name} --budget-minutes M` or "
                           "`--budget-trials N`, or start a new search with `adsearch start`")
-    _launch(run, foreground)
+    _launch(run, foreground, fresh_controller=fresh_controller)
 
 
 def stop(

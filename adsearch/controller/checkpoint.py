@@ -296,5 +296,6 @@ class CheckpointManager:
         raise CheckpointError(
             f"no readable controller checkpoint in {self.directory} ({len(cps)} tried):\n"
             + "\n".join(notes)
-            + "\ndelete the corrupt files and start a fresh controller"
+            + "\nrestore a readable checkpoint, or continue with a new controller that is fed "
+            "every stored result: `adsearch resume NAME --fresh-controller`"
         )

@@ -174,16 +174,18 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) 
 
 
 def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float | None = None,
-                   budget_trials: int | None = None) -> int:
+                   budget_trials: int | None = None, fresh_controller: bool = False) -> int:
     """Start ``python -m adsearch.daemon RUN_DIR`` in its own session, wait until it is
     ready, and return its pid. A failed start raises with the daemon's own message.
-    ``budget_*``: a new total budget the daemon writes once its start-up checks passed."""
+    ``budget_*``: a new total budget the daemon writes once its start-up checks passed;
+    ``fresh_controller``: see :class:`~adsearch.daemon.loop.Daemon`."""
     r, w = os.pipe()
     run.path.mkdir(parents=True, exist_ok=True)
     with open(run.log_file, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "adsearch.daemon", str(run.path), "--ready-fd", str(w),
-             *budget_args(budget_minutes, budget_trials)],
+             *budget_args(budget_minutes, budget_trials),
+             *(["--fresh-controller"] if fresh_controller else [])],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, pass_fds=(w,), close_fds=True,
         )

@@ -12,9 +12,10 @@ from adsearch.daemon.report import build_status, render_status
 from adsearch.daemon.rundir import RunDir
 
 
-def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **budget: Any) -> Any:
+def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **daemon_opts: Any) -> Any:
     """Run the search of ``run`` here until it finishes or is stopped; returns the daemon.
-    ``budget``: ``budget_minutes``/``budget_trials`` for :func:`~adsearch.daemon.runner.run_daemon`."""
+    ``daemon_opts``: ``budget_minutes``, ``budget_trials``, ``fresh_controller`` for
+    :func:`~adsearch.daemon.runner.run_daemon` (``resume``)."""
     from rich.live import Live
 
     from adsearch.daemon.runner import run_daemon
@@ -37,7 +38,7 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **budget: An
                 search = daemon.store.get_search(daemon.name)
                 live.update(render_status(build_status(run, daemon.store, search)))
 
-            daemon = run_daemon(str(run.path), on_tick=on_tick, **budget)
+            daemon = run_daemon(str(run.path), on_tick=on_tick, **daemon_opts)
             live.update(_final(run))  # after shutdown: the stored state, no live slots
     finally:
         logger.removeHandler(handler)

@@ -55,13 +55,18 @@ class Daemon(WorkerMixin):
         max_loops: stop (warm) after this many passes; for tests ("burst mode").
         budget_minutes, budget_trials: a new total budget (``resume --budget-*``), checked
             and written by :meth:`initialize` after every other start-up check.
+        fresh_controller: ignore the controller checkpoints and start a new controller that
+            is fed every stored result again (``resume --fresh-controller``: the way out
+            when no checkpoint is readable).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], *, max_loops: int | None = None,
-                 budget_minutes: float | None = None, budget_trials: int | None = None) -> None:
+                 budget_minutes: float | None = None, budget_trials: int | None = None,
+                 fresh_controller: bool = False) -> None:
         self.run = RunDir(run_dir)
         self.max_loops = max_loops
         self.new_budget = (budget_minutes, budget_trials)  # resume --budget-*: written at start
+        self.fresh_controller = fresh_controller  # resume --fresh-controller
         self.stop_level = 0
         self.stop_reason = ""
         self.finished = False
@@ -139,6 +144,8 @@ class Daemon(WorkerMixin):
                 change = plan_budget(self.run, self.store, search, minutes=minutes, trials=trials)
                 apply_budget(self.store, search, change)
                 self.cfg = change.config
+            if self.fresh_controller:
+                self._forget_old_controller()
             self.store.set_search_state(self.search_id, "running")
             self.store.log_event(
                 self.search_id, "daemon.start",
@@ -166,12 +173,17 @@ class Daemon(WorkerMixin):
             )
 
     def _restore_controller(self, make_controller: Any) -> Any:
+        if self.fresh_controller:  # written by _forget_old_controller once every check passed
+            return make_controller(self.cfg.controller, self.space, self.cfg.controller_config,
+                                   seed=self.cfg.seed)
         recorded = self.store.consumed_trial_ids(self.search_id)
         if not self.ckpts.checkpoints():
             if recorded:
                 raise CheckpointError(
                     f"the store records controller checkpoints for search {self.name!r} but "
-                    f"{self.ckpts.directory} holds none; restore that directory to resume"
+                    f"{self.ckpts.directory} holds none; restore that directory to resume, or "
+                    f"`adsearch resume {self.name} --fresh-controller` to start a new "
+                    "controller fed with every stored result"
                 )
             return make_controller(self.cfg.controller, self.space, self.cfg.controller_config,
                                    seed=self.cfg.seed)
@@ -194,6 +206,26 @@ class Daemon(WorkerMixin):
             self.store.log_event(self.search_id, "controller.fallback",
                                  "; ".join(notes), {"version": ctrl.version})
         return ctrl
+
+    def _forget_old_controller(self) -> None:
+        """``--fresh-controller``: move the old checkpoint files aside (kept, not read) and, in
+        one transaction, drop the store's checkpoint records and log ``controller.fresh``:
+        the new controller has seen no result, so every stored one is fed to it again."""
+        old = self.ckpts.checkpoints()
+        aside = self.run.checkpoint_dir / f"replaced-{time.strftime('%Y%m%dT%H%M%S')}"
+        if old:
+            aside.mkdir(parents=True, exist_ok=True)
+            for info in old:
+                os.replace(info.path, aside / info.path.name)
+        self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)]
+        self.consumed = set()
+        moved = f"; {len(old)} old checkpoint file(s) moved to {aside}" if old else ""
+        self.store.forget_checkpoints(self.search_id, (
+            "controller.fresh",
+            f"fresh {self.cfg.controller} controller (resume --fresh-controller): "
+            f"{len(self.unconsumed)} stored result(s) to feed it{moved}",
+            {"refeed": len(self.unconsumed), "moved": [i.path.name for i in old],
+             "moved_to": str(aside) if old else None}))
 
     # ------------------------------------------------------------------ the loop
     def loop(self, now: float) -> bool:

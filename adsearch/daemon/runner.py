@@ -86,6 +86,7 @@ def run_daemon(
     max_loops: int | None = None,
     budget_minutes: float | None = None,
     budget_trials: int | None = None,
+    fresh_controller: bool = False,
 ) -> Daemon:
     """Run the daemon of ``run_dir`` to the end. Returns the daemon (for its final state).
 
@@ -96,9 +97,10 @@ def run_daemon(
         max_loops: burst mode for tests: warm stop after this many passes.
         budget_minutes, budget_trials: a new total budget (``resume --budget-*``), written
             by :meth:`Daemon.initialize` only once every start-up check has passed.
+        fresh_controller: start a new controller fed with every stored result.
     """
     daemon = Daemon(run_dir, max_loops=max_loops, budget_minutes=budget_minutes,
-                    budget_trials=budget_trials)
+                    budget_trials=budget_trials, fresh_controller=fresh_controller)
     wake, restore = install_signal_handlers(daemon)
     try:
         try:
@@ -145,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("--budget-minutes", type=float, default=None)
     parser.add_argument("--budget-trials", type=int, default=None)
+    parser.add_argument("--fresh-controller", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         daemon = run_daemon(args.run_dir, ready_fd=args.ready_fd,
-                            budget_minutes=args.budget_minutes, budget_trials=args.budget_trials)
+                            budget_minutes=args.budget_minutes, budget_trials=args.budget_trials,
+                            fresh_controller=args.fresh_controller)
     except AdsearchError as exc:
         log.error("%s", exc)
         return 1

@@ -223,6 +223,23 @@ class Store(TrialMethods):
             ).all()
             return convert.checkpoint_record(row, list(ids))
 
+    def forget_checkpoints(self, search_id: int, event: tuple[str, str, dict[str, Any]]) -> int:
+        """Drop every checkpoint record of a search and log ``event`` (kind, message, data),
+        in one transaction: ``resume --fresh-controller`` starts a controller that has seen
+        no result, so no stored result counts as consumed any more. Returns how many
+        checkpoint records were dropped. The event log keeps the old updates."""
+        with self._session() as s:
+            self._search_row(s, search_id)
+            ids = list(s.scalars(select(CheckpointModel.id)
+                                 .where(CheckpointModel.search_id == search_id)))
+            if ids:
+                s.execute(delete(CheckpointTrialModel)
+                          .where(CheckpointTrialModel.checkpoint_id.in_(ids)))
+                s.execute(delete(CheckpointModel).where(CheckpointModel.id.in_(ids)))
+            s.add(EventModel(search_id=search_id, at=utcnow(), kind=event[0],
+                             message=event[1], data=dict(event[2])))
+            return len(ids)
+
     def consumed_trial_ids(self, search_id: int) -> set[int]:
         """Return the ids of every trial that any checkpoint of the search consumed."""
         stmt = (
