@@ -283,3 +283,30 @@ def test_verify_a_script_search(tmp_path: Path) -> None:
         __import__("random").Random(f"t{s}").gauss(0.0, 0.02) for s in (0, 1)) / 2)
     assert rows["dropout p=0.1"]["vs_none"]["mean"] == pytest.approx(0.1)  # paired: noise cancels
     assert rows["dropout p=0.1"]["vs_none"]["std"] == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------- plug-in task
+
+
+def test_verify_a_plugin_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plug-in task (``module:Class``) is verified through get_task like a built-in; its
+    lower-is-better ``test_err`` is compared, and its tuned baseline is its own optimum."""
+    fixtures = Path(__file__).parent / "fixtures"
+    monkeypatch.syspath_prepend(str(fixtures))
+    path = os.pathsep.join([str(Path(__file__).parents[1]), str(fixtures)])
+    monkeypatch.setenv("PYTHONPATH", path)  # the children of this process's daemon import it
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="p", task="verify_plugin:TinyTask", controller="random",
+                       batch_size=2, workers=2, budget_trials=3)
+    assert run_daemon(str(create_search(cfg, RunDir(root / "p")).path)).finished
+    env = cli_env(root, PYTHONPATH=path)
+    proc = subprocess.run([sys.executable, "-m", "adsearch", "verify", "p", "--top-k", "1",
+                           "--seeds", "2", "--baselines", "spatial"], cwd=root.parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads((root / "p-verify" / "verify.json").read_text())
+    assert doc["metric"] == "test_err" and doc["lower_is_better"] is True
+    rows = {r["label"]: r for r in doc["regularizers"]}
+    assert list(rows) == ["none", "pattern 1", "spatial p=0.2"]
+    assert rows["spatial p=0.2"]["vs_none"]["mean"] == pytest.approx(-0.1)  # 0.2 vs 0.3 error
+    assert "lower is better" in proc.stdout
