@@ -134,18 +134,32 @@ def start(
         executor=executor, ray_address=ray_address, ray_gpus=ray_gpus,
     )
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
-    create_search(cfg, run, store)
+    steps = _Steps()
+    create_search(cfg, run, store, progress=steps)
     console.print(f"created search [bold]{name}[/] in {run.path}")
-    _launch(find_run_dir(None, str(run.path)), foreground)
+    _launch(find_run_dir(None, str(run.path)), foreground, steps)
 
 
-def _launch(run: Any, foreground: bool, **daemon_opts: Any) -> None:
+class _Steps:
+    """Prints one line per step of `start`/`resume` as it begins, with the seconds since
+    the command began, so a slow start says what it is doing."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        console.print(f"{time.perf_counter() - self.t0:5.1f}s {msg} ...", highlight=False,
+                      soft_wrap=True)
+
+
+def _launch(run: Any, foreground: bool, steps: _Steps | None = None, **daemon_opts: Any) -> None:
     """Start the daemon of ``run``. ``daemon_opts`` (resume: ``budget_minutes``,
     ``budget_trials``, ``fresh_controller``) are written by the daemon once its start-up
     checks passed, so a refused start writes nothing."""
     from adsearch.daemon.launch import runs_root, spawn_detached
 
     if not foreground:
+        (steps or _Steps())("starting the daemon and waiting until it is ready")
         pid = spawn_detached(run, **daemon_opts)
         name = run.identity()["name"]
         # name the run directory in the hints unless the default lookup finds it

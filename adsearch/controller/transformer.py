@@ -68,12 +68,20 @@ class TransformerController:
         self.config = config
         init_gen = torch.Generator().manual_seed(self.seed + 0x5EED)
         self.policy = PatternPolicy(self.space, config, init_gen)
-        self.optimizer = torch.optim.Adam(
-            self.policy.parameters(),
-            lr=config.lr,
-            betas=(config.adam_beta1, config.adam_beta2),
-            foreach=True,
-        )
+        self._optimizer: torch.optim.Adam | None = None
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        """The policy's Adam, made on first use: building a torch optimizer imports
+        torch._dynamo (seconds), which a daemon need not pay before it reports ready."""
+        if self._optimizer is None:
+            self._optimizer = torch.optim.Adam(
+                self.policy.parameters(),
+                lr=self.config.lr,
+                betas=(self.config.adam_beta1, self.config.adam_beta2),
+                foreach=True,
+            )
+        return self._optimizer
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int) -> list[Sample]:

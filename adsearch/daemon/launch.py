@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig, check_name
@@ -141,12 +142,17 @@ def check_slots(cfg: SearchConfig) -> None:
         )
 
 
-def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) -> RunDir:
-    """Validate everything, then create the search in the store and claim ``run``."""
+def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None,
+                  progress: Callable[[str], None] | None = None) -> RunDir:
+    """Validate everything, then create the search in the store and claim ``run``.
+    ``progress`` is told each step as it starts (``start`` prints them)."""
     from adsearch.controller import KINDS
     from adsearch.store import Store
 
-    cfg = check_task(cfg.validate())
+    say = progress or (lambda _msg: None)
+    cfg = cfg.validate()
+    say(f"checking task {cfg.task}: its config, space and data (loads torch and the task)")
+    cfg = check_task(cfg)
     if cfg.controller not in KINDS:
         raise ConfigError(f"--controller: unknown kind {cfg.controller!r}; use {', '.join(KINDS)}")
     check_slots(cfg)
@@ -157,6 +163,7 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) 
             f"`adsearch resume {cfg.name}` or pick another --name"
         )
     url = store_url or run.default_store_url
+    say("writing the search to the store")
     with Store(url) as store:
         names = [s.name for s in store.list_searches()]
         if cfg.name in names:
@@ -173,15 +180,41 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None) 
     return run
 
 
+def _log_tail(path: Path, start: int, lines: int = 12) -> str:
+    """The last ``lines`` lines written to ``path`` after byte offset ``start``."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    tail = [ln for ln in text.splitlines() if ln.strip()][-lines:]
+    return "\n".join("  " + ln for ln in tail)
+
+
+def _death(proc: subprocess.Popen[bytes], run: RunDir, log_start: int) -> str:
+    """Why a daemon that never reported ready is gone: how it ended, and its log's tail."""
+    code = proc.returncode
+    how = (f"was killed by signal {-code} ({signal.Signals(-code).name})" if code is not None
+           and code < 0 else f"exited with status {code}")
+    tail = _log_tail(run.log_file, log_start)
+    return (f"the daemon (pid {proc.pid}) {how} during start-up, before it was ready; "
+            f"its log {run.log_file} ends:\n{tail}" if tail else
+            f"the daemon (pid {proc.pid}) {how} during start-up, before it was ready, and wrote "
+            f"nothing to its log {run.log_file}")
+
+
 def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float | None = None,
                    budget_trials: int | None = None, fresh_controller: bool = False) -> int:
     """Start ``python -m adsearch.daemon RUN_DIR`` in its own session, wait until it is
-    ready, and return its pid. A failed start raises with the daemon's own message.
-    ``budget_*``: a new total budget the daemon writes once its start-up checks passed;
-    ``fresh_controller``: see :class:`~adsearch.daemon.loop.Daemon`."""
+    ready, and return its pid. A failed start raises with the daemon's own message; a
+    daemon that dies before it is ready (killed, crashed) raises saying so, with the tail of
+    what it wrote to its log. ``budget_*``: a new total budget the daemon writes once its
+    start-up checks passed; ``fresh_controller``: see :class:`~adsearch.daemon.loop.Daemon`."""
     r, w = os.pipe()
     run.path.mkdir(parents=True, exist_ok=True)
     with open(run.log_file, "ab") as log:
+        log_start = log.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "adsearch.daemon", str(run.path), "--ready-fd", str(w),
              *budget_args(budget_minutes, budget_trials),
@@ -191,6 +224,7 @@ def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float
         )
     os.close(w)
     buf = b""
+    eof = False
     deadline = time.time() + timeout
     try:
         while b"\n" not in buf and time.time() < deadline:
@@ -198,6 +232,7 @@ def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float
             if ready:
                 chunk = os.read(r, 4096)
                 if not chunk:
+                    eof = True  # the daemon closed its end: it exited (or is exiting)
                     break
                 buf += chunk
     finally:
@@ -209,11 +244,18 @@ def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float
     if line.startswith("error "):
         proc.wait(timeout=30)
         raise DaemonError(line[len("error "):])
+    if eof:  # the pipe closes a moment before the process can be reaped: wait for it
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
     if proc.poll() is None:
+        if eof:
+            raise DaemonError(f"the daemon (pid {proc.pid}) closed its start-up pipe without "
+                              f"reporting ready and still runs; see {run.log_file}")
         raise DaemonError(f"the daemon (pid {proc.pid}) did not report ready within "
                           f"{timeout:.0f} s; see {run.log_file}")
-    raise DaemonError(f"the daemon exited with status {proc.returncode} before it was ready; "
-                      f"see {run.log_file}")
+    raise DaemonError(_death(proc, run, log_start))
 
 
 def budget_args(minutes: float | None, trials: int | None) -> list[str]:
