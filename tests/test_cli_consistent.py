@@ -152,3 +152,16 @@ def test_delete_is_refused_while_the_daemon_runs(tmp_path: Path) -> None:
     wait_for(lambda: RunDir(root / "live").daemon_pid() is None, 60, "the daemon to exit")
     ok(cli(root, "delete", "live", "--yes"))
     assert not (root / "live").exists()
+
+
+def test_docs_name_no_absolute_paths_of_this_machine() -> None:
+    """Docs give paths relative to the repository (../shared/data, docs/x.md), not this
+    machine's absolute ones."""
+    from test_daemon_support import REPO
+
+    found = []
+    for doc in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+            if any(p in line for p in ("/work/", "/home/", "/root/", "/tmp/pytest")):
+                found.append(f"{doc.name}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)

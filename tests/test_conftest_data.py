@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 USES_DATA = "def test_uses_data(shared_data):\n    assert shared_data.is_dir()\n"

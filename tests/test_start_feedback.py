@@ -17,7 +17,6 @@ from test_daemon_support import cli_env
 from typer.testing import CliRunner
 
 from adsearch.cli.main import app
-
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
 from adsearch.daemon.rundir import RunDir

@@ -337,6 +337,9 @@ def list_searches(
                           highlight=False)
 
 
+SHOW_ARGS = typer.Argument(..., metavar="[NAME] TRIAL", help="Search name (default: the only one) and trial id.")
+
+
 def _name_and_trial(args: list[str], search: str | None) -> tuple[str | None, int]:
     """``show [NAME] TRIAL``: the optional search name first, as in every other command."""
     if not 1 <= len(args) <= 2:
@@ -353,7 +356,7 @@ def _name_and_trial(args: list[str], search: str | None) -> tuple[str | None, in
 
 
 def show(
-    args: list[str] = typer.Argument(..., metavar="[NAME] TRIAL", help="Search name (default: the only one) and trial id."),
+    args: list[str] = SHOW_ARGS,
     search_opt: str = typer.Option(None, "--search", "-s", hidden=True, help="Old spelling of NAME."),
     run_dir: str = RUN_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print JSON (shape: docs/cli.md)."),

@@ -141,12 +141,19 @@ class Store(TrialMethods):
         with self._session() as s:
             self._search_row(s, search_id)
             ckpts = select(CheckpointModel.id).where(CheckpointModel.search_id == search_id)
-            out = {"checkpoint_trials": s.execute(delete(CheckpointTrialModel).where(
-                CheckpointTrialModel.checkpoint_id.in_(ckpts))).rowcount}
-            for model in (QueueEntryModel, EventModel, ResultModel, CheckpointModel, TrialModel,
-                          SearchModel):
-                col = SearchModel.id if model is SearchModel else model.search_id
-                out[model.__tablename__] = s.execute(delete(model).where(col == search_id)).rowcount
+            statements: list[tuple[str, Any]] = [
+                ("checkpoint_trials", delete(CheckpointTrialModel).where(
+                    CheckpointTrialModel.checkpoint_id.in_(ckpts))),
+                ("queue_entries", delete(QueueEntryModel).where(QueueEntryModel.search_id == search_id)),
+                ("events", delete(EventModel).where(EventModel.search_id == search_id)),
+                ("results", delete(ResultModel).where(ResultModel.search_id == search_id)),
+                ("checkpoints", delete(CheckpointModel).where(CheckpointModel.search_id == search_id)),
+                ("trials", delete(TrialModel).where(TrialModel.search_id == search_id)),
+                ("searches", delete(SearchModel).where(SearchModel.id == search_id)),
+            ]
+            out: dict[str, int] = {}
+            for table, stmt in statements:
+                out[table] = int(getattr(s.execute(stmt), "rowcount", 0))
             return out
 
     def set_search_config(self, search_id: int, config: dict[str, Any]) -> SearchRecord:
