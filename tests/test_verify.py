@@ -146,6 +146,25 @@ def test_verify_again_runs_nothing(verified: tuple[Path, dict[str, Any], str]) -
     assert res.returncode == 1 and "exists with other settings (top_k=2)" in res.stderr
 
 
+def test_tune_only_records_the_best_settings(verified: tuple[Path, dict[str, Any], str]) -> None:
+    root = verified[0]
+    proc = run_cli(root, "verify", "syn", "--tune-only", "--baselines", "dropblock,dropout",
+                   "--verify-name", "syn-tune")
+    doc = json.loads((root / "syn-tune" / "baselines.json").read_text())
+    assert {k: v["label"] for k, v in doc["tuning"].items()} == {
+        "dropblock": "dropblock p=0.1 b=5", "dropout": "dropout p=0.1"}
+    assert "tuned baselines (selected on validation reward)" in proc.stdout
+    from test_daemon_support import open_store
+
+    store, search = open_store(root / "syn-tune")
+    try:  # only the 12 + 4 tuning runs: no retraining, and the choice is in the store
+        assert sum(store.counts(search.id).values()) == 16
+        assert set(search.config["verify"]["tuned"]) == {"dropblock", "dropout"}
+        assert store.url.endswith(str(root / "syn" / "adsearch.db"))
+    finally:
+        store.close()
+
+
 def test_verify_resumes_after_kill(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     cfg = SearchConfig(name="slow", task="synthetic", controller="random", batch_size=2,
@@ -206,6 +225,7 @@ def bad_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["nope"], "no search 'nope'"),
     (["conv", "--top-k", "0"], "--top-k: invalid value 0"),
     (["conv", "--seeds", "1"], "needs at least 2 seeds"),
+    (["conv", "--tune-seeds", "0"], "--tune-seeds: invalid value 0"),
 ])
 def test_bad_input_writes_nothing(bad_root: Path, args: list[str], needle: str) -> None:
     def files() -> list[Path]:  # SQLite's -wal/-shm files come and go with any reader
@@ -301,7 +321,8 @@ def test_verify_a_plugin_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert run_daemon(str(create_search(cfg, RunDir(root / "p")).path)).finished
     env = cli_env(root, PYTHONPATH=path)
     proc = subprocess.run([sys.executable, "-m", "adsearch", "verify", "p", "--top-k", "1",
-                           "--seeds", "2", "--baselines", "spatial"], cwd=root.parent, env=env,
+                           "--seeds", "2", "--baselines", "spatial", "--tune-seeds", "2"],
+                          cwd=root.parent, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((root / "p-verify" / "verify.json").read_text())
@@ -310,3 +331,5 @@ def test_verify_a_plugin_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert list(rows) == ["none", "pattern 1", "spatial p=0.2"]
     assert rows["spatial p=0.2"]["vs_none"]["mean"] == pytest.approx(-0.1)  # 0.2 vs 0.3 error
     assert "lower is better" in proc.stdout
+    assert doc["tune_seeds"] == [10000, 10001]
+    assert all(len(g["val"]) == 2 for g in doc["tuning"]["spatial"]["grid"])

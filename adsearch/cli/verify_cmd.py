@@ -70,6 +70,7 @@ def register(app: typer.Typer) -> None:
         run_dir: str | None = typer.Option(None, "--run-dir", help="its run directory (default: runs/NAME)"),  # noqa: B008
         top_k: int = typer.Option(3, "--top-k", help="retrain the K best distinct patterns"),  # noqa: B008
         seeds: int = typer.Option(3, "--seeds", help="paired seeds 0..N-1 (N >= 2)"),  # noqa: B008
+        tune_seeds: int = typer.Option(1, "--tune-seeds", help="tuning runs per grid setting (their mean validation reward picks the setting)"),  # noqa: B008
         baselines: str | None = typer.Option(None, "--baselines", help="comma list to tune (default: all that fit the space: dropout,spatial,dropblock or dropout,variational)"),  # noqa: B008
         tune_only: bool = typer.Option(False, "--tune-only", help="only run the baseline grids and record each one's best setting"),  # noqa: B008
         test_data: str | None = typer.Option(None, "--test-data", help="test split replacing the task's (image tree, token file, translation prefix)"),  # noqa: B008
@@ -93,7 +94,8 @@ def register(app: typer.Typer) -> None:
         )
 
         kinds = tuple(s.strip() for s in baselines.split(",") if s.strip()) if baselines is not None else None
-        req = VerifyRequest(name=name, run_dir=run_dir, top_k=top_k, seeds=seeds, baselines=kinds,
+        req = VerifyRequest(name=name, run_dir=run_dir, top_k=top_k, seeds=seeds,
+                            tune_seeds=tune_seeds, baselines=kinds,
                             test_data=test_data, epochs=epochs, steps=steps, workers=workers,
                             tune_only=tune_only, verify_name=verify_name)
         vr = prepare(req)

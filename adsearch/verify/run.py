@@ -20,7 +20,7 @@ from adsearch.errors import ConfigError, DaemonError, DataError
 from adsearch.verify import plan as P
 
 #: Options of an earlier verify that must match for ``adsearch verify`` to continue it.
-PLAN_KEYS = ("of", "top_k", "seeds", "baselines", "test_data", "epochs", "steps")
+PLAN_KEYS = ("of", "top_k", "seeds", "tune_seeds", "baselines", "test_data", "epochs", "steps")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class VerifyRequest:
     run_dir: str | None = None
     top_k: int = 3
     seeds: int = 3
+    tune_seeds: int = 1  # tuning runs per grid setting (seeds TUNE_SEED, TUNE_SEED + 1, ...)
     baselines: tuple[str, ...] | None = None  # None: every baseline valid for the space
     test_data: str | None = None
     epochs: float | None = None
@@ -105,6 +106,8 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     from adsearch.patterns import SearchSpace
 
     P.check_counts(req.top_k, req.seeds)
+    if isinstance(req.tune_seeds, bool) or not isinstance(req.tune_seeds, int) or req.tune_seeds < 1:
+        raise ConfigError(f"--tune-seeds: invalid value {req.tune_seeds!r}; use an integer >= 1")
     run = find_run_dir(req.name, req.run_dir)
     store, search = load_search(run)
     try:
@@ -125,6 +128,7 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     vname = req.verify_name or f"{search.name}-verify"
     vrun = RunDir(run.path.parent / vname)
     wanted = {"of": search.name, "top_k": req.top_k, "seeds": list(range(req.seeds)),
+              "tune_seeds": [P.TUNE_SEED + i for i in range(req.tune_seeds)],
               "baselines": list(kinds), "test_data": req.test_data, "epochs": req.epochs,
               "steps": req.steps}
     if vrun.identity() is not None:
@@ -133,7 +137,7 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     problem = test_split_problem(src.task, task_config)
     if problem:
         raise ConfigError(f"verify needs a test split: {problem}")
-    the_plan = {**wanted, "tune_seeds": [P.TUNE_SEED], "patterns": top, "tuned": None,
+    the_plan = {**wanted, "patterns": top, "tuned": None,
                 "source_space": src.space}
     n_tune = sum(len(P.grid(k)) for k in kinds) * len(the_plan["tune_seeds"])
     vcfg = SearchConfig(
