@@ -88,6 +88,7 @@ def test_show_name_trial_json_and_readable_view(runs: Path) -> None:
     assert not text.lstrip().startswith("{")  # not raw JSON
     assert f"trial {tid} of one  [done]" in text and "reward " in text
     assert "site 0: size=" in text and "site 2:" in text and "█" in text  # the pattern drawn
+    assert text.count("(drops ") == 3  # each site with its drop fraction (at its map size)
     assert "curve (4 points)" in text and "val_metric" in text  # the synthetic task's curve
     assert "logs: " in text and "attempt-1.log" in text
     assert "several searches" in cli(runs, "show", str(tid)).output

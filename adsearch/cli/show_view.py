@@ -15,6 +15,7 @@ from rich.text import Text
 
 from adsearch.daemon.report import sparkline
 from adsearch.errors import AdsearchError
+from adsearch.patterns import SITE_MAP_SIDES
 
 #: Lines of the newest attempt's log printed under the view.
 LOG_TAIL = 10
@@ -31,13 +32,20 @@ def tile_art(p: dict[str, Any]) -> list[str]:
 
 
 def _site_text(i: int, p: dict[str, Any], space: Any) -> str:
+    """The site's fields and its expected drop fraction; a finite-repeat conv pattern's
+    depends on the map, taken at the site's real size in the space's built-in network."""
+    fields = ", ".join(f"{k}={v}" for k, v in p.items())
+    sides = SITE_MAP_SIDES.get(f"{space.kind}-{space.num_sites}")
     try:
         pat = space.pattern_cls.from_dict(p)
-        frac = pat.drop_fraction() if "repeat" not in p or p.get("repeat") is None else None
+        if space.kind == "seq" or p.get("repeat") is None:
+            drop = f"drops {pat.drop_fraction():.1%} of units"
+        elif sides is not None and i < len(sides):
+            drop = f"drops {pat.drop_fraction(sides[i], sides[i]):.1%} of a {sides[i]}x{sides[i]} map"
+        else:
+            drop = "finite repeat: its share depends on the map; see `pattern show`"
     except AdsearchError:  # a stored pattern this adsearch cannot read: show it as stored
-        frac = None
-    fields = ", ".join(f"{k}={v}" for k, v in p.items())
-    drop = f"drops {frac:.1%} of units" if frac is not None else "finite repeat: see `pattern show`"
+        drop = "not readable by this adsearch"
     return f"site {i}: {fields}  ({drop})"
 
 
