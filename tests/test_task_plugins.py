@@ -121,7 +121,7 @@ def _queue_plugin_trials(url: str, tmp_path: Path, n: int) -> None:
     """A running plug-in search in PostgreSQL with ``n`` queued trials (no daemon)."""
     cfg = SearchConfig(name="pw", task=TASK, task_config=json.loads(SMALL), workers=1)
     create_search(cfg, RunDir(tmp_path / "run"), store_url=url)
-    space = get_task(TASK).space(None)
+    space = get_task(TASK).space(get_task(TASK).get_default_config())
     rng = random.Random(0)
     with Store(url) as st:
         sid = st.get_search("pw").id
@@ -281,7 +281,7 @@ BAD_MODULES = {
     (["--task", "badimport:Task"], ["importing module 'badimport' failed",
                                     "No module named 'not_installed_xyz'", "badimport.py:1"]),
     (["--task", "mytask:Nope"], ["has no 'Nope'", "classes it defines:", "MyTask"]),
-    (["--task", "mytask:SPACE"], ["not a class"]),
+    (["--task", "mytask:EXAMPLE_INPUT"], ["not a class"]),
     (["--task", "norun:NoRun"], ["class NoRun is missing run_child", "docs/tasks.md"]),
     (["--task", TASK, "--task-config", '{"colour": 1}'], ["mytask config: unknown key(s) colour"]),
     (["--task", "rawcfg:RawCfg", "--task-config", '{"colour": 1}'],

@@ -8,8 +8,9 @@ host that runs children, here through PYTHONPATH)::
 
 The class implements the ``adsearch.tasks.Task`` protocol (docs/tasks.md): a config with
 ``to_dict()``, ``config_from_dict``, ``space`` and ``run_child``. The network has two stages
-(32x32 and 16x16 feature maps), each a dropout site, so the search space is ``conv-2``: one
-ConvNet pattern per stage, applied after both batch norms of the stage.
+(32x32 and 16x16 feature maps); ``adsearch.sites`` finds one dropout site per stage, so the
+search space is ``conv-2``: one ConvNet pattern per stage, attached after both batch norms
+of the stage.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from adsearch.errors import ConfigError
-from adsearch.models import regularizer_for_sites
-from adsearch.ops import make_dropout, set_progress
+from adsearch.ops import set_progress
 from adsearch.patterns import SearchSpace
+from adsearch.sites import attach, find_sites, space_for
 from adsearch.tasks import Budget, ChildResult
 from adsearch.tasks.image_data import CIFAR_MEAN, CIFAR_STD, augment, load_train_pool, normalize
-
-SPACE = SearchSpace.from_name("conv-2")  # one pattern per stage
 
 
 @dataclass(frozen=True)
@@ -47,24 +46,27 @@ class MyConfig:
 
 
 class SmallConvNet(nn.Module):
-    """``(N, 3, 32, 32)`` images -> ``(N, classes)`` logits. Stage ``s`` is dropout site
-    ``s``: conv-BN-drop-ReLU twice; stage 2 starts with a stride-2 conv (16x16 maps)."""
+    """``(N, 3, 32, 32)`` images -> ``(N, classes)`` logits: two stages of conv-BN-ReLU twice;
+    stage 2 starts with a stride-2 conv (16x16 maps). A plain network: the dropout ops are
+    attached afterwards by :func:`adsearch.sites.attach`, which finds one site per stage."""
 
-    def __init__(self, width: int, classes: int, regularizer: Any) -> None:
+    def __init__(self, width: int, classes: int) -> None:
         super().__init__()
-        specs = regularizer_for_sites(regularizer, SPACE)  # one spec per site
         layers: list[nn.Module] = []
         c_in = 3
-        for site, (c, stride) in enumerate([(width, 1), (2 * width, 2)]):
+        for c, stride in [(width, 1), (2 * width, 2)]:
             for k in range(2):
                 layers += [nn.Conv2d(c_in, c, 3, stride if k == 0 else 1, 1, bias=False),
-                           nn.BatchNorm2d(c), make_dropout(specs[site]), nn.ReLU(inplace=True)]
+                           nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
                 c_in = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).mean((2, 3)))
+
+
+EXAMPLE_INPUT = torch.zeros(1, 3, 32, 32)  # the dry run that groups batch norms into stages
 
 
 class MyTask:
@@ -85,7 +87,8 @@ class MyTask:
         return MyConfig(**data)
 
     def space(self, config: MyConfig) -> SearchSpace:
-        return SPACE
+        """conv-2: the sites adsearch.sites finds in the network (one per stage)."""
+        return space_for(find_sites(SmallConvNet(config.width, 10), EXAMPLE_INPUT))
 
     def run_child(self, task_config: MyConfig, regularizer: Any, budget: Budget, device: str,
                   seed: int) -> ChildResult:
@@ -97,7 +100,9 @@ class MyTask:
         dev = torch.device(device)
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = SmallConvNet(c.width, len(train.classes), regularizer).to(dev)
+        model = SmallConvNet(c.width, len(train.classes))
+        attach(model, regularizer, EXAMPLE_INPUT)  # a pattern list, PatternSet or baseline dict
+        model = model.to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=c.lr, momentum=0.9, nesterov=True,
                               weight_decay=5e-4)
         per_epoch = max(1, len(train) // c.batch_size)
