@@ -308,3 +308,61 @@ def test_fresh_controller_continues_without_a_readable_checkpoint(tmp_path: Path
     # and the new checkpoints are readable: a plain resume works again
     res = cli(runs, "resume", "t", "--budget-trials", "10", "--foreground")
     assert res.exit_code == 0, res.output
+
+
+# ---------------------------------------------------------------------- read-only media
+@pytest.fixture
+def readonly_mount(tmp_path: Path) -> Any:
+    """``mount(src) -> Path``: a read-only bind mount of ``src`` (unmounted afterwards). Root
+    ignores file modes, so only a read-only file system really refuses writes here."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("mount"):
+        pytest.skip("no mount(8) here: cannot make a read-only file system")
+    mounted: list[Path] = []
+
+    def mount(src: Path) -> Path:
+        dst = tmp_path / f"ro-{len(mounted)}"
+        dst.mkdir()
+        for cmd in (["mount", "--bind", str(src), str(dst)],
+                    ["mount", "-o", "remount,bind,ro", str(dst)]):
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                if cmd[1] != "--bind":
+                    mounted.append(dst)
+                pytest.skip(f"read-only bind mounts are not permitted here ({res.stderr.strip()})")
+            if cmd[1] == "--bind":
+                mounted.append(dst)
+        probe = dst / ".probe"
+        with pytest.raises(OSError):
+            probe.write_text("x")
+        return dst
+
+    yield mount
+    for dst in reversed(mounted):
+        subprocess.run(["umount", str(dst)], check=False)
+
+
+def test_a_finished_search_reads_from_read_only_media(tmp_path: Path,
+                                                      readonly_mount: Any) -> None:
+    import shutil
+
+    runs = tmp_path / "runs"
+    finished_search(runs, "r", trials=3)
+    archive = tmp_path / "archive"
+    shutil.copytree(runs, archive)  # an archive copy: its search.json names the old place
+    shutil.rmtree(runs)
+    for side in (archive / "r").glob("adsearch.db-shm"):
+        side.unlink()  # what a copy without the SQLite side files leaves
+    ro = readonly_mount(archive)
+    before = tree(archive)
+    res = cli(ro, "status", "r", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["state"] == "finished"
+    res = cli(ro, "export", "r", "--best", "-o", str(tmp_path / "best.json"))
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "best.json").is_file()
+    res = runner.invoke(app, ["list"], env={"ADSEARCH_RUNS": str(ro), "COLUMNS": "200"})
+    assert res.exit_code == 0 and "finished" in res.stdout and "unreadable" not in res.stdout
+    assert tree(archive) == before

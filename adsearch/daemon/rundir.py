@@ -158,8 +158,22 @@ class RunDir:
         )
 
     def store_url(self) -> str:
+        """The store of this search. A run directory that was moved or copied (to an archive,
+        to read-only media) keeps its own default store: a stored URL naming
+        ``<old place>/<this dir's name>/adsearch.db`` means this directory's ``adsearch.db``."""
         ident = self.require_identity()
-        return str(ident.get("store") or self.default_store_url)
+        url = str(ident.get("store") or self.default_store_url)
+        if url.startswith("sqlite:") and (self.path / DB_NAME).is_file():
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                stored = Path(make_url(url).database or "")
+            except ArgumentError:  # a bad URL: the store reports it when it opens it
+                return url
+            if stored.name == DB_NAME and stored.parent.name == self.path.name:
+                return self.default_store_url
+        return url
 
     def claim(self, name: str, store_url: str) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

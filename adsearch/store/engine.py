@@ -6,7 +6,9 @@ Everything SQLite-specific in the store lives here, in connection listeners:
 - writable connections put the database in WAL mode (readers never block the writer and the
   writer never blocks readers) with ``synchronous=NORMAL`` (an application crash loses
   nothing; a power cut may roll back the last commits but never corrupts the file);
-- read-only stores open the file with the URI ``mode=ro`` and ``PRAGMA query_only``;
+- read-only stores open the file with the URI ``mode=ro`` and ``PRAGMA query_only``, and
+  read a cleanly closed database on read-only media (no ``-shm`` file, none can be made)
+  with ``immutable=1``;
 - pysqlite's own transaction handling is switched off and the store emits ``BEGIN`` itself:
   write sessions begin with ``BEGIN IMMEDIATE``, which takes the write lock up front, so
   concurrent writers queue on the busy timeout instead of failing with "database is locked"
@@ -172,10 +174,7 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
                     f"no store at {path}: create one with "
                     f"`adsearch db upgrade --store {display_url(url)}` (or start a search)"
                 )
-            uri = Path(path).resolve().as_uri() + "?mode=ro"
-            kwargs["creator"] = lambda: sqlite3.connect(
-                uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False
-            )
+            kwargs["creator"] = _readonly_connect(path)
         else:
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
@@ -183,6 +182,41 @@ def _sqlite_engine(url: URL, *, readonly: bool) -> Engine:
     engine = create_engine(url, **kwargs)
     _install_sqlite_listeners(engine, readonly=readonly, wal=path is not None)
     return engine
+
+
+def _readonly_connect(path: str) -> Any:
+    """A connection factory that reads ``path`` without writing anything.
+
+    ``mode=ro`` first. A database in WAL mode also needs its ``-shm`` file; on read-only
+    media (a read-only mount, an archive copy) where that file is missing SQLite cannot
+    create it and fails with "unable to open database file". Then, if no un-checkpointed
+    ``-wal`` content exists (every commit is in the main file, as after a clean shutdown),
+    the file is opened ``immutable=1``: SQLite reads it as a plain file, with no lock and no
+    shared memory. A non-empty ``-wal`` without ``-shm`` on read-only media cannot be read
+    exactly, and is refused with the way out.
+    """
+    base = Path(path).resolve().as_uri()
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(base + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()  # opens the WAL index now
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "unable to open database file" not in str(exc):
+                raise
+        wal = Path(path + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise sqlite3.OperationalError(
+                f"unable to open database file: {path} is on read-only media with "
+                f"un-checkpointed changes in {wal.name} but no {Path(path).name}-shm; copy "
+                "the directory to writable storage to read it"
+            )
+        return sqlite3.connect(base + "?immutable=1", uri=True, check_same_thread=False)
+
+    return connect
 
 
 def _install_sqlite_listeners(engine: Engine, *, readonly: bool, wal: bool) -> None:
