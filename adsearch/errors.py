@@ -35,6 +35,11 @@ class StoreError(AdsearchError):
     """The trial store failed (database error, unknown search, ...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The database connection was lost (a server restart, a failover): the call may succeed
+    when it is made again (:mod:`adsearch.store.retry` does so)."""
+
+
 class SchemaOutOfDateError(StoreError):
     """The store's schema revision is older than this adsearch needs."""
 

@@ -116,6 +116,18 @@ class _PgServer:
             shutil.rmtree(root, ignore_errors=True)  # type: ignore[arg-type]
             self.url, self._stop = None, []
 
+    def restart(self, *, down_seconds: float = 0.0) -> None:
+        """Stop the server (``-m fast``: connections are terminated), stay down for
+        ``down_seconds``, then start it again on the same port and data."""
+        import time
+
+        bindir, data, root = self._stop
+        run = {"check": True, "capture_output": True, "text": True, "user": self._user(), "timeout": 120}
+        subprocess.run([bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], **run)  # type: ignore[operator, call-overload]  # fmt: skip
+        time.sleep(down_seconds)
+        subprocess.run([bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-o", self._opts,  # type: ignore[operator]
+                        "-w", "-t", "60", "start"], **run)  # type: ignore[call-overload]  # fmt: skip
+
     @staticmethod
     def _user() -> str | None:
         # PostgreSQL refuses to run as root: run the server as the "postgres" user then.
@@ -144,6 +156,7 @@ class _PgServer:
             shutil.rmtree(root, ignore_errors=True)
             pytest.fail(f"pg_ctl start failed: {exc.stderr}\n{log}")
         self._stop = [bindir, data, root]
+        self._opts = opts
         return f"postgresql+psycopg://adsearch@127.0.0.1:{port}/postgres"
 
 

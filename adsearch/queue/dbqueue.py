@@ -31,6 +31,7 @@ from sqlalchemy import delete, exists, func, select, update
 from adsearch.queue.filequeue import Lease, LeaseLost
 from adsearch.store.models import QueueEntryModel as Q
 from adsearch.store.models import SearchModel as S
+from adsearch.store.retry import retrying_methods
 
 _FRONT, _BACK = 0, 1
 #: Search states in which a trial may be claimed. Once a stop is asked for, the daemon writes
@@ -49,6 +50,7 @@ def _lease(row: Any) -> Lease:
                  heartbeat_at=float(row.heartbeat_at or 0.0))
 
 
+@retrying_methods  # a lost connection costs a retry, not a crash (store/retry.py)
 class DbQueue:
     """A FIFO of trial ids with leases, stored as rows of the search's store.
 

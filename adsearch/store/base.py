@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adsearch.errors import AdsearchError, StoreError
+from adsearch.errors import AdsearchError, StoreError, StoreUnavailable
 from adsearch.store.engine import WRITE_OPTION, db_error_text, display_url, make_engine, parse_url
 from adsearch.store.models import SearchModel
 from adsearch.store.schema import ensure_schema
@@ -85,7 +85,12 @@ class StoreCore:
             session.rollback()
             raise
         except SQLAlchemyError as exc:
-            session.rollback()
+            try:
+                session.rollback()
+            except SQLAlchemyError:  # the connection is gone: nothing to roll back
+                pass
+            if _disconnected(exc, self._url.get_backend_name()):
+                raise StoreUnavailable(f"store {db_error_text(exc, self.url)}") from exc
             raise StoreError(f"store {db_error_text(exc, self.url)}") from exc
         finally:
             session.close()
@@ -96,3 +101,22 @@ class StoreCore:
         if row is None:
             raise StoreError(f"no search with id {search_id}")
         return row
+
+
+def _disconnected(exc: SQLAlchemyError, backend: str) -> bool:
+    """Whether ``exc`` means the connection was lost (worth a retry on a new one).
+
+    SQLAlchemy flags errors it recognises as disconnects (``connection_invalidated``); on
+    PostgreSQL every ``OperationalError`` of psycopg is about the connection or the server
+    (refused while it restarts, terminated by an administrator, server closed the
+    connection), so those count too. SQLite's OperationalError (a locked or corrupt file)
+    never does."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if backend != "postgresql":
+        return False
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the postgres extra is installed with PostgreSQL
+        return False
+    return isinstance(getattr(exc, "orig", None), psycopg.OperationalError)

@@ -129,7 +129,10 @@ def make_engine(url: URL, *, readonly: bool) -> Engine:
         return _sqlite_engine(url, readonly=readonly)
     try:
         engine = create_engine(
-            url, pool_pre_ping=True, pool_recycle=1800,
+            # connect_timeout: a server that accepts but never answers (mid-restart, a
+            # firewall) fails the attempt, which store/retry.py then retries, instead of
+            # hanging the daemon
+            url, pool_pre_ping=True, pool_recycle=1800, connect_args={"connect_timeout": 10},
             pool_size=_env_int("ADSEARCH_PG_POOL_SIZE", PG_POOL_SIZE, 1),
             max_overflow=_env_int("ADSEARCH_PG_MAX_OVERFLOW", PG_MAX_OVERFLOW, 0),
         )

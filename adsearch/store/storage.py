@@ -32,9 +32,11 @@ from adsearch.store.records import (
     SearchRecord,
     utcnow,
 )
+from adsearch.store.retry import retrying_methods
 from adsearch.store.trials import TrialMethods, check_state
 
 
+@retrying_methods  # a lost connection costs a retry, not a crash (store/retry.py)
 class Store(TrialMethods):
     """Access to one adsearch database.
 

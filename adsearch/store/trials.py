@@ -22,6 +22,7 @@ from adsearch.store.records import (
     clean_reward,
     utcnow,
 )
+from adsearch.store.retry import retrying_methods
 
 _CHUNK = 500  # ids per IN (...) list: well under every backend's bound-parameter limit
 TRIAL_FIELDS = frozenset({"state", "slot", "attempts", "pid", "error", "started_at", "finished_at"})
@@ -47,6 +48,7 @@ def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
         yield ids[i : i + _CHUNK]
 
 
+@retrying_methods  # a lost connection costs a retry, not a crash (store/retry.py)
 class TrialMethods(StoreCore):
     """Trial half of the store (see :class:`~adsearch.store.Store` for the promises)."""
 

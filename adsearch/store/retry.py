@@ -1,0 +1,90 @@
+"""Riding out a lost database connection (a PostgreSQL restart or failover).
+
+A store method whose connection is lost (the server restarted, a failover, a network blip)
+raises :class:`~adsearch.errors.StoreUnavailable` from :meth:`StoreCore._session`. Every public
+method of :class:`~adsearch.store.Store` and :class:`~adsearch.queue.dbqueue.DbQueue` is
+wrapped by :func:`retrying_methods`: such a call is run again, whole (a new transaction on a
+new connection; the pool's ``pre_ping`` drops dead ones), with exponential backoff from
+0.2 s to 5 s, until it succeeds or ``$ADSEARCH_DB_RETRY_SECONDS`` (default 120 s) have passed;
+then the error propagates. A database restart thus costs a pause, not a crash, and a result
+that a worker finished is stored once the server is back.
+
+Calls nested in a retried call are not retried on their own (the outermost one retries the
+whole), so the budget does not multiply. SQLite never raises StoreUnavailable: a locked
+database waits on its busy timeout instead (:mod:`adsearch.store.engine`).
+
+One caveat, as for any client: when the connection drops *during* a commit, the client cannot
+know whether the server applied it. A retried write then runs again; the store's writes are
+idempotent (state updates, upserts of results, queue rows keyed by trial id) except that a
+retried ``add_trials`` or ``log_event`` could add its rows twice in that narrow window.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from adsearch.errors import StoreError, StoreUnavailable
+
+log = logging.getLogger("adsearch.store")
+
+RETRY_SECONDS = 120.0
+"""Default of ``$ADSEARCH_DB_RETRY_SECONDS``: how long a call waits for the database to come
+back before it gives up."""
+
+_local = threading.local()
+_T = TypeVar("_T")
+
+
+def retry_seconds() -> float:
+    raw = os.environ.get("ADSEARCH_DB_RETRY_SECONDS", "")
+    if not raw:
+        return RETRY_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise StoreError(f"$ADSEARCH_DB_RETRY_SECONDS={raw!r}: use a number of seconds >= 0")
+    return value
+
+
+def retried(fn: Callable[..., _T]) -> Callable[..., _T]:
+    """Run ``fn`` again, whole, while it raises StoreUnavailable (see the module docstring)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        if getattr(_local, "depth", 0):  # the outermost retried call retries the whole
+            return fn(*args, **kwargs)
+        deadline = time.monotonic() + retry_seconds()
+        delay = 0.2
+        _local.depth = 1
+        try:
+            while True:
+                try:
+                    return fn(*args, **kwargs)
+                except StoreUnavailable as exc:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise
+                    log.warning("%s: %s; retrying in %.1f s (%.0f s left)", fn.__qualname__,
+                                exc, min(delay, left), left)
+                    time.sleep(min(delay, left))
+                    delay = min(delay * 2, 5.0)
+        finally:
+            _local.depth = 0
+
+    return wrapper
+
+
+def retrying_methods(cls: type[_T]) -> type[_T]:
+    """Class decorator: wrap every public method defined in ``cls`` itself with :func:`retried`."""
+    for name, value in list(vars(cls).items()):
+        if not name.startswith("_") and callable(value) and not isinstance(value, (staticmethod, classmethod, type)):
+            setattr(cls, name, retried(value))
+    return cls
