@@ -113,3 +113,32 @@ def test_search_with_a_worker_survives_pg_ctl_restart(server: tuple[_PgServer, s
                 worker.kill()
         if pid_alive(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)
+
+
+def test_a_retried_finish_whose_first_commit_went_through_returns_the_result(tmp_path: Path) -> None:
+    """The ambiguous commit: the result was stored, then the reply was lost. The retry must
+    not fail with "already finished" (that would crash the worker holding the result)."""
+    from store_backends import new_trials
+
+    from adsearch.errors import StoreError
+    from adsearch.store.retry import retried
+
+    with Store(f"sqlite:///{tmp_path / 'a.db'}") as st:
+        sid = st.create_search("f", {}).id
+        tid = st.add_trials(sid, new_trials(1))[0].id
+        st.update_trial(tid, state="running")
+        runs = 0
+
+        @retried
+        def finish_then_lose_the_reply() -> float:
+            nonlocal runs
+            runs += 1
+            rec = st.finish_trial(tid, 0.5, {}, [], 1.0)
+            if runs == 1:
+                raise StoreUnavailable("store x: server closed the connection unexpectedly")
+            return float(rec.reward)
+
+        assert finish_then_lose_the_reply() == 0.5 and runs == 2
+        assert [r.reward for r in st.results(sid)] == [0.5]
+        with pytest.raises(StoreError, match="already finished"):  # a true second call
+            st.finish_trial(tid, 0.7, {}, [], 1.0)

@@ -14,9 +14,10 @@ whole), so the budget does not multiply. SQLite never raises StoreUnavailable: a
 database waits on its busy timeout instead (:mod:`adsearch.store.engine`).
 
 One caveat, as for any client: when the connection drops *during* a commit, the client cannot
-know whether the server applied it. A retried write then runs again; the store's writes are
-idempotent (state updates, upserts of results, queue rows keyed by trial id) except that a
-retried ``add_trials`` or ``log_event`` could add its rows twice in that narrow window.
+know whether the server applied it, and the retry runs the write again. State updates are
+idempotent; ``finish_trial``, which refuses a second call, returns the stored result instead
+when :func:`in_retry` says the call is a retry (its first commit went through); a retried
+``add_trials`` or ``log_event`` could add its rows twice in that narrow window.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def retried(fn: Callable[..., _T]) -> Callable[..., _T]:
         deadline = time.monotonic() + retry_seconds()
         delay = 0.2
         _local.depth = 1
+        _local.retrying = False
         try:
             while True:
                 try:
@@ -76,10 +78,18 @@ def retried(fn: Callable[..., _T]) -> Callable[..., _T]:
                                 exc, min(delay, left), left)
                     time.sleep(min(delay, left))
                     delay = min(delay * 2, 5.0)
+                    _local.retrying = True
         finally:
             _local.depth = 0
+            _local.retrying = False
 
     return wrapper
+
+
+def in_retry() -> bool:
+    """True inside a store call that is being run again after a lost connection (the first
+    run's commit may have been applied)."""
+    return bool(getattr(_local, "retrying", False))
 
 
 def retrying_methods(cls: type[_T]) -> type[_T]:

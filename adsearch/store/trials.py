@@ -22,7 +22,7 @@ from adsearch.store.records import (
     clean_reward,
     utcnow,
 )
-from adsearch.store.retry import retrying_methods
+from adsearch.store.retry import in_retry, retrying_methods
 
 _CHUNK = 500  # ids per IN (...) list: well under every backend's bound-parameter limit
 TRIAL_FIELDS = frozenset({"state", "slot", "attempts", "pid", "error", "started_at", "finished_at"})
@@ -218,6 +218,9 @@ class TrialMethods(StoreCore):
             if row is None:
                 raise StoreError(f"no trial with id {trial_id}")
             if row.state in TERMINAL_TRIAL_STATES:
+                stored = s.scalars(select(ResultModel).where(ResultModel.trial_id == trial_id)).first()
+                if in_retry() and stored is not None and row.state == state:
+                    return convert.result_record(stored)  # the lost commit did go through
                 raise StoreError(f"trial {trial_id} is already finished ({row.state!r})")
             now = utcnow()
             row.state = state
