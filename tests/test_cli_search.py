@@ -36,10 +36,36 @@ def cli(runs: Path, *args: str) -> Any:
 
 
 def assert_clean_error(res: Any, *needles: str) -> None:
+    """Exit 1 through ``sys.exit`` (CliRunner records that as SystemExit: no other exception
+    escaped), no traceback printed, and an ``error:`` line holding every needle."""
     assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    assert isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output, res.output
+    assert "error: " in res.stderr, res.stderr
     for n in needles:
         assert n in res.stderr, res.stderr
+
+
+def test_assert_clean_error_catches_a_printed_traceback() -> None:
+    """The helper above once parsed as ``(A and B) or isinstance(exc, SystemExit)``, so a
+    command that printed a traceback and exited 1 passed it."""
+    import typer
+
+    demo = typer.Typer()
+
+    @demo.command()
+    def boom() -> None:
+        typer.echo("Traceback (most recent call last):\n  ...\nerror: boom", err=True)
+        raise typer.Exit(1)
+
+    @demo.command()
+    def clean() -> None:
+        typer.echo("error: boom; fix it", err=True)
+        raise typer.Exit(1)
+
+    assert_clean_error(runner.invoke(demo, ["clean"]), "boom")
+    with pytest.raises(AssertionError, match="Traceback"):
+        assert_clean_error(runner.invoke(demo, ["boom"]), "boom")
 
 
 @pytest.fixture(scope="module")

@@ -96,6 +96,7 @@ def test_wrn_sites_and_patterns_act_at_each() -> None:
     log.clear()
     m.eval()
     m(torch.randn(2, 3, 32, 32))
+    assert len(log) == len(flat)  # the sites ran (else the check below holds vacuously)
     assert all(torch.equal(i, o) for i, o in log)  # identity in eval mode
     for h in handles:
         h.remove()

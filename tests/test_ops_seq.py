@@ -85,6 +85,7 @@ def test_span_structure_and_channel_choice() -> None:
     assert max(len(s) for s in per_example) > 1
     # interleave: every groups-th channel from a random phase
     out = pattern_dropout_seq(x, SeqPattern(size=2, stride=4, mask="interleave", groups=4), True, _gen(3))
+    assert (out == 0).any(2).sum() >= 64 * 8  # spans were dropped (else the loop checks nothing)
     for ex in out == 0:
         for i in range(t):
             if ex[i].any():

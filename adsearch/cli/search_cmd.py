@@ -113,6 +113,9 @@ def start(
     # script mode (docs/script-mode.md): the user's own command is each child
     script: str = typer.Option(None, "--script", help="Run this command as each child (your own training script using adsearch.trial), e.g. 'python train.py --epochs 3'; needs --space."),
     workdir: str = typer.Option(None, "--workdir", help="With --script: the directory the command runs in (default: the current one)."),
+    # the failure circuit breaker (docs/daemon.md, "Failures")
+    max_consecutive_failures: int = typer.Option(10, "--max-consecutive-failures", help="Stop the search as failed after this many trials in a row failed (0: off)."),
+    max_failure_share: float = typer.Option(0.8, "--max-failure-share", help="Stop the search as failed when more than this share of the last 20 trials failed (1: off)."),
 ) -> None:
     """Start a new search (in the background unless --foreground)."""
     from adsearch.daemon.config import SearchConfig
@@ -132,6 +135,8 @@ def start(
         child_seed=child_seed, prune_epoch=prune_at_epoch, prune_quantile=prune_quantile,
         max_attempts=max_attempts, failure_reward=failure_reward, data=data,
         executor=executor, ray_address=ray_address, ray_gpus=ray_gpus,
+        max_consecutive_failures=max_consecutive_failures or None,
+        max_failure_share=None if max_failure_share == 1 else max_failure_share,
     )
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
     steps = _Steps()
@@ -298,7 +303,7 @@ def list_searches(
             store, search = load_search(run)
             try:
                 counts = store.counts(search.id)
-                top = store.top_trials(search.id, 1, full_only=True)
+                top = store.top_trials(search.id, 1, full_only=True, succeeded_only=True)
             finally:
                 store.close()
         except AdsearchError as exc:
@@ -413,9 +418,15 @@ def export(
     run = find_run_dir(name, run_dir)
     store, search = load_search(run)
     try:
-        top = store.top_trials(search.id, top_k, full_only=True)
+        top = store.top_trials(search.id, top_k, full_only=True, succeeded_only=True)
+        n_bad, last_bad = store.bad_patterns(search.id) if not top else (0, None)
     finally:
         store.close()
+    if not top and n_bad:
+        raise ConfigError(
+            f"search {search.name!r} has no successful trial: all {n_bad} finished trial(s) "
+            f"failed (last error: {(last_bad or '?').splitlines()[0][:200]}); nothing to export. "
+            f"See `adsearch status {search.name}` and the trial logs")
     if not top:
         raise ConfigError(f"search {search.name!r} has no finished trial yet; nothing to export")
     space = SearchSpace.from_name(search.config.get("space") or "")

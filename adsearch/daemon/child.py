@@ -4,19 +4,30 @@
 ``SPEC`` (JSON, written by the daemon)::
 
     {"trial_id": 7, "attempt": 1, "task": "cifar10", "task_config": {...},
-     "patterns": [{...}, ...], "budget": {...}, "device": "cpu", "seed": 123, "threads": 1}
+     "space": "conv-3", "patterns": [{...}, ...], "budget": {...}, "device": "cpu",
+     "seed": 123, "threads": 1}
+
+``space`` is the search's space (the one the controller draws from). ``adsearch start``
+refuses a space that does not fit the task; the child checks it again (a search written by
+an older adsearch) and fails as ``"config"`` rather than decode patterns for another space.
 
 ``RESULT`` is written atomically (temporary file, rename) and holds ``status``:
 
 - ``"ok"``: a finite reward, with metrics, curve and seconds;
-- ``"bad_pattern"``: the child raised, diverged or returned a non-finite reward. That is a
-  legitimate *result* of the pattern, not an infrastructure failure: the daemon records it
-  with the search's ``failure_reward`` and never retries it;
+- ``"bad_pattern"``: the pattern broke training: it diverged (a non-finite loss, reported
+  by the task as ``metrics["diverged"]``), returned a non-finite reward, or raised what
+  :func:`adsearch.daemon.failures.classify` calls a bad pattern (a ``PatternError``, ...).
+  That is a legitimate *result* of the pattern: the daemon records it with the search's
+  ``failure_reward`` and never retries it;
+- ``"error"``: the child's code has a bug (``ImportError``, ``NameError``, ``TypeError``,
+  a missing file, ...): not a result; the daemon requeues the trial uncounted and stops the
+  search (state ``failed``) with the error and this child's log;
 - ``"infra"``: an error that says nothing about the pattern (out of memory on a GPU), so
   the daemon retries it;
 - ``"config"``: an adsearch error about the data or the task config (``DataError``,
-  ``ConfigError``): every child would fail alike, so the daemon requeues the trial without
-  counting the run and stops the search (state ``failed``) with that message.
+  ``ConfigError``): handled like ``"error"``.
+
+``error_type`` names the exception's type (or the user's, see ``classify``).
 
 No result file at all (the process was killed, crashed or timed out) is also an
 infrastructure failure. The child dies with the daemon: it asks the kernel for SIGKILL when
@@ -39,12 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.atomic import write_json_atomic
-from adsearch.errors import AdsearchError, PatternError
+from adsearch.daemon.failures import BAD_PATTERN, CONFIG, classify
+from adsearch.errors import ConfigError
 
 _PR_SET_PDEATHSIG = 1
-_INFRA_ERRORS = ("OutOfMemoryError", "CUDA out of memory")
 _NO_TORCH = ("synthetic", "script")  # tasks whose child process never imports torch
-_STATUSES = ("bad_pattern", "infra", "config")
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -106,24 +116,39 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     started = time.time()
     base = {"trial_id": spec["trial_id"], "attempt": spec["attempt"], "pid": os.getpid()}
-    try:  # a plug-in that does not import on this host fails every child alike: "config"
-        task = get_task(spec["task"])
-        config = load_config(task, spec["task"], spec["task_config"])
-    except AdsearchError as exc:
-        print(f"[child] task {spec['task']}: {exc}", flush=True)
-        return {**base, "status": "config", "error": f"{type(exc).__name__}: {exc}"[:2000],
-                "reward": None, "metrics": {}, "curve": [], "seconds": time.time() - started,
-                "ended_at": time.time()}
-    space: SearchSpace = task.space(config)
-    patterns = regularizer_of(space, spec["patterns"])
-    threads = int(spec.get("threads") or 0)
-    # a plug-in that has not imported torch by now gets OMP_NUM_THREADS from its slot instead
-    if threads and (spec["task"] not in _NO_TORCH if is_builtin(spec["task"])
-                    else "torch" in sys.modules):
-        import torch
 
-        torch.set_num_threads(threads)
-    budget = Budget.from_dict(spec.get("budget"))
+    def failed(exc: Exception, status: str) -> dict[str, Any]:
+        if hasattr(exc, "user_exception"):  # raised for another process (a script task):
+            print(f"[child] {type(exc).__name__}: {exc}", flush=True)  # its traceback is above
+        else:
+            traceback.print_exc()
+        kind = getattr(exc, "user_exception", None) or type(exc).__name__
+        return {**base, "status": status, "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "error_type": str(kind), "reward": None, "metrics": {}, "curve": [],
+                "seconds": time.time() - started, "ended_at": time.time()}
+
+    try:  # nothing here depends on the pattern: a failure is the task's or the setup's
+        task = get_task(spec["task"])
+        config = load_config(task, spec["task"], spec["task_config"])  # a plug-in's own errors too
+        built: SearchSpace = task.space(config)
+        # the search's space decodes the patterns (an "+off" space may widen the task's)
+        space = SearchSpace.from_name(spec["space"]) if spec.get("space") else built
+        if not space.same_sites(built):
+            raise ConfigError(f"the search draws patterns for space {space.name} but the task "
+                              f"config builds space {built.name}; start a new search with one "
+                              "--space")
+        patterns = regularizer_of(space, spec["patterns"])
+        threads = int(spec.get("threads") or 0)
+        # a plug-in that has not imported torch by now gets OMP_NUM_THREADS from its slot instead
+        if threads and (spec["task"] not in _NO_TORCH if is_builtin(spec["task"])
+                        else "torch" in sys.modules):
+            import torch
+
+            torch.set_num_threads(threads)
+        budget = Budget.from_dict(spec.get("budget"))
+    except Exception as exc:  # noqa: BLE001 - classified; a "bad pattern" here is a bad setup
+        status = classify(exc)
+        return failed(exc, CONFIG if status == BAD_PATTERN else status)
     print(f"[child] trial {spec['trial_id']} attempt {spec['attempt']} task {spec['task']} "
           f"device {spec['device']} CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')!r} "
           f"threads {threads} budget {budget}", flush=True)
@@ -131,30 +156,18 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     os.environ["ADSEARCH_ATTEMPT"] = str(spec["attempt"])
     try:
         result = task.run_child(config, patterns, budget, spec["device"], int(spec["seed"]))
-    except Exception as exc:  # a pattern may legitimately break training
-        if hasattr(exc, "adsearch_failure"):  # raised for another process (a script task):
-            print(f"[child] {type(exc).__name__}: {exc}", flush=True)  # its traceback is above
-        else:
-            traceback.print_exc()
-        text = f"{type(exc).__name__}: {exc}"
-        forced = getattr(exc, "adsearch_failure", None)  # e.g. a script killed by a signal
-        if forced in _STATUSES:
-            status = forced
-        elif any(s in text for s in _INFRA_ERRORS):
-            status = "infra"
-        elif isinstance(exc, AdsearchError) and not isinstance(exc, PatternError):
-            status = "config"  # bad data path, bad task config: no pattern would do better
-        else:
-            status = "bad_pattern"
-        return {**base, "status": status, "error": text[:2000], "reward": None, "metrics": {},
-                "curve": [], "seconds": time.time() - started, "ended_at": time.time()}
+    except Exception as exc:  # a pattern may legitimately break training; a bug may too
+        return failed(exc, classify(exc))
     doc = {**base, "metrics": _finite_or_none(dict(result.metrics)),
            "curve": [_finite_or_none(dict(c)) for c in result.curve],
            "seconds": float(result.seconds or time.time() - started)}
-    if not math.isfinite(result.reward):
-        return {**doc, "status": "bad_pattern", "reward": None,
-                "error": f"non-finite reward {result.reward!r} (training diverged)",
-                "ended_at": time.time()}
+    if not math.isfinite(result.reward) or doc["metrics"].get("diverged"):
+        step = doc["metrics"].get("diverged_step")
+        why = (f"training diverged at step {step if step is None else int(step)} "
+               "(non-finite loss)" if doc["metrics"].get("diverged") else
+               f"non-finite reward {result.reward!r} (training diverged)")
+        return {**doc, "status": BAD_PATTERN, "reward": None, "error": why,
+                "error_type": None, "ended_at": time.time()}
     return {**doc, "status": "ok", "reward": float(result.reward), "error": None,
             "ended_at": time.time()}
 

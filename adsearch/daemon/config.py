@@ -57,6 +57,11 @@ class SearchConfig:
     lease_seconds: float = 60.0  # a queue lease without heartbeat this long has expired
     heartbeat_seconds: float = 5.0  # how often a worker renews its lease
     failure_reward: float = 0.0  # reward of a bad pattern (child raised / non-finite reward)
+    # the failure circuit breaker (adsearch.daemon.failures.FailureBreaker, **ours**): stop
+    # the search as failed when children keep failing, since that is a bug, not bad patterns
+    max_consecutive_failures: int | None = 10  # this many ended trials in a row failed (None: off)
+    max_failure_share: float | None = 0.8  # more than this share of the last window failed (None: off)
+    failure_window: int = 20  # ended trials the share is taken over
     data: str | None = None  # data path given with --data (None: the task's default data)
     executor: str = "local"  # where children run: "local" (subprocesses) or "ray" (Ray tasks)
     ray_address: str | None = None  # executor ray: cluster address (None: a local Ray; "auto")
@@ -136,6 +141,7 @@ class SearchConfig:
         self._validate_executor()
         if not math.isfinite(self.failure_reward):
             raise ConfigError("--failure-reward: must be a finite number")
+        self._validate_breaker()
         if self.gpus is not None:
             if not self.gpus or any(not str(g).strip().isdigit() for g in self.gpus):
                 raise ConfigError(
@@ -169,6 +175,17 @@ class SearchConfig:
             raise ConfigError(f"--prune-at-epoch: {e:g} is not before the end of training "
                               f"({epochs:g} epochs), so no child would be stopped; pick a smaller "
                               "epoch or train longer")
+
+    def _validate_breaker(self) -> None:
+        if self.max_consecutive_failures is not None:
+            _positive_int("--max-consecutive-failures", self.max_consecutive_failures)
+        _positive_int("failure_window", self.failure_window)
+        f = self.max_failure_share
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float))
+                              or not 0 < f < 1):
+            raise ConfigError(f"--max-failure-share: invalid value {f!r}; use a number between "
+                              "0 and 1 (0.8: stop when more than 80% of the last "
+                              f"{self.failure_window} trials failed), or 1 to turn it off")
 
     def _validate_executor(self) -> None:
         if self.executor not in EXECUTORS:

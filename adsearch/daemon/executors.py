@@ -6,7 +6,8 @@ One interface, two executors:
   (:class:`~adsearch.daemon.slots.ChildProcess`), in the daemon's own slots;
 - ``ray``: each child is a Ray task that asks for ``ray_gpus`` GPUs (fractions allowed);
   the daemon is the Ray driver (:mod:`adsearch.daemon.rayexec`). Ray retries a child whose
-  worker or node died; an exception of the child itself is a result, never retried.
+  worker or node died; an exception of the child itself is classified by the child
+  (:mod:`adsearch.daemon.failures`), never retried by Ray.
 
 :meth:`Executor.launch` returns a handle with the interface of ``ChildProcess``
 (``poll``, ``reap``, ``kill``, ``timed_out``, ``fileno``/``has_fd``, ``trial_id``,
@@ -155,10 +156,11 @@ def reconcile_shared(store: Any, queue: Any, run: RunDir, cfg: SearchConfig,
     return stats
 
 
-def collect_finished(daemon: Any) -> list[int]:
+def collect_finished(daemon: Any) -> list[tuple[Any, Any]]:
     """Trials that finished outside the daemon's own slots (``adsearch worker`` processes):
     done ones join the controller's ``unconsumed`` list in finish order, failed or stale
-    ones leave ``active``. Returns the ids that finished."""
+    ones leave ``active``. Returns ``(trial, result or None)`` of each ended trial, done ones
+    in finish order first (the daemon's failure breaker counts them)."""
     own = {c.trial_id for c in daemon.children.values()}
     own |= {t.id for t, _ in daemon.prepared.values()}
     candidates = daemon.active - own
@@ -169,9 +171,11 @@ def collect_finished(daemon: Any) -> list[int]:
     gone = sorted(candidates - still)
     if not gone:
         return []
-    results = store.results(sid, gone)
-    done = [r.trial_id for r in sorted(results, key=lambda r: (r.created_at, r.trial_id))
-            if store.get_trial(r.trial_id).state == "done"]
+    results = sorted(store.results(sid, gone), key=lambda r: (r.created_at, r.trial_id))
+    trials = {tid: store.get_trial(tid) for tid in gone}
+    done = [r for r in results if trials[r.trial_id].state == "done"]
     daemon.active.difference_update(gone)
-    daemon.unconsumed.extend(t for t in done if t not in daemon.consumed)
-    return gone
+    daemon.unconsumed.extend(r.trial_id for r in done if r.trial_id not in daemon.consumed)
+    ended: list[tuple[Any, Any]] = [(trials[r.trial_id], r) for r in done]
+    ended += [(trials[t], None) for t in gone if trials[t].state == "failed"]
+    return ended

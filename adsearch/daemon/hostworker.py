@@ -15,7 +15,10 @@ Same failure semantics as the local executor:
 - a worker that dies (``kill -9``, a lost host) stops renewing its leases; the daemon finds
   the expired leases and requeues those trials, so none is lost;
 - a data/config error (the host lacks the data) requeues the trial uncounted and stops
-  this worker with the message: other hosts may be fine.
+  this worker with the message: other hosts may be fine;
+- a code error (:func:`adsearch.daemon.failures.classify` says ``"error"``) requeues the
+  trial uncounted and fails the search: every host would fail alike. The daemon sees the
+  state, stops, and its failure breaker counts the results workers store.
 
 Workers claim only while the search is ``running`` (a warm ``adsearch stop`` stops new
 work on every host) and exit when it is finished or failed.
@@ -251,16 +254,24 @@ class HostWorker:
             log.warning("trial %d: result not stored: %s", trial_id, exc)
             return
         trial = self.store.get_trial(trial_id)
-        if outcome is not None and outcome.status == "config":
+        if outcome is not None and outcome.status in ("config", "error"):
             self.store.update_trial(trial_id, expect_state="running", state="queued", pid=None,
                                     slot=None, attempts=max(0, trial.attempts - 1),
                                     error=f"not run on {self.owner}: {outcome.error}")
             self.queue.release(trial_id, front=True)
-            self.error = (f"trial {trial_id} hit a data/config error on this host: "
-                          f"{outcome.error}; fix this host's data or config (log: {log_path})")
-            self.store.log_event(self.search_id, "worker.config_error", self.error,
-                                 {"trial_id": trial_id, "owner": self.owner})
-            self.request_stop(reason="config-error")
+            if outcome.status == "config":  # this host's data or config: others may be fine
+                self.error = (f"trial {trial_id} hit a data/config error on this host: "
+                              f"{outcome.error}; fix this host's data or config (log: {log_path})")
+            else:  # a bug in the code fails alike everywhere: fail the search (the daemon stops)
+                self.error = (f"trial {trial_id} stopped the search: its code raised "
+                              f"{outcome.error} on {self.owner}; that is a bug in the task or "
+                              "your code, not a result of the pattern: fix it, then `adsearch "
+                              f"resume` (log: {log_path})")
+                self.store.set_search_state(self.search_id, "failed")
+            kind = "worker.config_error" if outcome.status == "config" else "worker.code_error"
+            self.store.log_event(self.search_id, kind, self.error,
+                                 {"trial_id": trial_id, "owner": self.owner, "log": log_path})
+            self.request_stop(reason=kind.split(".")[1].replace("_", "-"))
             return
         if outcome is not None:
             reason = f"child error: {outcome.error}"

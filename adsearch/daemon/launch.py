@@ -103,9 +103,14 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
             "space: give it once, with --space"
         )
     task_config = load_config(task, cfg.task, raw)
+    # One source for the space: the daemon draws from cfg.space and each child decodes with
+    # it (the spec carries it), so the task must build its models for that same space.
+    own = getattr(task_config, "space", None)  # tasks whose config names the space (synthetic)
+    if cfg.space and isinstance(own, str) and own != cfg.space:  # not given: checked above
+        task_config = load_config(task, cfg.task, {**raw, "space": cfg.space})
     default_space = task.space(task_config)
     space = SearchSpace.from_name(cfg.space) if cfg.space else default_space
-    if not space.same_sites(default_space) and cfg.task != "synthetic":
+    if not space.same_sites(default_space):
         how = ("omit --space" if is_builtin(cfg.task) else
                "set the space through the plug-in's own config (--task-config), or omit --space")
         raise ConfigError(

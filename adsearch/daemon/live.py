@@ -44,9 +44,10 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **daemon_opt
         logger.removeHandler(handler)
         logger.propagate = propagate
         handler.close()
-    state = "finished" if daemon.finished else "stopped"
+    state = "failed" if daemon.fatal else "finished" if daemon.finished else "stopped"
     console.print()
-    console.print(f"search {daemon.name} {state}; `adsearch status {daemon.name}` for the summary")
+    console.print(f"search {daemon.name} {state}" + (f": {daemon.fatal}" if daemon.fatal else "")
+                  + f"; `adsearch status {daemon.name}` for the summary")
     return daemon
 
 

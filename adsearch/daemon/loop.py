@@ -31,6 +31,7 @@ from typing import Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
+from adsearch.daemon.failures import FailureBreaker
 from adsearch.daemon.pruning import Pruner
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
@@ -130,6 +131,7 @@ class Daemon(WorkerMixin):
             self._collected_at = 0.0
             self.executor = make_executor(self.cfg)
             self.pruner = Pruner(self.cfg)
+            self.breaker = FailureBreaker.from_config(self.cfg)
             if self.executor.name != "local":
                 self.slot_source += f", {self.executor.describe()}"
             self.active = {t.id for t in self.store.trials(self.search_id, states=["queued", "running"])}
@@ -246,7 +248,10 @@ class Daemon(WorkerMixin):
         self._reap(now)
         if self.shared_queue and now - self._collected_at >= 0.5:
             self._collected_at = now
-            collect_finished(self)  # results that workers on other hosts stored
+            for trial, result in collect_finished(self):  # what workers on other hosts stored
+                failed = result is None or bool((result.metrics or {}).get("bad_pattern"))
+                self._observe(failed, trial.error, None)
+            self._check_worker_failed()
         over_time = (self.cfg.budget_minutes is not None
                      and self.elapsed(now) >= self.cfg.budget_minutes * 60)
         if over_time and not self.stop_level:
@@ -265,6 +270,16 @@ class Daemon(WorkerMixin):
     def elapsed(self, now: float) -> float:
         return self._elapsed_base + (now - self._started)
 
+    def _check_worker_failed(self) -> None:
+        """An ``adsearch worker`` found a code error in a child and failed the search: stop."""
+        if self.fatal or self.store.get_search_by_id(self.search_id).state != "failed":
+            return
+        why = next((ev.message for ev in reversed(self.store.events(self.search_id, limit=50))
+                    if ev.kind == "worker.code_error"), "an adsearch worker failed the search")
+        self.fatal = why
+        if not self.stop_level:
+            self.request_stop(reason="code-error")
+
     def budget_spent(self) -> bool:
         """The wall-time budget ran out, or every trial of the trial budget has ended."""
         if self.stop_reason == "budget-minutes":
@@ -275,7 +290,7 @@ class Daemon(WorkerMixin):
     def _check_done(self) -> bool:
         if self.children:
             return False
-        if self.budget_spent():
+        if self.budget_spent() and not self.fatal:
             self._finish_search()
             return True
         return bool(self.stop_level)  # a warm stop: queued trials wait for `resume`
@@ -412,9 +427,11 @@ class Daemon(WorkerMixin):
         try:
             if self.children or self.prepared:  # an exception ended the loop
                 self._cold_stop()
-            if self.finished:
+            if self.fatal:  # a code error or the failure breaker: never "finished"
+                state = "failed"
+            elif self.finished:
                 state = "finished"
-            elif self.stop_level and not self.fatal:
+            elif self.stop_level:
                 state = "stopped"
             else:
                 state = "failed"

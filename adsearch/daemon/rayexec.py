@@ -11,9 +11,11 @@ Failure semantics, as for the local executor:
 - a Ray worker process or node that dies mid-child: Ray retries the task (``max_retries =
   max_attempts - 1``); if every retry is lost too, the daemon sees a run without a result
   and applies its own retry rule;
-- an exception of the child itself is a *result* (a bad pattern): the task body
-  (:func:`adsearch.daemon.child.run`) catches it and returns a ``bad_pattern`` document, so
-  Ray never sees an exception to retry (``retry_exceptions=False`` besides);
+- an exception of the child itself never reaches Ray: the task body
+  (:func:`adsearch.daemon.child.run`) catches it and returns a document classified by
+  :func:`adsearch.daemon.failures.classify` (a bad pattern is a result; a code error stops
+  the search in the daemon, as for local children), so Ray never sees an exception to retry
+  (``retry_exceptions=False`` besides);
 - a cold stop or a timeout cancels the task (``ray.cancel(force=True)``).
 
 The task's result document is written to the trial's ``result.json`` on the driver when it

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.failures import BAD_PATTERN, FAILURE_CLASSES
 from adsearch.daemon.rundir import RunDir, read_json
 from adsearch.queue import FileQueue
 
@@ -32,7 +33,7 @@ log = logging.getLogger("adsearch.daemon")
 class Outcome:
     """What a finished child run produced, read from its RESULT file."""
 
-    status: str  # "ok", "bad_pattern", "infra" or "config"
+    status: str  # "ok", "bad_pattern", "error", "infra" or "config" (adsearch.daemon.failures)
     reward: float | None
     metrics: dict[str, Any]
     curve: list[dict[str, Any]]
@@ -63,7 +64,7 @@ def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
     doc = read_json(run.trial_dir(trial_id) / "result.json")
     if not isinstance(doc, dict) or doc.get("attempt") != attempt or doc.get("trial_id") != trial_id:
         return None
-    if doc.get("status") not in ("ok", "bad_pattern", "infra", "config"):
+    if doc.get("status") not in ("ok", *FAILURE_CLASSES):
         return None
     return Outcome(
         status=str(doc["status"]),
@@ -78,14 +79,14 @@ def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
 
 def record_outcome(store: Any, queue: FileQueue, cfg: SearchConfig, trial_id: int,
                    outcome: Outcome) -> bool:
-    """Store a result (``ok`` or ``bad_pattern``). Returns False for ``infra`` outcomes,
-    which the caller retries.
+    """Store a result (``ok`` or ``bad_pattern``). Returns False for the other outcomes,
+    which are not results: ``infra`` is retried, ``error``/``config`` stop the search.
 
     A bad pattern (the child raised, diverged, or returned a non-finite reward) is a result:
     the trial is ``done`` with reward ``cfg.failure_reward``, ``metrics["bad_pattern"] = 1``
     and the error in ``trial.error``; the controller receives that reward like any other.
     """
-    if outcome.status in ("infra", "config"):
+    if outcome.status not in ("ok", BAD_PATTERN):
         return False
     if outcome.status == "ok" and outcome.reward is not None:
         reward, metrics = float(outcome.reward), outcome.metrics

@@ -112,7 +112,8 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     state = run.read_state() or {}
     live = pid is not None and state.get("pid") == pid
     running = store.trials(search.id, states=["running"])
-    top = store.top_trials(search.id, top_k, full_only=True)
+    top = store.top_trials(search.id, top_k, full_only=True, succeeded_only=True)
+    n_bad, last_bad = store.bad_patterns(search.id)
     ctrl = dict(state.get("controller") or {}) if live else {}
     if not ctrl:
         for ev in reversed(events):
@@ -131,7 +132,8 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
                            f"`adsearch resume {search.name}`")
     if search.state == "failed" and not live:
         for ev in reversed(events):
-            if ev.kind in ("daemon.config_error", "daemon.failed"):
+            if ev.kind in ("daemon.config_error", "daemon.code_error", "daemon.breaker",
+                           "worker.code_error", "daemon.failed"):
                 waiting.insert(0, f"search failed: {ev.message}")
                 break
     slot_info = {s.get("index"): s for s in state.get("slots", [])} if live else {}
@@ -154,6 +156,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
                                                  "budget_trials", "budget_minutes", "seed")},
         "counts": counts,
         "trials": sum(counts.values()),
+        "bad_patterns": {"count": n_bad, "last_error": last_bad},
         "elapsed_s": elapsed,
         "budget": budget_progress(cfg, counts, elapsed, search.state),
         "entropy_uniform": entropy_max(cfg.space) if cfg.space else None,
@@ -172,7 +175,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
              "controller_version": t.controller_version, "pattern": t.pattern,
              "bad_pattern": bool((r.metrics or {}).get("bad_pattern"))}
             for t, r in top
-        ],
+        ],  # bad patterns never appear here: their reward was earned by failing
         "best": {"trial_id": best[0].id, "reward": best[1].reward} if best else None,
         "trend": tr,
         "controller": ctrl,
@@ -233,6 +236,10 @@ def render_status(snap: dict[str, Any]) -> Any:
         + (f"\n{', '.join(pace)}" if pace else ""),
     )
     parts: list[Any] = [head]
+    bad = snap["bad_patterns"]
+    if bad["count"]:
+        last = (bad["last_error"] or "").splitlines()[0][:300] if bad["last_error"] else "?"
+        parts.append(Text(f"bad patterns: {bad['count']} (last error: {last})", style="yellow"))
     if snap["running"]:
         title = ("running" if snap["daemon"]["alive"] else
                  "marked running, but no daemon runs them (`resume` requeues them)")

@@ -31,7 +31,7 @@ def child_spec(owner: Any, trial: Any, attempt: int, slot: Slot) -> dict[str, An
     return {"trial_id": trial.id, "attempt": attempt, "task": owner.cfg.task,
             "task_config": owner.cfg.task_config, "patterns": trial.pattern,
             "budget": owner.pruner.budget(owner.store, owner.search_id), "device": slot.device,
-            "seed": trial.seed, "threads": slot.threads}
+            "seed": trial.seed, "threads": slot.threads, "space": owner.cfg.space}
 
 
 log = logging.getLogger("adsearch.daemon")
@@ -59,6 +59,7 @@ class WorkerMixin:
     cfg: Any
     search_id: int
     fatal: str | None
+    breaker: Any  # adsearch.daemon.failures.FailureBreaker: stops a search that only fails
     pruner: Any  # adsearch.daemon.pruning.Pruner: each child's budget, with early stopping
     executor: Any  # adsearch.daemon.executors.Executor: local subprocesses or Ray tasks
 
@@ -74,15 +75,18 @@ class WorkerMixin:
             self._settle(child, code, outcome)
 
     def _settle(self, child: ChildProcess, code: int, outcome: Outcome | None) -> None:
-        """Store a finished child's result, or requeue / fail its trial."""
+        """Store a finished child's result, or requeue / fail its trial; stop the search on a
+        code error (not a result) or when the failure breaker trips."""
         self._beats.pop(child.trial_id, None)
         if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
                                                   child.trial_id, outcome):
             self.active.discard(child.trial_id)
             self.unconsumed.append(child.trial_id)
+            self._observe(outcome.status != "ok", outcome.error, str(child.log_path))
             return
-        if outcome is not None and outcome.status == "config":
-            self._config_error(child, outcome.error or "task configuration error")
+        if outcome is not None and outcome.status in ("config", "error"):
+            self._stop_failed(child.trial_id, outcome.status, outcome.error or "unknown error",
+                              str(child.log_path))
             return
         if outcome is not None:
             reason = f"child error: {outcome.error}"
@@ -97,22 +101,44 @@ class WorkerMixin:
         trial = self.store.get_trial(child.trial_id)
         if retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial, reason) == "failed":
             self.active.discard(trial.id)
+            self._observe(True, reason, None)
 
-    def _config_error(self, child: ChildProcess, message: str) -> None:
-        """A child hit a data/config error: requeue its trial (run not counted) and stop the
-        search as ``failed``, since every other child would fail the same way."""
-        trial = self.store.get_trial(child.trial_id)
+    def _observe(self, failed: bool, error: str | None, log_path: str | None) -> None:
+        """Feed the failure breaker one ended trial; stop the search when it trips."""
+        why = self.breaker.observe(failed, error)
+        if why is None or self.fatal:
+            return
+        self.fatal = why + (f" (log of the last: {log_path})" if log_path else "")
+        self.store.log_event(self.search_id, "daemon.breaker", self.fatal,
+                             {"streak": self.breaker.streak, "failures": self.breaker.failures})
+        log.error("%s", self.fatal)
+        if not self.stop_level:
+            self.request_stop(reason="failures")  # type: ignore[attr-defined]
+
+    def _stop_failed(self, trial_id: int, status: str, message: str, log_path: str) -> None:
+        """A child hit a code error (``status`` "error") or a data/config error ("config"):
+        requeue its trial (run not counted) and stop the search as ``failed``, since every
+        other child would fail the same way and the failure says nothing about the pattern."""
+        trial = self.store.get_trial(trial_id)
         self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
                                 slot=None, attempts=max(0, trial.attempts - 1),
                                 error=f"not run: {message}")
         self.queue.release(trial.id, front=True)
-        self.fatal = (f"trial {trial.id} stopped the search: {message}; fix the task config or "
-                      f"data, then `adsearch resume` (log: {child.log_path})")
-        self.store.log_event(self.search_id, "daemon.config_error", self.fatal,
-                             {"trial_id": trial.id})
+        if self.fatal:  # a second failing child: the first one's message stands
+            return
+        if status == "config":
+            self.fatal = (f"trial {trial.id} stopped the search: {message}; fix the task config "
+                          f"or data, then `adsearch resume` (log: {log_path})")
+        else:
+            self.fatal = (f"trial {trial.id} stopped the search: its code raised {message}; that "
+                          "is a bug in the task or your code, not a result of the pattern: fix "
+                          f"it, then `adsearch resume` (log: {log_path})")
+        kind = "daemon.config_error" if status == "config" else "daemon.code_error"
+        self.store.log_event(self.search_id, kind, self.fatal,
+                             {"trial_id": trial.id, "log": log_path})
         log.error("%s", self.fatal)
         if not self.stop_level:  # a warm stop; a second failing child must not escalate it
-            self.request_stop(reason="config-error")  # type: ignore[attr-defined]
+            self.request_stop(reason="config-error" if status == "config" else "code-error")  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ leases
     def _heartbeat(self, now: float) -> None:

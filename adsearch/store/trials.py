@@ -263,11 +263,14 @@ class TrialMethods(StoreCore):
             rows.sort(key=lambda r: r.id)
             return [convert.result_record(r) for r in rows]
 
-    def top_trials(self, search_id: int, k: int, *, full_only: bool = False) -> list[tuple[TrialRecord, ResultRecord]]:
+    def top_trials(self, search_id: int, k: int, *, full_only: bool = False,
+                   succeeded_only: bool = False) -> list[tuple[TrialRecord, ResultRecord]]:
         """Return the ``k`` done trials with the highest reward, best first (ties: first finished).
 
         ``full_only``: skip children stopped early by pruning (``metrics["truncated"]``),
-        whose reward was measured before the end of training.
+        whose reward was measured before the end of training. ``succeeded_only``: skip bad
+        patterns (``metrics["bad_pattern"]``), whose reward is the failure reward, earned by
+        failing rather than measured.
         """
         stmt = (
             select(TrialModel, ResultModel)
@@ -280,13 +283,16 @@ class TrialMethods(StoreCore):
             .order_by(ResultModel.reward.desc(), ResultModel.id)
         )
         out: list[tuple[TrialRecord, ResultRecord]] = []
-        page = k if not full_only else max(4 * k, 32)  # pages, so status never loads every row
+        filtered = full_only or succeeded_only
+        page = k if not filtered else max(4 * k, 32)  # pages, so status never loads every row
         offset = 0
         with self._session(write=False) as s:
             while len(out) < k:
                 rows = s.execute(stmt.limit(page).offset(offset)).all()
                 for t, r in rows:
-                    if len(out) < k and not (full_only and (r.metrics or {}).get("truncated")):
+                    m = r.metrics or {}
+                    if len(out) < k and not (full_only and m.get("truncated")) and not (
+                            succeeded_only and m.get("bad_pattern")):
                         out.append((convert.trial_record(t), convert.result_record(r)))
                 if len(rows) < page:
                     break
@@ -305,6 +311,18 @@ class TrialMethods(StoreCore):
             for state, n in s.execute(stmt):
                 out[state] = n
         return out
+
+    def bad_patterns(self, search_id: int) -> tuple[int, str | None]:
+        """Return ``(count, last error)`` of the bad-pattern results (``metrics["bad_pattern"]``):
+        trials that are ``done`` with the failure reward because their child failed."""
+        flag = ResultModel.metrics["bad_pattern"].as_float() == 1.0
+        count = select(func.count()).select_from(ResultModel).where(
+            ResultModel.search_id == search_id, flag)
+        last = (select(TrialModel.error).join(ResultModel, ResultModel.trial_id == TrialModel.id)
+                .where(ResultModel.search_id == search_id, flag)
+                .order_by(ResultModel.id.desc()).limit(1))
+        with self._session(write=False) as s:
+            return int(s.execute(count).scalar_one()), s.execute(last).scalar()
 
     def reward_series(self, search_id: int) -> list[tuple[int, float]]:
         """Return ``(trial_id, reward)`` of every result with a reward, in finish order."""

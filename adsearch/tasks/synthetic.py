@@ -6,7 +6,8 @@ The reward is :func:`adsearch.controller.synthetic.make_reward` (``"match"`` or
 ``"interaction"`` with a hidden target drawn from ``target_seed``), plus Gaussian noise drawn
 from the trial seed, so a trial's reward is reproducible. A child may ``sleep`` to stand in
 for training time. ``bad_fraction`` / ``nan_fraction`` make a deterministic share of patterns
-(chosen by the pattern's hash) raise or return NaN, to exercise the bad-pattern path.
+(chosen by the pattern's hash) raise or return NaN, to exercise the bad-pattern path;
+``bug`` makes every child raise a built-in exception, to exercise the code-error path.
 
 For ``adsearch verify`` it also scores baseline spec dicts (:func:`baseline_reward`, a known
 optimum at drop_prob 0.1) and reports ``test_reward``, a held-out score whose noise is
@@ -15,6 +16,7 @@ shared by every regularizer of one seed, as paired runs of a real network are.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import random
@@ -38,13 +40,19 @@ class SyntheticConfig:
     sleep: float = 0.0  # seconds each child sleeps (stands in for training time)
     bad_fraction: float = 0.0  # share of patterns whose child raises (a bad pattern)
     nan_fraction: float = 0.0  # share of patterns whose child returns a NaN reward
+    bug: str = ""  # a built-in exception type (e.g. "NameError") every child raises: stands in
+    # for a bug in task code, which is no result (adsearch.daemon.failures); "" = none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class BadPatternError(RuntimeError):
-    """Raised by a synthetic child for a pattern in the configured ``bad_fraction``."""
+    """Raised by a synthetic child for a pattern in the configured ``bad_fraction``: the
+    stand-in for a pattern that breaks training, so it is a bad-pattern *result* (see
+    :func:`adsearch.daemon.failures.classify`), never a code error."""
+
+    adsearch_failure = "bad_pattern"
 
 
 def _unit(patterns: list[dict[str, Any]], salt: str) -> float:
@@ -88,6 +96,11 @@ class SyntheticTask:
             v = getattr(cfg, name)
             if not isinstance(v, (int, float)) or v < 0:
                 raise ConfigError(f"synthetic task config: {name}={v!r}; must be a number >= 0")
+        if cfg.bug and not (isinstance(cfg.bug, str) and isinstance(
+                getattr(builtins, cfg.bug, None), type) and issubclass(
+                getattr(builtins, cfg.bug), Exception)):
+            raise ConfigError(f"synthetic task config: bug={cfg.bug!r}; give the name of a "
+                              "built-in exception such as NameError, or omit it")
         if cfg.bad_fraction + cfg.nan_fraction > 1:
             raise ConfigError("synthetic task config: bad_fraction + nan_fraction must be <= 1")
         return cfg
@@ -111,6 +124,9 @@ class SyntheticTask:
         pause = task_config.sleep if budget.seconds is None else min(task_config.sleep, budget.seconds)
         if pause > 0:
             time.sleep(pause)
+        if task_config.bug:
+            raise getattr(builtins, task_config.bug)(f"synthetic bug: {task_config.bug} (the "
+                                                     "task config's bug=...)")
         u = _unit(dicts, f"fail-{task_config.target_seed}")
         if u < task_config.bad_fraction:
             raise BadPatternError("synthetic bad pattern: this pattern is in bad_fraction")

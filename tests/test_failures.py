@@ -1,0 +1,194 @@
+"""Failures are not results: the classification of a child's exception, the failure breaker,
+and what the daemon, ``status``, ``list`` and ``export`` make of them, with real daemon runs
+(child subprocesses, a SQLite store) and the CLI through CliRunner."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_cli_search import assert_clean_error, cli
+from test_daemon_support import dump_db
+
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.failures import FailureBreaker, classify
+from adsearch.daemon.launch import create_search
+from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.runner import run_daemon
+from adsearch.errors import ConfigError, DataError, PatternError
+from adsearch.store import Store
+from adsearch.tasks.synthetic import BadPatternError
+
+
+def _tagged(exc: Exception, **attrs: str) -> Exception:
+    for k, v in attrs.items():
+        setattr(exc, k, v)
+    return exc
+
+
+@pytest.mark.parametrize("exc,want", [
+    (NameError("name 'x' is not defined"), "error"),
+    (ModuleNotFoundError("No module named 'nope'"), "error"),
+    (ImportError("cannot import name 'y'"), "error"),
+    (TypeError("f() takes 1 positional argument"), "error"),
+    (AttributeError("'NoneType' object has no attribute 'a'"), "error"),
+    (FileNotFoundError(2, "No such file or directory"), "error"),
+    (KeyError("lr"), "error"),
+    (PatternError("size 9 > 7"), "bad_pattern"),
+    (FloatingPointError("overflow"), "bad_pattern"),
+    (BadPatternError("synthetic"), "bad_pattern"),
+    (RuntimeError("something deep in training"), "bad_pattern"),
+    (ConfigError("bad lr"), "config"),
+    (DataError("no data"), "config"),
+    (MemoryError(), "infra"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"), "infra"),
+    (OSError(errno.ENOSPC, "No space left on device"), "infra"),
+    # what another process says wins over the carrier's own type
+    (_tagged(RuntimeError("script killed"), adsearch_failure="infra"), "infra"),
+    (_tagged(RuntimeError("exit 1"), user_exception="NameError"), "error"),
+    (_tagged(RuntimeError("exit 1"), user_exception="torch.cuda.OutOfMemoryError"), "infra"),
+    (_tagged(RuntimeError("exit 1"), user_exception="PatternError"), "bad_pattern"),
+    (_tagged(NameError("x"), adsearch_failure="bad_pattern"), "bad_pattern"),
+    (_tagged(ValueError("x"), adsearch_failure="nonsense"), "bad_pattern"),  # unknown tag: ignored
+])
+def test_classify(exc: Exception, want: str) -> None:
+    assert classify(exc) == want
+
+
+def test_breaker_consecutive_and_share() -> None:
+    b = FailureBreaker(3, None, 20)
+    assert [b.observe(f, "E") for f in (True, True, False, True, True)] == [None] * 5
+    why = b.observe(True, "NameError: x")
+    assert why is not None and "3 trials in a row failed" in why and "NameError: x" in why
+    s = FailureBreaker(None, 0.5, 4)
+    assert [s.observe(f) for f in (True, True, True)] == [None] * 3  # window not full yet
+    assert s.observe(False) is None  # 3 of 4 > 0.5, but the last one succeeded: no streak rule
+    why = s.observe(True, "boom")  # window: T T F T -> 3/4
+    assert why is not None and "3 of the last 4 trials failed" in why
+    off = FailureBreaker(None, None, 4)
+    assert all(off.observe(True) is None for _ in range(50)) and off.failures == 50
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"max_consecutive_failures": 0}, "--max-consecutive-failures"),
+    ({"max_failure_share": 1.5}, "--max-failure-share"),
+    ({"max_failure_share": 0.0}, "--max-failure-share"),
+    ({"failure_window": 0}, "failure_window"),
+])
+def test_breaker_options_are_validated(changes: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        SearchConfig(name="x", task="synthetic", **changes).validate()
+
+
+def _make(tmp_path: Path, name: str, **kw: Any) -> RunDir:
+    opts: dict[str, Any] = {"task": "synthetic", "controller": "random", "batch_size": 4,
+                            "workers": 2, "budget_trials": 12}
+    opts.update(kw)
+    return create_search(SearchConfig(name=name, **opts), RunDir(tmp_path / "runs" / name))
+
+
+def test_every_child_failing_trips_the_breaker(tmp_path: Path) -> None:
+    """The issue's reproduction: bad_fraction 1.0 must not end "finished, 12 done"."""
+    run = _make(tmp_path, "allbad", task_config={"bad_fraction": 1.0},
+                max_consecutive_failures=5)
+    daemon = run_daemon(str(run.path))
+    assert not daemon.finished and daemon.fatal and "5 trials in a row failed" in daemon.fatal
+    runs = tmp_path / "runs"
+    with Store(run.store_url(), readonly=True) as st:
+        search = st.get_search("allbad")
+        assert search.state == "failed"
+        assert st.bad_patterns(search.id)[0] == st.counts(search.id)["done"] < 12
+        assert [e.kind for e in st.events(search.id) if e.kind == "daemon.breaker"] == ["daemon.breaker"]
+    snap = json.loads(cli(runs, "status", "allbad", "--json").stdout)
+    assert snap["top"] == [] and snap["best"] is None  # no result earned by failing is "best"
+    assert snap["bad_patterns"]["count"] >= 5
+    assert any("trials in a row failed" in w and "attempt-1.log" in w for w in snap["waiting"])
+    text = cli(runs, "status", "allbad").stdout
+    assert "bad patterns: " in text and "BadPatternError" in text
+    before = dump_db(run.path / "adsearch.db")
+    out = tmp_path / "best.json"
+    assert_clean_error(cli(runs, "export", "allbad", "--best", "-o", str(out)),
+                       "has no successful trial", "BadPatternError")
+    assert not out.exists() and dump_db(run.path / "adsearch.db") == before
+    listing = cli(runs, "list").stdout
+    row = next(ln for ln in listing.splitlines() if "allbad" in ln)
+    assert "failed" in row and "0.0000" not in row  # best: "-", not the failure reward
+
+
+def test_some_bad_patterns_are_counted_and_skipped(tmp_path: Path) -> None:
+    run = _make(tmp_path, "mixed", task_config={"bad_fraction": 0.4}, failure_reward=5.0,
+                budget_trials=12)
+    daemon = run_daemon(str(run.path))
+    assert daemon.finished and daemon.fatal is None
+    runs = tmp_path / "runs"
+    with Store(run.store_url(), readonly=True) as st:
+        sid = st.get_search("mixed").id
+        bad = [t for t in st.trials(sid) if t.error]
+        assert st.get_search("mixed").state == "finished" and len(bad) >= 2
+        assert st.bad_patterns(sid) == (len(bad), bad[-1].error)
+    snap = json.loads(cli(runs, "status", "mixed", "--json").stdout)
+    # the failure reward (5.0) beats every real reward, yet is never shown as best
+    assert snap["best"]["reward"] < 5.0 and all(r["reward"] < 5.0 for r in snap["top"])
+    assert f"bad patterns: {len(bad)} (last error: BadPatternError" in cli(runs, "status", "mixed").stdout
+    out = tmp_path / "best.json"
+    res = cli(runs, "export", "mixed", "--best", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["provenance"]["reward"] == snap["best"]["reward"]
+    assert "5.0000" not in cli(runs, "list").stdout
+
+
+def test_a_bug_in_the_code_fails_the_search_at_once(tmp_path: Path) -> None:
+    """A NameError in every child is no result: the first one stops the search as failed,
+    its trial is requeued uncounted, and status names the error and the log."""
+    run = _make(tmp_path, "bug", task_config={"bug": "NameError"}, workers=1)
+    daemon = run_daemon(str(run.path))
+    assert not daemon.finished and daemon.fatal
+    with Store(run.store_url(), readonly=True) as st:
+        search = st.get_search("bug")
+        assert search.state == "failed"
+        counts = st.counts(search.id)
+        assert counts["done"] == 0 and counts["failed"] == 0 and counts["queued"] >= 1
+        first = st.get_trial(1)
+        assert first.state == "queued" and first.attempts == 0 and "NameError" in (first.error or "")
+        assert any(e.kind == "daemon.code_error" for e in st.events(search.id))
+    snap = json.loads(cli(tmp_path / "runs", "status", "bug", "--json").stdout)
+    why = " ".join(snap["waiting"])
+    assert "NameError: synthetic bug" in why and "bug in the task or your code" in why
+    assert str(run.trial_dir(1) / "attempt-1.log") in why
+
+
+def test_space_is_the_searchs_own(tmp_path: Path) -> None:
+    """--space seq-2 reaches the children (it used to be rebuilt from the task config, so
+    every trial failed with a PatternError); a space that cannot fit is refused, nothing written."""
+    runs = tmp_path / "runs"
+    res = cli(runs, "start", "--task", "synthetic", "--name", "seq", "--space", "seq-2",
+              "--budget-trials", "4", "--workers", "2", "--controller", "random",
+              "--foreground")
+    assert res.exit_code == 0, res.output
+    snap = json.loads(cli(runs, "status", "seq", "--json").stdout)
+    assert snap["state"] == "finished" and snap["counts"]["done"] == 4
+    assert snap["config"]["space"] == "seq-2" and snap["bad_patterns"]["count"] == 0
+    spec = json.loads((runs / "seq" / "trials" / "1" / "spec.json").read_text())
+    assert spec["space"] == "seq-2" and spec["task_config"]["space"] == "seq-2"
+    for args, needle in (
+        (["--task", "synthetic", "--space", "seq-2", "--task-config", '{"space": "conv-3"}'],
+         "--space seq-2 and --task-config space 'conv-3' disagree"),
+        (["--task", "cifar10", "--space", "seq-2"], "task cifar10 has dropout sites for space conv-3"),
+    ):
+        assert_clean_error(cli(runs, "start", "--name", "refused", *args), needle)
+        assert not (runs / "refused").exists()
+
+
+def test_child_refuses_a_spec_whose_space_the_task_does_not_build(tmp_path: Path) -> None:
+    """A search written before the space was checked: the child reports a config error
+    instead of decoding patterns for another space (which failed as a 'bad pattern')."""
+    from adsearch.daemon.child import run as run_child
+
+    spec = {"trial_id": 1, "attempt": 1, "task": "synthetic", "space": "seq-2",
+            "task_config": {"space": "conv-3"}, "patterns": [], "budget": None,
+            "device": "cpu", "seed": 0, "threads": 1}
+    doc = run_child(spec)
+    assert doc["status"] == "config" and "space seq-2" in doc["error"], doc
