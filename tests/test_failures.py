@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_backends import *  # noqa: F403  (fixtures: pg_base_url)
+from store_backends import _fresh_database
 from test_cli_search import assert_clean_error, cli
 from test_daemon_support import dump_db
 
@@ -175,7 +177,7 @@ def test_space_is_the_searchs_own(tmp_path: Path) -> None:
     assert spec["space"] == "seq-2" and spec["task_config"]["space"] == "seq-2"
     for args, needle in (
         (["--task", "synthetic", "--space", "seq-2", "--task-config", '{"space": "conv-3"}'],
-         "--space seq-2 and --task-config space 'conv-3' disagree"),
+         "--task-config space 'conv-3' contradicts --space seq-2"),
         (["--task", "cifar10", "--space", "seq-2"], "task cifar10 has dropout sites for space conv-3"),
     ):
         assert_clean_error(cli(runs, "start", "--name", "refused", *args), needle)
@@ -192,3 +194,72 @@ def test_child_refuses_a_spec_whose_space_the_task_does_not_build(tmp_path: Path
             "device": "cpu", "seed": 0, "threads": 1}
     doc = run_child(spec)
     assert doc["status"] == "config" and "space seq-2" in doc["error"], doc
+
+
+def test_a_bug_in_a_trial_script_fails_the_search(tmp_path: Path) -> None:
+    """Script mode: the script's uncaught NameError crosses the process boundary as
+    ``user_exception`` and is classified as a bug, not as a bad pattern."""
+    import shlex
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text("import adsearch.trial\n\ntrial = adsearch.trial.current()\n"
+                      "trial.finish(undefined_name)\n")
+    cfg = SearchConfig(name="sbug", task="script", controller="random", batch_size=4,
+                       workers=1, budget_trials=4,
+                       task_config={"command": shlex.join([sys.executable, str(script)]),
+                                    "workdir": str(tmp_path), "space": "conv-2"})
+    run = create_search(cfg, RunDir(tmp_path / "runs" / "sbug"))
+    daemon = run_daemon(str(run.path))
+    assert not daemon.finished and daemon.fatal and "NameError" in daemon.fatal
+    with Store(run.store_url(), readonly=True) as st:
+        search = st.get_search("sbug")
+        assert search.state == "failed" and st.counts(search.id)["done"] == 0
+    doc = json.loads((run.trial_dir(1) / "result.json").read_text())
+    assert doc["status"] == "error" and doc["error_type"] == "NameError"
+
+
+def test_adsearch_worker_fails_the_search_on_a_code_error(pg_base_url: str,
+                                                          tmp_path: Path) -> None:
+    """``adsearch worker`` (PostgreSQL queue) applies the same classification: a NameError
+    in its child requeues the trial uncounted, fails the search for every host, and the
+    worker exits 1 with the error and the log."""
+    import random
+    import subprocess
+    import sys
+
+    from adsearch.daemon.loop import pattern_hash
+    from adsearch.patterns import SearchSpace
+    from adsearch.queue.dbqueue import DbQueue
+    from adsearch.store import NewTrial
+
+    gen = _fresh_database(pg_base_url)
+    url = next(gen)
+    try:
+        space = SearchSpace.from_name("conv-3")
+        pats = [p.to_dict() for p in space.sample(random.Random(0))]
+        cfg = SearchConfig(name="wbug", task="synthetic", space="conv-3",
+                           task_config={"bug": "AttributeError"}, workers=1)
+        with Store(url) as st:
+            sid = st.create_search("wbug", cfg.to_dict()).id
+            st.set_search_state(sid, "running")
+            items = [NewTrial(pattern=pats, pattern_hash=pattern_hash(pats),
+                              tokens=space.encode([space.pattern_cls.from_dict(p)  # type: ignore[attr-defined]
+                                                   for p in pats]),
+                              controller_version=0, logp=-1.0, seed=i) for i in range(3)]
+            DbQueue(st, sid).push([t.id for t in st.add_trials(sid, items)])
+        proc = subprocess.run([sys.executable, "-m", "adsearch", "worker", "--store", url,
+                               "--search", "wbug", "--workers", "1", "--burst", "--work-dir",
+                               str(tmp_path / "w")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        err = " ".join(proc.stderr.split())
+        assert "its code raised AttributeError" in err and "attempt-1.log" in err
+        with Store(url, readonly=True) as st:
+            sid = st.get_search("wbug").id
+            assert st.get_search("wbug").state == "failed"
+            assert st.counts(sid)["queued"] == 3 and st.counts(sid)["done"] == 0
+            assert {t.attempts for t in st.trials(sid)} == {0}
+            assert [e.kind for e in st.events(sid) if e.kind == "worker.code_error"] == [
+                "worker.code_error"]
+    finally:
+        gen.close()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -44,32 +45,40 @@ def test_baseline_with_test_data(tmp_path: Path, data_slices: Path) -> None:
     assert "test_acc" in r.output and "dropblock" in r.output
 
 
+def _refused(r: Any, *needles: str) -> None:
+    """A clean refusal: exit 1 through sys.exit, no traceback, every needle in the message."""
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.exception, r.output)
+    assert "Traceback" not in r.output and "error: " in r.output, r.output
+    for n in needles:
+        assert n in r.output, r.output
+
+
 def test_clean_errors(tmp_path: Path) -> None:
     r = _run("--task", "cifar100", *FAST)
-    assert r.exit_code != 0 and "unknown task 'cifar100'" in r.output and "cifar10" in r.output
+    _refused(r, "unknown task 'cifar100'", "cifar10")
     r = _run("--data", str(tmp_path / "missing"), *FAST)
-    assert r.exit_code != 0 and "missing does not exist" in r.output and "ImageFolder" in r.output
+    _refused(r, "missing does not exist", "ImageFolder")
     (tmp_path / "empty").mkdir()
     r = _run("--data", str(tmp_path / "empty"), *FAST)
-    assert r.exit_code != 0 and "no class sub-folders" in r.output
+    _refused(r, "no class sub-folders")
     seq = save_patternset(PatternSet(SearchSpace("seq", 2), [SeqPattern(), SeqPattern()]), tmp_path / "lm.json")
     r = _run("--pattern", str(seq), *FAST)
-    assert r.exit_code != 0 and "space seq-2" in r.output and "conv-3" in r.output
+    _refused(r, "space seq-2", "conv-3")
     (tmp_path / "broken.json").write_text("{not json")
     r = _run("--pattern", str(tmp_path / "broken.json"), *FAST)
-    assert r.exit_code != 0 and "broken.json" in r.output and "invalid JSON" in r.output
+    _refused(r, "broken.json", "invalid JSON")
     r = _run("--pattern", str(tmp_path / "absent.json"), *FAST)
-    assert r.exit_code != 0 and "absent.json does not exist" in r.output
+    _refused(r, "absent.json does not exist")
     r = _run("--pattern", str(seq), "--baseline", "dropout", *FAST)
-    assert r.exit_code != 0 and "not both" in r.output
+    _refused(r, "not both")
     r = _run("--baseline", "cutout", *FAST)
-    assert r.exit_code != 0 and "unknown baseline 'cutout'" in r.output
+    _refused(r, "unknown baseline 'cutout'")
     r = _run("--task", "wikitext2", *FAST)
-    assert r.exit_code != 0 and "needs a data path" in r.output
+    _refused(r, "needs a data path")
     r = _run("--task", "wikitext2", "--data", str(tmp_path / "empty"), "--baseline", "dropblock", *FAST)
-    assert r.exit_code != 0 and "valid.txt and test.txt" in r.output
+    _refused(r, "valid.txt and test.txt")
     r = _run("--device", "cuda:7", *FAST) if not _has_cuda() else _run("--device", "tpu", *FAST)
-    assert r.exit_code != 0 and "device" in r.output
+    _refused(r, "device")
 
 
 def _has_cuda() -> bool:
