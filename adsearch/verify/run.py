@@ -63,7 +63,7 @@ def distinct_top(store: Any, search_id: int, k: int) -> list[dict[str, Any]]:
     """The ``k`` best distinct patterns of full-length, non-failed trials, best first."""
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for t, r in store.top_trials(search_id, 8 * k, full_only=True, succeeded_only=True):
+    for t, r in store.top_trials(search_id, 8 * k, full_only=True):
         if (r.metrics or {}).get("bad_pattern") or t.pattern_hash in seen:
             continue
         seen.add(t.pattern_hash)
