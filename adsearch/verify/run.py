@@ -142,7 +142,8 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     n_tune = sum(len(P.grid(k)) for k in kinds) * len(the_plan["tune_seeds"])
     vcfg = SearchConfig(
         name=vname, task=src.task, task_config=task_config, space=src.space,
-        controller="fixed", batch_size=1, budget_trials=n_tune, gpus=src.gpus,
+        controller="fixed", batch_size=1, budget_trials=n_tune,
+        gpus=None if req.workers else src.gpus,  # --workers N: CPU runs, as `start` means it
         slots_per_gpu=src.slots_per_gpu, workers=req.workers or src.workers,
         child_epochs=req.epochs if req.epochs is not None else src.child_epochs,
         child_steps=req.steps if req.steps is not None else src.child_steps,
