@@ -263,3 +263,22 @@ def test_adsearch_worker_fails_the_search_on_a_code_error(pg_base_url: str,
                 "worker.code_error"]
     finally:
         gen.close()
+
+
+def test_a_diverged_child_is_a_bad_pattern_not_a_result_of_zero(tmp_path: Path) -> None:
+    """cifar10 turns a non-finite loss into reward 0.0 with ``metrics["diverged"]``; the
+    child reports that as a bad pattern (the failure reward, skipped by export), not as an
+    ordinary reward of 0.0."""
+    import random
+
+    from adsearch.daemon.child import run as run_child
+    from adsearch.patterns import SearchSpace
+
+    cfg = {"depth": 10, "width": 1, "train_per_class": 30, "epochs": 4, "batch_size": 50,
+           "lr": 1e30, "momentum": 0.0, "weight_decay": 0.0, "schedule": "constant"}
+    pats = [p.to_dict() for p in SearchSpace.from_name("conv-3").sample(random.Random(0))]
+    doc = run_child({"trial_id": 1, "attempt": 1, "task": "cifar10", "space": "conv-3",
+                     "task_config": cfg, "patterns": pats, "budget": {"steps": 30},
+                     "device": "cpu", "seed": 0, "threads": 1})
+    assert doc["status"] == "bad_pattern" and doc["reward"] is None, doc
+    assert doc["error"].startswith("training diverged at step ") and doc["metrics"]["diverged"] == 1.0
