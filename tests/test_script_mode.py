@@ -227,15 +227,18 @@ def test_raised_type_reads_the_last_traceback() -> None:
 
 
 def test_script_failing_before_it_reads_its_trial_names_the_exception(tmp_path: Path) -> None:
-    """An ImportError before ``adsearch.trial`` is imported is still named (from stderr)."""
+    """An ImportError before ``adsearch.trial`` is imported is still named (from stderr), so
+    the search stops as failed on the bug instead of recording bad patterns."""
     cfg = SearchConfig(name="imp", task="script", controller="random", workers=1, budget_trials=1,
                        batch_size=1, task_config={
                            "command": f"{sys.executable} -c 'import adsearch_no_such_module'",
                            "workdir": str(tmp_path), "space": "conv-2"})
     run = create_search(cfg, RunDir(tmp_path / "imp"))
     run_daemon(str(run.path))
-    (trial,), _ = results(run, "imp")
+    (trial,), res = results(run, "imp")
     assert "uncaught ModuleNotFoundError: No module named 'adsearch_no_such_module'" in (trial.error or "")
+    with Store(run.store_url(), readonly=True) as st:  # a bug, not a result (classify: "error")
+        assert st.get_search("imp").state == "failed" and not res
     log = (run.trial_dir(trial.id) / "attempt-1.log").read_text()
     assert "Traceback (most recent call last)" in log  # the user's stderr reached the log
 
