@@ -96,7 +96,8 @@ class Trial:
 
     def report(self, step: float, value: float) -> bool:
         """Record the curve point ``value`` (the validation reward, higher is better) at
-        ``step`` (an epoch count: early stopping checks ``--prune-at-epoch`` against it).
+        ``step`` (an epoch count, fractions allowed: early stopping checks the rungs of
+        ``--scheduler asha`` or ``--prune-at-epoch`` against it, live, in the search's store).
         Returns True when the daemon's early-stopping rule wants this child to stop now;
         then call :meth:`finish` with ``value`` (or just exit: the reward is then ``value``).
         """
@@ -107,8 +108,8 @@ class Trial:
         last = self.budget.epochs is not None and step >= self.budget.epochs - 1e-6
         stop = self.budget.prune_now(step, value, last)
         point: dict[str, Any] = {"step": step, "epoch": step, "val_metric": value}
-        if stop:
-            point["pruned"] = True
+        if stop:  # the rung decision, for the result's metrics (adsearch.tasks.script)
+            point["pruned"] = self.budget.truncation()
         with open(self.dir / CURVE_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(point, allow_nan=True) + "\n")
         return stop

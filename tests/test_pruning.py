@@ -1,6 +1,7 @@
-"""Early stopping of clearly bad children: the threshold rule, the image task honouring it,
-the store skipping truncated rewards when picking the best, option checks, and a real
-CIFAR search (child subprocesses, SQLite) in which the worst children are stopped."""
+"""Early stopping with --prune-at-epoch (one rung of adsearch.daemon.pruning): the rule, the
+image task honouring live rung values from the store, the store skipping truncated rewards
+when picking the best, option checks, and a real CIFAR search (child subprocesses, SQLite)
+in which the worst children are stopped. ASHA itself: tests/test_asha.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
-from adsearch.daemon.pruning import Pruner, quantile, threshold, value_at
+from adsearch.daemon.pruning import Scheduler, decide, quantile, value_at
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.runner import run_daemon
 from adsearch.errors import ConfigError
@@ -35,24 +36,15 @@ def test_threshold_is_a_quantile_of_values_at_the_check_epoch() -> None:
     assert quantile([1.0, 2.0], 0.5) == pytest.approx(1.5)
     assert value_at(_curve(0.1, 0.3), 1.0) == 0.1 and value_at(_curve(0.1, 0.3), 2.0) == 0.3
     assert value_at(_curve(0.1), 2.0) is None and value_at([{"epoch": 1.0, "val_metric": float("nan")}], 1.0) is None
-    curves = [_curve(a, a + 0.2) for a in (0.1, 0.2, 0.3, 0.4)] + [_curve(0.05), []]
-    assert threshold(curves, 1.0, 0.5, min_trials=6) is None  # only 5 have a value at epoch 1
-    assert threshold(curves, 1.0, 0.5, min_trials=5) == pytest.approx(0.2)  # truncated ones count
-    assert threshold(curves, 2.0, 0.5, min_trials=4) == pytest.approx(0.45)
+    # the one rule: top `keep` of the values at the rung, own value included, once enough
+    assert decide([0.1, 0.2, 0.3, 0.4], 0.4, keep=0.5, min_trials=5) == (True, None)
+    assert decide([0.1, 0.2, 0.3, 0.4], 0.2, keep=0.5, min_trials=4) == (False, pytest.approx(0.25))
+    assert decide([0.1, 0.2, 0.3, 0.4], 0.3, keep=0.5, min_trials=4)[0]
+    assert decide([0.5], 0.5, keep=1 / 3, min_trials=1) == (True, 0.5)  # alone: it goes on
 
 
-def test_image_child_stops_below_the_threshold_and_says_so() -> None:
-    task, cfg = get_task("cifar10"), get_task("cifar10").config_from_dict({**TINY, "epochs": 3})
-    cut = task.run_child(cfg, None, Budget(prune_epoch=1, prune_below=1.01), "cpu", 0)
-    assert cut.metrics["truncated"] == 1.0 and cut.metrics["truncated_at_epoch"] == 1.0
-    assert len(cut.curve) == 1 and cut.metrics["epochs"] == 1.0
-    assert cut.reward == cut.curve[0]["val_metric"] == cut.metrics["val_acc"]
-    full = task.run_child(cfg, None, Budget(prune_epoch=1, prune_below=-1.0), "cpu", 0)
-    assert "truncated" not in full.metrics and len(full.curve) == 3
-    assert full.curve[0]["val_metric"] == cut.curve[0]["val_metric"]  # same seed, same first epoch
-    # the check point is the last epoch: nothing is left to save, the child is not truncated
-    last = task.run_child(cfg, None, Budget(epochs=1, prune_epoch=1, prune_below=1.01), "cpu", 0)
-    assert "truncated" not in last.metrics
+def _trials(store: Store, sid: int, n: int) -> list[Any]:
+    return store.add_trials(sid, [NewTrial(pattern=[], pattern_hash=f"h{i}", tokens=[], controller_version=0, logp=0.0, seed=i) for i in range(n)])
 
 
 def _search(tmp_path: Path, **kw: Any) -> RunDir:
@@ -62,28 +54,56 @@ def _search(tmp_path: Path, **kw: Any) -> RunDir:
     return create_search(SearchConfig(name="p", **opts), RunDir(tmp_path / "p"))
 
 
-def test_pruner_budget_and_best_skip_truncated(tmp_path: Path) -> None:
-    run = _search(tmp_path, prune_epoch=1, prune_min_trials=3, prune_quantile=0.5)
+def test_image_child_stops_below_the_live_threshold_and_says_so(tmp_path: Path) -> None:
+    run = _search(tmp_path, prune_epoch=1, prune_min_trials=3, prune_quantile=0.5, task_config={**TINY, "epochs": 3})
     store = Store(run.store_url())
     try:
         sid = store.get_search("p").id
         cfg = SearchConfig.from_dict(store.get_search("p").config)
-        pruner = Pruner(cfg)
-        recs = store.add_trials(sid, [NewTrial(pattern=[], pattern_hash=f"h{i}", tokens=[], controller_version=0, logp=0.0, seed=i) for i in range(4)])
-        assert pruner.budget(store, sid) == cfg.child_budget().to_dict()  # nothing finished yet
+        others, cut_id, full_id, last_id = _trials(store, sid, 4)[0], *_trials(store, sid, 3)
+        sched = Scheduler(cfg, run.store_url())
+        budget = sched.budget(cut_id.id)
+        assert budget["rungs"] == [1.0] and budget["top_rung"] == 3.0 and budget["keep"] == 0.5
+        assert budget["store_url"] == run.store_url() and budget["trial_id"] == cut_id.id
+        rule = sched.schedule.rule()
+        for i, rec in enumerate(_trials(store, sid, 2)):  # two children already at rung 1
+            store.record_rung(rec.id, 1.0, 1.0, 1.01 + i, rule)
+        task = get_task("cifar10")
+        tc = task.config_from_dict({**TINY, "epochs": 3})
+        cut = task.run_child(tc, None, Budget.from_dict(budget), "cpu", 0)
+        assert cut.metrics["truncated"] == 1.0 and cut.metrics["truncated_at_epoch"] == 1.0
+        assert cut.metrics["truncated_at_rung"] == 1.0 and cut.metrics["prune_below"] > cut.reward
+        assert len(cut.curve) == 1 and cut.metrics["epochs"] == 1.0
+        assert cut.reward == cut.curve[0]["val_metric"] == cut.metrics["val_acc"]
+        # a rung of low values: the child is promoted, trains on, and its top value is recorded
+        for rec in _trials(store, sid, 3):
+            store.record_rung(rec.id, 1.0, 1.0, -1.0, rule)
+        full = task.run_child(tc, None, Budget.from_dict(sched.budget(full_id.id)), "cpu", 0)
+        assert "truncated" not in full.metrics and len(full.curve) == 3
+        assert full.curve[0]["val_metric"] == cut.curve[0]["val_metric"]  # same seed, same epoch 1
+        rows = {(r.trial_id, r.rung): r for r in store.rung_rows(sid)}
+        assert rows[(cut_id.id, 1.0)].promoted is False and rows[(full_id.id, 1.0)].promoted is True
+        assert rows[(full_id.id, 3.0)].promoted is None  # the top rung: recorded, not decided
+        assert rows[(full_id.id, 3.0)].value == full.reward
+        # the check point is the last epoch: nothing is left to save, the child is not truncated
+        last = task.run_child(tc, None, Budget.from_dict({**sched.budget(last_id.id), "epochs": 1}), "cpu", 0)
+        assert "truncated" not in last.metrics
+        assert others.id not in {r.trial_id for r in store.rung_rows(sid)}
+    finally:
+        store.close()
+
+
+def test_best_skips_truncated(tmp_path: Path) -> None:
+    run = _search(tmp_path)
+    store = Store(run.store_url())
+    try:
+        sid = store.get_search("p").id
+        recs = _trials(store, sid, 3)
         finished = [(0.30, _curve(0.2, 0.30), {}), (0.50, _curve(0.4, 0.50), {}),
                     (0.90, _curve(0.9), {"truncated": 1.0, "truncated_at_epoch": 1.0})]
-        for rec, (reward, curve, metrics) in zip(recs[:3], finished, strict=True):
+        for rec, (reward, curve, metrics) in zip(recs, finished, strict=True):
             store.update_trial(rec.id, state="running")
             store.finish_trial(rec.id, reward, {"val_acc": reward, **metrics}, curve, 1.0, state="done")
-        budget = pruner.budget(store, sid)
-        assert budget["prune_epoch"] == 1 and budget["prune_below"] == pytest.approx(0.4)
-        assert Budget.from_dict(budget).prune_now(1.0, 0.39, last=False)
-        assert not Budget.from_dict(budget).prune_now(1.0, 0.41, last=False)
-        # a fourth child finishing moves the threshold (the pruner reads only what is new)
-        store.update_trial(recs[3].id, state="running")
-        store.finish_trial(recs[3].id, 0.2, {"val_acc": 0.2}, _curve(0.1, 0.2), 1.0, state="done")
-        assert pruner.budget(store, sid)["prune_below"] == pytest.approx(0.3)
         top = store.top_trials(sid, 2, full_only=True)
         assert [r.reward for _, r in top] == [0.5, 0.3]  # the truncated 0.9 is skipped
         assert store.top_trials(sid, 1)[0][1].reward == 0.9  # unless asked for every result
@@ -92,7 +112,7 @@ def test_pruner_budget_and_best_skip_truncated(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kw", "message"), [
-    ({"task": "wikitext2", "task_config": {}, "prune_epoch": 1}, "does not support early stopping"),
+    ({"prune_epoch": 1, "scheduler": "asha", "min_epochs": 1, "max_epochs": 2}, "exclude each other"),
     ({"prune_epoch": 2}, "not before the end of training (2 epochs)"),
     ({"prune_epoch": 0.5}, "whole number of epochs"),
     ({"prune_epoch": 1, "prune_quantile": 1.5}, "--prune-quantile"),

@@ -291,6 +291,8 @@ BAD_MODULES = {
     (["--task", TASK, "--space", "conv-3"], ["has dropout sites for space conv-2", "--task-config"]),
     (["--task", "noprune:NoPrune", "--prune-at-epoch", "1"],
      ["does not support early stopping", "supports_pruning = True"]),
+    (["--task", "noprune:NoPrune", "--scheduler", "asha", "--min-epochs", "1", "--max-epochs", "3"],
+     ["--scheduler asha: task noprune:NoPrune does not support early stopping", "supports_pruning = True"]),
 ])
 def test_bad_plugin_is_refused_and_nothing_is_written(
         tmp_path: Path, on_path: None, monkeypatch: pytest.MonkeyPatch, args: list[str],

@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.errors import ConfigError
 from adsearch.tasks.result import Budget
+
+if TYPE_CHECKING:
+    from adsearch.daemon.pruning import Schedule
 
 NAME_RULE = "1 to 100 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"
 """The safe alphabet of search names (**ours**): a name is a directory under ./runs and part
@@ -52,7 +55,11 @@ class SearchConfig:
     # luck); None: a fresh seed per trial, derived from ``seed``
     prune_epoch: float | None = None  # early stopping: check children at this epoch (None: off)
     prune_quantile: float = 0.25  # ... and stop those below this quantile of earlier children
-    prune_min_trials: int = 8  # ... once this many finished children have a value there
+    prune_min_trials: int = 8  # ... once this many children have a value there
+    scheduler: str | None = None  # "asha": successive halving over rungs (None: off)
+    min_epochs: float | None = None  # asha: the first rung, in epochs
+    max_epochs: float | None = None  # asha: the full budget (the top rung), in epochs
+    eta: float = 3.0  # asha: rungs grow by eta; the top 1/eta at a rung go on
     max_attempts: int = 3  # runs of a trial whose child process died before it is failed
     lease_seconds: float = 60.0  # a queue lease without heartbeat this long has expired
     heartbeat_seconds: float = 5.0  # how often a worker renews its lease
@@ -71,7 +78,31 @@ class SearchConfig:
 
     # ------------------------------------------------------------------ derived values
     def child_budget(self) -> Budget:
-        return Budget(epochs=self.child_epochs, steps=self.child_steps, seconds=self.child_seconds)
+        epochs = self.child_epochs
+        if self.scheduler == "asha" and epochs is None:
+            epochs = self.max_epochs  # asha: a promoted child trains up to the top rung
+        return Budget(epochs=epochs, steps=self.child_steps, seconds=self.child_seconds)
+
+    def full_epochs(self) -> float | None:
+        """A child's full budget in epochs, where known (None: steps or seconds decide)."""
+        epochs = self.child_budget().epochs
+        if epochs is None:
+            epochs = self.task_config.get("epochs")
+        return float(epochs) if isinstance(epochs, (int, float)) else None
+
+    def schedule(self) -> Schedule | None:
+        """The rung schedule of early stopping (see adsearch.daemon.pruning); None: off.
+        ``--prune-at-epoch E`` is one decision rung at E keeping the top ``1 - q``."""
+        from adsearch.daemon.pruning import Schedule, rungs_for
+
+        if self.scheduler == "asha":
+            assert self.min_epochs is not None and self.max_epochs is not None
+            return Schedule(rungs_for(self.min_epochs, self.max_epochs, self.eta),
+                            float(self.max_epochs), 1.0 / self.eta, math.ceil(self.eta))
+        if self.prune_epoch is not None:
+            return Schedule((float(self.prune_epoch),), self.full_epochs(),
+                            1.0 - self.prune_quantile, self.prune_min_trials)
+        return None
 
     def timeout_seconds(self) -> float:
         """Seconds after which a running child is killed and its trial retried.
@@ -153,7 +184,9 @@ class SearchConfig:
         return self
 
     def _validate_pruning(self) -> None:
-        from adsearch.tasks.registry import PRUNABLE, is_builtin
+        from adsearch.tasks.registry import PRUNABLE
+
+        self._validate_asha()
 
         if not (isinstance(self.prune_quantile, (int, float)) and 0 < self.prune_quantile < 1):
             raise ConfigError(f"--prune-quantile: invalid value {self.prune_quantile!r}; use a "
@@ -165,11 +198,10 @@ class SearchConfig:
         if isinstance(e, bool) or not isinstance(e, (int, float)) or not (e >= 1 and e == int(e)):
             raise ConfigError(f"--prune-at-epoch: invalid value {e!r}; use a whole number of "
                               "epochs >= 1 (children are evaluated at the end of each epoch)")
-        # a plug-in's own `supports_pruning` is checked by launch.check_task (no imports here)
-        if is_builtin(self.task) and self.task not in PRUNABLE:
-            raise ConfigError(f"--prune-at-epoch: task {self.task!r} does not support early "
-                              f"stopping; tasks that do: {', '.join(sorted(PRUNABLE))} and "
-                              "plug-ins with supports_pruning = True")
+        if self.scheduler is not None:
+            raise ConfigError("--prune-at-epoch and --scheduler exclude each other: "
+                              "--prune-at-epoch E is ASHA with one rung; pick one")
+        _check_reports_curve("--prune-at-epoch", self.task, PRUNABLE)
         epochs = self.child_epochs if self.child_epochs is not None else self.task_config.get("epochs")
         if isinstance(epochs, (int, float)) and e >= epochs:
             raise ConfigError(f"--prune-at-epoch: {e:g} is not before the end of training "
@@ -186,6 +218,37 @@ class SearchConfig:
             raise ConfigError(f"--max-failure-share: invalid value {f!r}; use a number between "
                               "0 and 1 (0.8: stop when more than 80% of the last "
                               f"{self.failure_window} trials failed), or 1 to turn it off")
+
+    def _validate_asha(self) -> None:
+        from adsearch.tasks.registry import PRUNABLE
+
+        if self.scheduler is None:
+            if self.min_epochs is not None or self.max_epochs is not None:
+                raise ConfigError("--min-epochs and --max-epochs need --scheduler asha")
+            return
+        if self.scheduler != "asha":
+            raise ConfigError(f"--scheduler: unknown scheduler {self.scheduler!r}; choose asha")
+        eta = self.eta
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (1 < eta < math.inf):
+            raise ConfigError(f"--eta {eta!r}: must be a number greater than 1 (3: the top "
+                              "third at each rung go on; 1 would never stop a child)")
+        for opt, v in (("--min-epochs", self.min_epochs), ("--max-epochs", self.max_epochs)):
+            if v is None:
+                raise ConfigError(f"--scheduler asha needs {opt} (e.g. --min-epochs 1 "
+                                  "--max-epochs 9 --eta 3: rungs 1, 3 and 9 epochs)")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+                raise ConfigError(f"{opt}: invalid value {v!r}; use a positive number of epochs")
+        lo, hi = float(self.min_epochs), float(self.max_epochs)  # type: ignore[arg-type]
+        if lo >= hi:
+            raise ConfigError(f"--min-epochs {lo:g} is not below --max-epochs {hi:g}: the rungs "
+                              "exceed the budget and no child would ever be stopped; lower "
+                              "--min-epochs or raise --max-epochs")
+        if self.child_epochs is not None and hi > self.child_epochs:
+            raise ConfigError(f"--max-epochs {hi:g} exceeds the child budget --child-epochs "
+                              f"{self.child_epochs:g}: the top rungs would never be reached; "
+                              "drop --child-epochs (asha trains promoted children to "
+                              "--max-epochs) or lower --max-epochs")
+        _check_reports_curve("--scheduler asha", self.task, PRUNABLE)
 
     def _validate_executor(self) -> None:
         if self.executor not in EXECUTORS:
@@ -235,6 +298,16 @@ def check_name(name: Any, opt: str = "--name") -> str:
             f"{name[:40]!r}... ({len(name)} characters)")
         raise ConfigError(f"{opt}: invalid search name {shown}; a name has {NAME_RULE}")
     return name
+
+
+def _check_reports_curve(opt: str, task: str, prunable: frozenset[str]) -> None:
+    """Refuse early stopping for a built-in task that reports no curve (plug-in tasks say so
+    with ``supports_pruning``; launch checks those, since this module imports no task)."""
+    from adsearch.tasks.registry import is_builtin
+
+    if is_builtin(task) and task not in prunable:
+        raise ConfigError(f"{opt}: task {task!r} reports no learning curve, so it cannot be "
+                          f"stopped early; tasks that can: {', '.join(sorted(prunable))}")
 
 
 def _positive_int(opt: str, value: Any) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.pruning import Pruner
+from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.recovery import (
     Outcome,
     claim_queued,
@@ -133,7 +133,7 @@ class HostWorker:
             # typed Any: adsearch.daemon.recovery takes either queue (same interface)
             self.queue: Any = DbQueue(self.store, self.search_id,
                                       lease_seconds=self.cfg.lease_seconds)
-            self.pruner = Pruner(self.cfg)
+            self.scheduler = Scheduler(self.cfg, self.store_url)
         except BaseException:
             self.store.close()
             raise

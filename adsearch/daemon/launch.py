@@ -118,11 +118,12 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
             f"{default_space.name}; {how} or pass --space {default_space.name} "
             f"(or {default_space.name}+off)"
         )
-    if cfg.prune_epoch is not None and not supports_pruning(cfg.task, task):
+    if cfg.schedule() is not None and not supports_pruning(cfg.task, task):
+        opt = "--scheduler asha" if cfg.scheduler else "--prune-at-epoch"
         raise ConfigError(
-            f"--prune-at-epoch: task {cfg.task} does not support early stopping; a plug-in "
+            f"{opt}: task {cfg.task} does not support early stopping; a plug-in "
             "that calls budget.prune_now(...) in run_child declares `supports_pruning = True` "
-            "on its class (docs/tasks.md), or drop --prune-at-epoch"
+            f"on its class (docs/tasks.md), or drop {opt}"
         )
     loader = getattr(task, "load", None)
     if callable(loader):  # the task's own data check: DataError/ConfigError before any write

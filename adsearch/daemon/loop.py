@@ -32,7 +32,7 @@ from typing import Any
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
 from adsearch.daemon.failures import FailureBreaker
-from adsearch.daemon.pruning import Pruner
+from adsearch.daemon.pruning import Scheduler, controller_rewards
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
 from adsearch.daemon.workers import WorkerMixin
@@ -130,7 +130,7 @@ class Daemon(WorkerMixin):
             self.shared_queue = uses_db_queue(url)  # `adsearch worker` processes may serve it
             self._collected_at = 0.0
             self.executor = make_executor(self.cfg)
-            self.pruner = Pruner(self.cfg)
+            self.scheduler = Scheduler(self.cfg, url)
             self.breaker = FailureBreaker.from_config(self.cfg)
             if self.executor.name != "local":
                 self.slot_source += f", {self.executor.describe()}"
@@ -317,7 +317,10 @@ class Daemon(WorkerMixin):
         bs = self.cfg.batch_size
         while len(self.unconsumed) >= bs or (final and self.unconsumed):
             ids = self.unconsumed[:bs]
-            rewards = {r.trial_id: r.reward for r in self.store.results(self.search_id, ids)}
+            results = {r.trial_id: r for r in self.store.results(self.search_id, ids)
+                       if r.reward is not None}
+            # truncated results learn from their rung rank (adsearch.daemon.pruning.rung_reward)
+            rewards = controller_rewards(self.store, self.search_id, results)
             batch = []
             for tid in ids:
                 t = self.store.get_trial(tid)

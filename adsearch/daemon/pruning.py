@@ -1,26 +1,47 @@
-"""Early stopping of clearly bad children (**ours**; the paper trains every child fully).
+"""Early stopping by asynchronous successive halving (ASHA, Li et al. 2020; the wiring is
+**ours**, the paper trains every child fully).
 
-With ``--prune-at-epoch E`` a child whose validation reward at epoch ``E`` falls below the
-``--prune-quantile`` (default 0.25) of the rewards *every earlier finished child* had at
-epoch ``E`` stops there. Its reward is the one it had when stopped, and its metrics carry
-``truncated = 1`` and ``truncated_at_epoch = E``, so the controller, ``status``, ``show``
-and ``export`` can tell a truncated reward from a full one (``export --best`` skips them).
+Rungs are budgets in epochs. ``--scheduler asha --min-epochs R --max-epochs M --eta E``
+gives the decision rungs ``R, R*E, R*E**2, ...`` (those below ``M``) and the top rung ``M``
+(the full budget). A child that reaches a decision rung records its validation value there
+in the store and, in the same transaction, learns whether it goes on: it does when its value
+is at or above the ``1 - 1/E`` quantile of every value recorded at that rung so far, its own
+included (:func:`decide`), i.e. when it is in the top ``1/E``. Otherwise it stops there and
+its result is marked ``truncated`` (``truncated_at_epoch``, ``truncated_at_rung``,
+``prune_below`` = the threshold it missed). No child is stopped at a rung until it holds
+``min_trials`` values (``ceil(E)`` for ASHA). The top rung's value is recorded without a
+decision, so ``status`` and :func:`rung_reward` know the full-budget distribution.
 
-The threshold includes truncated children (they were measured at epoch ``E`` too), so it
-does not ratchet upwards as the survivors improve. No child is stopped until
-``prune_min_trials`` finished children have a value at epoch ``E``.
+``--prune-at-epoch E --prune-quantile q`` (the older one-rung option) is the same mechanism
+with one decision rung ``E``, keep fraction ``1 - q`` and ``min_trials = prune_min_trials``.
 
-Only tasks listed in :data:`adsearch.tasks.registry.PRUNABLE` honour the rule (the image
-tasks, whose curve has one point per epoch and whose reward is that point's accuracy), and
-task plug-ins whose class sets ``supports_pruning = True``.
+Decisions use the rung values known when the child gets there (live, from the store), not
+values frozen at launch. The child reaches the store through its budget (``store_url`` and
+``trial_id`` in the child spec); a retried child replaces its earlier rung rows.
+
+Built-in tasks in :data:`adsearch.tasks.registry.PRUNABLE` honour it, and task plug-ins
+whose class sets ``supports_pruning = True``.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-EPS = 1e-6
+from adsearch.tasks.result import EPS
+
+
+def rungs_for(min_epochs: float, max_epochs: float, eta: float) -> tuple[float, ...]:
+    """The decision rungs ``R, R*eta, ...`` strictly below ``max_epochs`` (in epochs)."""
+    out: list[float] = []
+    r = float(min_epochs)
+    while r < max_epochs - EPS:
+        out.append(round(r, 9))
+        r *= eta
+    return tuple(out)
 
 
 def value_at(curve: list[dict[str, Any]], epoch: float) -> float | None:
@@ -42,46 +63,88 @@ def quantile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def threshold(curves: list[list[dict[str, Any]]], epoch: float, q: float, min_trials: int) -> float | None:
-    """The pruning threshold from finished children's curves; None until enough have one."""
-    return _threshold([v for c in curves if (v := value_at(c, epoch)) is not None], q, min_trials)
+def decide(values: list[float], own: float, *, keep: float, min_trials: int) -> tuple[bool, float | None]:
+    """The one promotion rule: ``(promoted, threshold)`` for a child whose value at a rung
+    is ``own``, given every value recorded at that rung (``values``, ``own`` included).
 
-
-def _threshold(values: list[float], q: float, min_trials: int) -> float | None:
-    return quantile(values, q) if len(values) >= min_trials else None
-
-
-class Pruner:
-    """Computes each child's budget, with the pruning threshold of the moment.
-
-    Incremental: each call reads the ids of finished trials (one light query) and loads the
-    curves of only those it has not seen yet.
+    ``keep`` is the promoted fraction (``1/eta``); the threshold is the ``1 - keep`` quantile
+    of ``values``, and None (everyone goes on) while fewer than ``min_trials`` are recorded.
     """
+    if len(values) < min_trials:
+        return True, None
+    threshold = quantile(values, 1.0 - keep)
+    return own >= threshold - 1e-12, threshold
 
-    def __init__(self, cfg: Any) -> None:
+
+@dataclass(frozen=True)
+class Schedule:
+    """A search's rungs: ``rungs`` (decision rungs, epochs, ascending), ``top`` (the full
+    budget in epochs, recorded without a decision; None when unknown), ``keep`` (fraction
+    promoted at each rung) and ``min_trials``."""
+
+    rungs: tuple[float, ...]
+    top: float | None
+    keep: float
+    min_trials: int
+
+    def rule(self) -> Any:
+        """``decide`` bound to this schedule's ``keep`` and ``min_trials``."""
+        return functools.partial(decide, keep=self.keep, min_trials=self.min_trials)
+
+
+class Scheduler:
+    """Writes each child's budget: the search's child budget plus its rung schedule and
+    where to record rung values (the store URL and the trial id)."""
+
+    def __init__(self, cfg: Any, store_url: str) -> None:
         self.cfg = cfg
-        self._seen: set[int] = set()
-        self._values: list[float] = []  # value at prune_epoch of each finished child that has one
-        self._below: float | None = None
+        self.store_url = store_url
+        self.schedule: Schedule | None = cfg.schedule()
 
-    def below(self, store: Any, search_id: int) -> float | None:
-        if self.cfg.prune_epoch is None:
-            return None
-        new = [tid for tid, _ in store.reward_series(search_id) if tid not in self._seen]
-        if new:
-            for r in store.results(search_id, new):
-                self._seen.add(r.trial_id)
-                if r.metrics.get("bad_pattern") or r.metrics.get("diverged"):
-                    continue
-                if (v := value_at(r.curve, self.cfg.prune_epoch)) is not None:
-                    self._values.append(v)
-            self._below = _threshold(self._values, self.cfg.prune_quantile, self.cfg.prune_min_trials)
-        return self._below
-
-    def budget(self, store: Any, search_id: int) -> dict[str, Any]:
-        """The ``budget`` dict of a child spec about to be written."""
+    def budget(self, trial_id: int) -> dict[str, Any]:
+        """The ``budget`` dict of the child spec of ``trial_id``."""
         budget = self.cfg.child_budget().to_dict()
-        below = self.below(store, search_id)
-        if below is not None:
-            budget.update(prune_epoch=self.cfg.prune_epoch, prune_below=below)
+        if self.schedule is not None:
+            s = self.schedule
+            budget.update(rungs=list(s.rungs), top_rung=s.top, keep=s.keep,
+                          min_trials=s.min_trials, store_url=self.store_url, trial_id=trial_id)
         return budget
+
+
+# --------------------------------------------------------------------- the controller's reward
+def rung_reward(rung_values: Iterable[float], top_values: Iterable[float], value: float) -> float:
+    """The reward the controller learns from for a child stopped at a rung (**ours**).
+
+    A value at an early rung is not comparable with full-budget values (every child is
+    worse after 1 epoch than after 10), so it is mapped by rank: ``p`` = the mid-rank of
+    ``value`` among the values recorded at its rung (0 = worst, 1 = best), and the reward is
+    the ``p`` quantile of the full-budget (top-rung) values recorded so far. A stopped child
+    ranks in the bottom ``1 - keep`` of its rung, so its reward lands in the lower part of
+    the full-budget distribution, below the rewards of children that beat it there. With no
+    full-budget value yet, the raw value is returned.
+    """
+    top = sorted(float(v) for v in top_values)
+    xs = [float(v) for v in rung_values]
+    if not top or not xs:
+        return float(value)
+    below = sum(1 for v in xs if v < value)
+    equal = sum(1 for v in xs if v == value)
+    p = (below + 0.5 * max(equal, 1)) / max(len(xs), 1) if len(xs) > 1 else 0.5
+    return quantile(top, min(1.0, max(0.0, p)))
+
+
+def controller_rewards(store: Any, search_id: int, results: dict[int, Any]) -> dict[int, float]:
+    """Rewards for ``results`` (trial id -> ResultRecord): full results keep their reward,
+    truncated ones get :func:`rung_reward` from the rung tables of the moment."""
+    cut = {tid: r for tid, r in results.items()
+           if r.metrics.get("truncated") and r.metrics.get("truncated_at_rung") is not None}
+    out = {tid: float(r.reward) for tid, r in results.items() if tid not in cut}
+    if not cut:
+        return out
+    rows = store.rung_rows(search_id)
+    top = [r.value for r in rows if r.promoted is None]
+    for tid, r in cut.items():
+        rung = float(r.metrics["truncated_at_rung"])
+        at_rung = [row.value for row in rows if abs(row.rung - rung) < EPS]
+        out[tid] = rung_reward(at_rung, top, float(r.reward))
+    return out

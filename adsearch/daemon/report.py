@@ -181,7 +181,26 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
         "controller": ctrl,
         "waiting": waiting,
         "scheduling": state.get("scheduling") if live else None,
+        "rungs": _rungs(cfg, store, search.id),
     }
+
+
+def _rungs(cfg: SearchConfig, store: Any, search_id: int) -> dict[str, Any] | None:
+    """Early stopping: the schedule and, per rung, trials that reached it, the threshold the
+    latest decision there used and how many were promoted (None when the search has none)."""
+    sched = cfg.schedule()
+    if sched is None:
+        return None
+    rows = {round(r["rung"], 6): r for r in store.rung_summary(search_id)}
+    points = [*sched.rungs, *([sched.top] if sched.top is not None else [])]
+    out = []
+    for rung in points:
+        r = rows.get(round(rung, 6), {})
+        out.append({"rung": rung, "top": rung == sched.top, "reached": r.get("reached", 0),
+                    "threshold": r.get("threshold"), "promoted": r.get("promoted", 0),
+                    "stopped": r.get("stopped", 0), "best": r.get("best")})
+    kind = cfg.scheduler or "one rung (--prune-at-epoch)"
+    return {"scheduler": kind, "keep": sched.keep, "min_trials": sched.min_trials, "rungs": out}
 
 
 def _fmt_s(v: float | None) -> str:
@@ -279,6 +298,18 @@ def render_status(snap: dict[str, Any]) -> Any:
                 "over the tokens of one pattern set; the uniform random policy has the maximum, "
                 "and it falls as the controller settles)" if top_h else ""))
         parts.append(Text(", ".join(bits)))
+    rungs = snap.get("rungs")
+    if rungs:
+        t = Table(title=f"rungs ({rungs['scheduler']}: the top {rungs['keep']:.0%} go on, once "
+                        f"{rungs['min_trials']} reached a rung)", title_justify="left")
+        for col in ("epochs", "reached", "threshold", "promoted", "stopped", "best"):
+            t.add_column(col)
+        for r in rungs["rungs"]:
+            thr = "full budget" if r["top"] else ("-" if r["threshold"] is None else f"{r['threshold']:.4f}")
+            t.add_row(f"{r['rung']:g}", str(r["reached"]), thr,
+                      "-" if r["top"] else str(r["promoted"]), "-" if r["top"] else str(r["stopped"]),
+                      "-" if r["best"] is None else f"{r['best']:.4f}")
+        parts.append(t)
     for w in snap["waiting"]:
         parts.append(Text(f"waiting: {w}", style="yellow"))
     return Group(*parts)

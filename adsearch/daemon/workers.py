@@ -27,10 +27,11 @@ from adsearch.errors import StoreError
 
 def child_spec(owner: Any, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
     """The spec document of one child run (see :mod:`adsearch.daemon.child`). ``owner`` is
-    the daemon or an ``adsearch worker``: its ``cfg``, ``pruner``, ``store``, ``search_id``."""
+    the daemon or an ``adsearch worker``: its ``cfg``, ``scheduler``, ``search_id``. The
+    budget carries the rung schedule, the store URL and the trial id (early stopping)."""
     return {"trial_id": trial.id, "attempt": attempt, "task": owner.cfg.task,
             "task_config": owner.cfg.task_config, "patterns": trial.pattern,
-            "budget": owner.pruner.budget(owner.store, owner.search_id), "device": slot.device,
+            "budget": owner.scheduler.budget(trial.id), "device": slot.device,
             "seed": trial.seed, "threads": slot.threads, "space": owner.cfg.space}
 
 
@@ -60,7 +61,7 @@ class WorkerMixin:
     search_id: int
     fatal: str | None
     breaker: Any  # adsearch.daemon.failures.FailureBreaker: stops a search that only fails
-    pruner: Any  # adsearch.daemon.pruning.Pruner: each child's budget, with early stopping
+    scheduler: Any  # adsearch.daemon.pruning.Scheduler: each child's budget and rungs
     executor: Any  # adsearch.daemon.executors.Executor: local subprocesses or Ray tasks
 
     # ------------------------------------------------------------------ reaping

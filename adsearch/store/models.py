@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
 """Every Alembic revision in ``migrations/versions``, oldest first (a test checks this)."""
 
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
@@ -174,3 +175,26 @@ class QueueEntryModel(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     claimed_at: Mapped[float | None] = mapped_column(Float)
     heartbeat_at: Mapped[float | None] = mapped_column(Float)
+
+
+class RungModel(Base):
+    """A trial's value at one rung of the successive-halving scheduler (revision 0004).
+
+    ``rung`` and ``epoch`` are in epochs (``epoch``: where the child evaluated, at or after
+    the rung). ``promoted`` is NULL at the last rung (the full budget: nothing to decide),
+    ``threshold`` NULL while the rung held too few values to stop anyone.
+    """
+
+    __tablename__ = "rungs"
+    __table_args__ = (Index("ix_rungs_search_id", "search_id", "rung"),)
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trials.id", ondelete="CASCADE"), primary_key=True
+    )
+    rung: Mapped[float] = mapped_column(Float, primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("searches.id", ondelete="CASCADE"))
+    epoch: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    promoted: Mapped[bool | None] = mapped_column(Boolean)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[float] = mapped_column(Float)

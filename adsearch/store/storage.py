@@ -33,11 +33,12 @@ from adsearch.store.records import (
     utcnow,
 )
 from adsearch.store.retry import retrying_methods
+from adsearch.store.rungs import RungMethods
 from adsearch.store.trials import TrialMethods, check_state
 
 
 @retrying_methods  # a lost connection costs a retry, not a crash (store/retry.py)
-class Store(TrialMethods):
+class Store(TrialMethods, RungMethods):
     """Access to one adsearch database.
 
     Args:

@@ -53,6 +53,14 @@ def config_from_dict(cls: type[C], data: dict[str, Any], task: str) -> C:
         raise ConfigError(f"{task} config: {exc}") from None
 
 
+def rung_steps(budget: Budget | None, steps_per_epoch: int) -> set[int]:
+    """The optimizer steps at which a child crosses a decision rung of ``budget`` (rungs are
+    in epochs, fractional allowed): tasks that evaluate between epochs evaluate there too,
+    then ask ``budget.prune_now``."""
+    rungs = (budget.rungs or ()) if budget is not None else ()
+    return {max(1, int(math.ceil(r * steps_per_epoch - 1e-9))) for r in rungs}
+
+
 def total_steps(budget: Budget | None, steps_per_epoch: int, default_epochs: float | None, default_steps: int | None = None) -> int:
     """Optimizer steps a child runs: the budget's ``steps`` or ``epochs``, whichever is
     smaller when both are set, else the config default. At least 1."""

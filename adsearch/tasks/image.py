@@ -192,7 +192,7 @@ class _ImageTask:
                 acc, vloss = self.evaluate(model, val, c, dev)
             curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
             if budget is not None and budget.prune_now(step / per_epoch, acc, last=step >= total):
-                metrics.update(truncated=1.0, truncated_at_epoch=step / per_epoch, prune_below=float(budget.prune_below or 0.0))
+                metrics.update(budget.truncation())
                 break
         if not curve or curve[-1]["step"] != step:
             with clock.pause():

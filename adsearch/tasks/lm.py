@@ -138,6 +138,8 @@ class _LMTask:
         curve: list[dict[str, float]] = []
         step, losses = 0, []
         eval_every = max(1, total // (c.curve_points + 1)) if c.curve_points > 0 else total + 1
+        at_rungs = common.rung_steps(budget, per_epoch)  # early-stopping checks (ASHA)
+        stopped = False
         model.train()
         while step < total and not common.out_of_time(clock, seconds):
             order = torch.randperm(per_epoch, generator=gen).tolist()
@@ -160,14 +162,27 @@ class _LMTask:
                 opt.step()
                 step += 1
                 losses.append(lv)
-                if step % eval_every == 0 and step < total:
+                if (step % eval_every == 0 or step in at_rungs) and step < total:
                     with clock.pause():
                         vl = evaluate(model, corpus.valid, c, dev, c.curve_eval_tokens)
                     curve.append(_point(step, per_epoch, losses, vl))
                     losses = []
+                    value = REWARD_CONSTANT / curve[-1]["val_metric"]  # higher is better
+                    if budget is not None and budget.prune_now(step / per_epoch, value, last=False):
+                        metrics.update(budget.truncation())
+                        stopped = True
+                        break
+            if stopped:
+                break
+        if stopped:  # stopped at a rung: its value is the result (no full evaluation, no test)
+            vl = curve[-1]["val_loss"]
+            metrics.update(val_loss=vl, val_ppl=curve[-1]["val_metric"], train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
+            return ChildResult(REWARD_CONSTANT / curve[-1]["val_metric"], metrics, curve, clock.wall())
         with clock.pause():
             vl = evaluate(model, corpus.valid, c, dev, c.max_eval_tokens)
         curve.append(_point(step, per_epoch, losses, vl))
+        if budget is not None and math.isfinite(vl):  # the top rung's value, for status
+            budget.prune_now(step / per_epoch, REWARD_CONSTANT / curve[-1]["val_metric"], last=True)
         if not math.isfinite(vl):
             metrics.update(common.diverged_metrics(step))
             return ChildResult(0.0, metrics, curve, clock.wall())

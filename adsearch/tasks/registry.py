@@ -36,11 +36,13 @@ TASKS: dict[str, str] = {
     "script": "adsearch.tasks.script:ScriptTask",  # the user's own command (script mode)
 }
 
-#: built-in tasks whose ``run_child`` honours ``Budget.prune_now`` (early stopping: one curve
-#: point per epoch whose ``val_metric`` is the reward). ``script``: through
-#: ``adsearch.trial.Trial.report``, which the user's script calls once per epoch. Plug-ins say
-#: so with a class attribute ``supports_pruning = True`` instead (see :func:`supports_pruning`).
-PRUNABLE: frozenset[str] = frozenset({"cifar10", "imagenet", "script"})
+#: tasks whose ``run_child`` calls ``Budget.prune_now`` at its evaluation points (early
+#: stopping, see adsearch.daemon.pruning): the image tasks once per epoch, the LM and
+#: translation tasks also at each rung (fractional epochs), the synthetic task per epoch.
+#: ``script``: through ``adsearch.trial.Trial.report``, which the user's script calls. Plug-ins
+#: say so with a class attribute ``supports_pruning = True`` (see :func:`supports_pruning`).
+PRUNABLE: frozenset[str] = frozenset({"cifar10", "imagenet", "wikitext2", "ptb", "translation",
+                                      "synthetic", "script"})
 
 #: the entry-point group installed packages register their tasks in.
 ENTRY_POINT_GROUP = "adsearch.tasks"

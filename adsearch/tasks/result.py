@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+EPS = 1e-6  # epochs closer than this are the same point
+_STORES: dict[str, Any] = {}  # store URL -> open adsearch.store.Store (see Budget._record)
 
 
 @dataclass(frozen=True)
@@ -13,25 +16,79 @@ class Budget:
 
     ``None`` for every field means "the task config's default" (its epochs or steps).
 
-    ``prune_epoch``/``prune_below`` (set by the daemon, see :mod:`adsearch.daemon.pruning`):
-    a child whose validation reward at epoch ``prune_epoch`` is below ``prune_below`` stops
-    there and reports ``truncated = 1``. Tasks in ``registry.PRUNABLE`` honour it, and
-    plug-ins whose class sets ``supports_pruning = True`` (docs/tasks.md).
+    Early stopping (set by the daemon, see :mod:`adsearch.daemon.pruning`): ``rungs`` are the
+    decision rungs in epochs, ``top_rung`` the full budget; at each, the child records its
+    validation value in the store at ``store_url`` under ``trial_id`` and learns whether it
+    goes on. Every task decides *only* through :meth:`prune_now`, called once per
+    evaluation; tasks in ``registry.PRUNABLE`` (and plug-ins that say ``supports_pruning``)
+    call it.
     """
 
     epochs: float | None = None  # passes over the training split
     steps: int | None = None  # optimizer steps
     seconds: float | None = None  # wall-clock seconds of training (evaluation excluded)
-    prune_epoch: float | None = None  # early-stopping check point, in epochs
-    prune_below: float | None = None  # stop at prune_epoch when the reward is below this
+    rungs: tuple[float, ...] | None = None  # decision rungs, epochs, ascending (None: off)
+    top_rung: float | None = None  # the full budget in epochs, recorded without a decision
+    keep: float = 1.0  # fraction of the children at a rung that go on (1 / eta)
+    min_trials: int = 1  # no child stops at a rung holding fewer values than this
+    store_url: str | None = None  # where rung values are recorded and read
+    trial_id: int | None = None  # this child's trial
+    _state: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def prune_now(self, epoch: float, reward: float, last: bool) -> bool:
-        """True when a child at ``epoch`` with validation ``reward`` should stop here."""
-        return (self.prune_epoch is not None and self.prune_below is not None and not last
-                and abs(epoch - self.prune_epoch) < 1e-6 and reward < self.prune_below)
+    def __post_init__(self) -> None:
+        if self.rungs is not None:
+            object.__setattr__(self, "rungs", tuple(float(r) for r in self.rungs))
+
+    def prune_now(self, epoch: float, value: float, last: bool) -> bool:
+        """True when a child evaluated at ``epoch`` (fractional allowed) with validation
+        ``value`` (higher is better) should stop here. The one entry point of early
+        stopping: call it after every evaluation.
+
+        At the first evaluation at or after a rung not yet passed, the value is recorded in
+        the store and the rung's live threshold decides (:func:`adsearch.daemon.pruning.decide`).
+        ``last`` (training ends here anyway) records without stopping. A non-finite value
+        is never recorded (the task reports the divergence). :meth:`truncation` describes a
+        stop, for the result's metrics.
+        """
+        if self.store_url is None or self.trial_id is None or not (self.rungs or self.top_rung):
+            return False
+        done: set[float] = self._state.setdefault("done", set())
+        points = list(self.rungs or ()) + ([self.top_rung] if self.top_rung is not None else [])
+        due = [r for r in points if r <= epoch + EPS and r not in done]
+        if not due or not math.isfinite(value):
+            return False
+        done.update(due)
+        rung = max(due)
+        deciding = self.top_rung is None or rung < self.top_rung - EPS
+        decision = self._record(rung, epoch, value, deciding)
+        stop = deciding and not last and decision.promoted is False
+        if stop:
+            self._state["stop"] = (epoch, decision)
+        return stop
+
+    def _record(self, rung: float, epoch: float, value: float, deciding: bool) -> Any:
+        from adsearch.daemon.pruning import decide
+        from adsearch.store import Store
+
+        store = _STORES.get(str(self.store_url))
+        if store is None:  # one connection pool per process and store, reused by each child
+            store = _STORES[str(self.store_url)] = Store(str(self.store_url))
+        rule = (lambda vs, own: decide(vs, own, keep=self.keep, min_trials=self.min_trials)) if deciding else None
+        return store.record_rung(int(self.trial_id or 0), rung, epoch, value, rule)
+
+    def truncation(self) -> dict[str, float]:
+        """Metrics that mark a result stopped by :meth:`prune_now` (empty if it was not)."""
+        if "stop" not in self._state:
+            return {}
+        epoch, d = self._state["stop"]
+        return {"truncated": 1.0, "truncated_at_epoch": float(epoch), "truncated_at_rung": d.rung,
+                "prune_below": float(d.threshold if d.threshold is not None else math.nan)}
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        if self.rungs is not None:
+            data["rungs"] = list(self.rungs)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Budget:

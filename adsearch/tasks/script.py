@@ -255,7 +255,10 @@ def _read(path: Path) -> Any:
 def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float,
              stderr: str = "") -> ChildResult:
     curve = [json.loads(line) for line in _lines(tdir / CURVE_FILE)]
-    pruned = next((p for p in curve if p.pop("pruned", False)), None)
+    pruned = next((p for p in curve if p.get("pruned")), None)
+    marks = pruned["pruned"] if pruned is not None and isinstance(pruned["pruned"], dict) else {}
+    for p in curve:  # marks: Budget.truncation() of the rung where the script was stopped
+        p.pop("pruned", None)
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
         raise ScriptError(f"the script was killed by signal {name} ({command!r})",
@@ -276,8 +279,8 @@ def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float
     result = _read(tdir / RESULT_FILE)
     metrics: dict[str, float] = {}
     if pruned is not None:
-        metrics.update(truncated=1.0, truncated_at_epoch=float(pruned["epoch"]),
-                       prune_below=float(budget.prune_below or 0.0))
+        metrics.update({"truncated": 1.0, "truncated_at_epoch": float(pruned["epoch"]),
+                        **{k: float(v) for k, v in marks.items()}})
     if isinstance(result, dict):
         reward = float(result["reward"])
         metrics = {**{k: float(v) for k, v in result.get("metrics", {}).items()}, **metrics}

@@ -12,6 +12,13 @@ for training time. ``bad_fraction`` / ``nan_fraction`` make a deterministic shar
 For ``adsearch verify`` it also scores baseline spec dicts (:func:`baseline_reward`, a known
 optimum at drop_prob 0.1) and reports ``test_reward``, a held-out score whose noise is
 shared by every regularizer of one seed, as paired runs of a real network are.
+
+Learning curve (**ours**, for early stopping): one point per epoch ``e`` (1, 2, ... up to
+the budget) with ``val_metric = clean * (1 - 2**(-4 e / E)) / (1 - 2**-4) + noise`` (``E``
+= the config's ``epochs``; the noise, ``noise_sd`` per point, is drawn from the trial seed
+and the epoch), so early values rank patterns like the final one, with noise. At ``E`` the
+value is the reward, unchanged from before curves existed. Each point calls
+``budget.prune_now``; ``sleep`` is spread evenly over the epochs.
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ class SyntheticConfig:
     reward: str = "match"  # "match" or "interaction" (see adsearch.controller.synthetic)
     target_seed: int = 0  # picks the hidden optimum
     noise_sd: float = 0.05  # std of the additive reward noise
-    sleep: float = 0.0  # seconds each child sleeps (stands in for training time)
+    sleep: float = 0.0  # seconds a child sleeps per `epochs` (stands in for training time)
+    epochs: float = 4.0  # the full budget in epochs (a Budget's epochs override it)
     bad_fraction: float = 0.0  # share of patterns whose child raises (a bad pattern)
     nan_fraction: float = 0.0  # share of patterns whose child returns a NaN reward
     bug: str = ""  # a built-in exception type (e.g. "NameError") every child raises: stands in
@@ -121,24 +129,42 @@ class SyntheticTask:
         patterns = list(getattr(regularizer, "patterns", regularizer) or [])
         tokens = space.encode(patterns)
         dicts = [p.to_dict() for p in patterns]
-        pause = task_config.sleep if budget.seconds is None else min(task_config.sleep, budget.seconds)
-        if pause > 0:
-            time.sleep(pause)
-        if task_config.bug:
-            raise getattr(builtins, task_config.bug)(f"synthetic bug: {task_config.bug} (the "
-                                                     "task config's bug=...)")
+        budget = budget or Budget()
+        full = float(task_config.epochs)
+        epochs = float(budget.epochs) if budget.epochs is not None else full
+        pause = task_config.sleep * epochs / full
+        if budget.seconds is not None:
+            pause = min(pause, budget.seconds)
         u = _unit(dicts, f"fail-{task_config.target_seed}")
-        if u < task_config.bad_fraction:
-            raise BadPatternError("synthetic bad pattern: this pattern is in bad_fraction")
         fn = make_reward(task_config.reward, space, task_config.target_seed, task_config.noise_sd)
         clean = fn(tokens, noise=False)
-        if u < task_config.bad_fraction + task_config.nan_fraction:
-            reward = float("nan")
-        else:
-            reward = fn(tokens, rng=random.Random(seed))
-        curve = [{"step": float(k), "val_metric": clean * k / 4} for k in range(1, 5)]
-        metrics = {"clean_reward": clean, "device_gpu": float(device != "cpu"),
-                   "test_reward": test_reward(clean, dicts, seed, task_config.noise_sd)}
+        points = [float(e) for e in range(1, int(epochs) + 1)]
+        if not points or points[-1] < epochs - 1e-9:
+            points.append(epochs)
+        curve: list[dict[str, float]] = []
+        metrics = {"clean_reward": clean, "device_gpu": float(device != "cpu")}
+        reward = float("nan")
+        for e in points:
+            if pause > 0:
+                time.sleep(pause * (e - (curve[-1]["epoch"] if curve else 0.0)) / epochs)
+            if task_config.bug:
+                raise getattr(builtins, task_config.bug)(f"synthetic bug: {task_config.bug} (the "
+                                                         "task config's bug=...)")
+            if u < task_config.bad_fraction:
+                raise BadPatternError("synthetic bad pattern: this pattern is in bad_fraction")
+            if u < task_config.bad_fraction + task_config.nan_fraction:
+                break  # a NaN reward: nothing to report
+            if abs(e - full) < 1e-9:
+                value = fn(tokens, rng=random.Random(seed))  # the reward as before curves
+            else:
+                frac = (1 - 2 ** (-4 * e / full)) / (1 - 2**-4)
+                value = clean * frac + random.Random(f"{seed}-{e}").gauss(0.0, task_config.noise_sd)
+            curve.append({"step": e, "epoch": e, "val_metric": value})
+            reward = value
+            if budget.prune_now(e, value, last=e >= epochs - 1e-9):
+                metrics.update(budget.truncation())
+                break
+        metrics["test_reward"] = test_reward(clean, dicts, seed, task_config.noise_sd)
         return ChildResult(reward=reward, metrics=metrics, curve=curve, seconds=time.time() - started)
 
     def _run_baseline(self, c: SyntheticConfig, spec: dict[str, Any], budget: Budget, seed: int,

@@ -145,8 +145,10 @@ class TranslationTask:
         metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "diverged": 0.0}
         curve: list[dict[str, float]] = []
         step, losses = 0, []
+        at_rungs = common.rung_steps(budget, per_epoch)  # early-stopping checks (ASHA)
+        stopped = False
         model.train()
-        while step < total and not common.out_of_time(clock, seconds):
+        while step < total and not common.out_of_time(clock, seconds) and not stopped:
             for idx in length_batches(lengths, c.batch_size, gen):
                 if step >= total or common.out_of_time(clock, seconds):
                     break
@@ -167,12 +169,26 @@ class TranslationTask:
                 opt.step()
                 step += 1
                 losses.append(lv)
+                if step in at_rungs and step < total and budget is not None:  # a rung: BLEU now
+                    with clock.pause():
+                        bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
+                    curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses)), "val_loss": vloss, "val_metric": bleu})
+                    losses = []
+                    if budget.prune_now(step / per_epoch, bleu / 100.0, last=False):
+                        metrics.update(budget.truncation())
+                        stopped = True
+                        break
+            if stopped:  # stopped at a rung: its BLEU is the result (no test decoding)
+                metrics.update(val_bleu=curve[-1]["val_metric"], val_loss=curve[-1]["val_loss"], train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
+                return ChildResult(curve[-1]["val_metric"] / 100.0, metrics, curve, clock.wall())
             if step < total and not common.out_of_time(clock, seconds):  # end of an epoch: a cheap point
                 curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses))})
                 losses = []
         with clock.pause():
             bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
         curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses)), "val_loss": vloss, "val_metric": bleu})
+        if budget is not None:  # the top rung's value, for status
+            budget.prune_now(step / per_epoch, bleu / 100.0, last=True)
         metrics.update(val_bleu=bleu, val_loss=vloss, train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
         if data.test is not None:
             metrics["test_bleu"], metrics["test_loss"], _ = evaluate(model, data.test, data, c, dev)

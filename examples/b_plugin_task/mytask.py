@@ -139,7 +139,7 @@ class MyTask:
             curve.append({"step": float(step), "epoch": epoch, "val_metric": acc,
                           "train_loss": sum(losses) / max(1, len(losses))})
             if budget.prune_now(epoch, acc, last=step >= total):  # early stopping (the daemon's rule)
-                metrics.update(truncated=1.0, truncated_at_epoch=epoch)
+                metrics.update(budget.truncation())  # truncated, truncated_at_epoch/_rung
                 break
         metrics.update(val_acc=curve[-1]["val_metric"], steps=float(step),
                        train_loss=curve[-1]["train_loss"])

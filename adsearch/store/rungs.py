@@ -1,0 +1,119 @@
+"""Rung methods of :class:`~adsearch.store.Store`: the successive-halving tables.
+
+A child records its value at a rung and learns whether it goes on in one write
+transaction. On PostgreSQL the transaction first locks the search's row (``SELECT ... FOR
+UPDATE``), on SQLite the write transaction is ``BEGIN IMMEDIATE``: either way two children
+reaching a rung at once are decided one after the other, each seeing the other's value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import case, delete, func, select
+
+from adsearch.errors import StoreError
+from adsearch.store.base import StoreCore
+from adsearch.store.models import RungModel, SearchModel, TrialModel
+from adsearch.store.retry import retrying_methods
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class RungDecision:
+    """What :meth:`RungMethods.record_rung` decided for one child at one rung.
+
+    ``promoted`` is None at a rung with nothing to decide (the last one); ``threshold`` is
+    the value a child needed (None while the rung held too few values to stop anyone);
+    ``count`` how many trials' values the rung holds, this one's included.
+    """
+
+    rung: float
+    value: float
+    promoted: bool | None
+    threshold: float | None
+    count: int
+
+
+@dataclass(frozen=True)
+class RungRow:
+    """One stored rung value (see :class:`~adsearch.store.models.RungModel`)."""
+
+    trial_id: int
+    rung: float
+    epoch: float
+    value: float
+    promoted: bool | None
+    threshold: float | None
+
+
+#: ``decide(values, own)`` -> ``(promoted, threshold)``; ``values`` includes ``own``.
+Decide = Callable[[list[float], float], "tuple[bool, float | None]"]
+
+
+@retrying_methods  # a lost connection costs a retry (record_rung replaces its own row)
+class RungMethods(StoreCore):
+    """Rung half of the store."""
+
+    def record_rung(self, trial_id: int, rung: float, epoch: float, value: float,
+                    decide: Decide | None) -> RungDecision:
+        """Store ``trial_id``'s ``value`` at ``rung`` (evaluated at ``epoch``) and decide.
+
+        ``decide`` gets every value recorded at the rung so far, this one included, and
+        returns ``(promoted, threshold)``; None records without deciding (the last rung).
+        A second record of the same trial and rung (a retried child) replaces the first.
+
+        Raises:
+            StoreError: unknown trial, or a database error.
+        """
+        with self._session() as s:
+            trial = s.get(TrialModel, trial_id)
+            if trial is None:
+                raise StoreError(f"record_rung: no trial with id {trial_id}")
+            sid = trial.search_id
+            s.execute(select(SearchModel.id).where(SearchModel.id == sid).with_for_update())
+            s.execute(delete(RungModel).where(RungModel.trial_id == trial_id,
+                                              RungModel.rung > rung - EPS, RungModel.rung < rung + EPS))
+            others = s.scalars(select(RungModel.value).where(
+                RungModel.search_id == sid, RungModel.rung > rung - EPS,
+                RungModel.rung < rung + EPS)).all()
+            values = [float(v) for v in others] + [float(value)]
+            promoted, threshold = decide(values, float(value)) if decide else (None, None)
+            s.add(RungModel(trial_id=trial_id, rung=float(rung), search_id=sid, epoch=float(epoch),
+                            value=float(value), promoted=promoted, threshold=threshold,
+                            recorded_at=time.time()))
+        return RungDecision(rung=float(rung), value=float(value), promoted=promoted,
+                            threshold=threshold, count=len(values))
+
+    def rung_rows(self, search_id: int) -> list[RungRow]:
+        """Every rung value of a search, by rung then trial id."""
+        with self._session(write=False) as s:
+            rows = s.scalars(select(RungModel).where(RungModel.search_id == search_id)
+                             .order_by(RungModel.rung, RungModel.trial_id)).all()
+            return [RungRow(r.trial_id, r.rung, r.epoch, r.value, r.promoted, r.threshold)
+                    for r in rows]
+
+    def rung_summary(self, search_id: int) -> list[dict[str, float | int | None]]:
+        """Per rung (ascending): ``rung`` (epochs), ``reached`` (trials with a value there),
+        ``promoted`` / ``stopped`` (decisions taken), ``threshold`` (the one the latest
+        decision used; None before a rung can stop anyone) and ``best`` (highest value).
+        One grouped query and one indexed row per rung."""
+        with self._session(write=False) as s:
+            groups = s.execute(
+                select(RungModel.rung, func.count(), func.max(RungModel.value),
+                       func.sum(case((RungModel.promoted.is_(True), 1), else_=0)),
+                       func.sum(case((RungModel.promoted.is_(False), 1), else_=0)),
+                       func.max(RungModel.recorded_at))
+                .where(RungModel.search_id == search_id)
+                .group_by(RungModel.rung).order_by(RungModel.rung)).all()
+            latest = {float(r): s.scalar(
+                select(RungModel.threshold)
+                .where(RungModel.search_id == search_id, RungModel.rung == r,
+                       RungModel.promoted.is_not(None))
+                .order_by(RungModel.recorded_at.desc()).limit(1)) for r, *_ in groups}
+        return [{"rung": float(r), "reached": int(n), "best": float(b),
+                 "promoted": int(p or 0), "stopped": int(x or 0),
+                 "threshold": latest.get(float(r))} for r, n, b, p, x, _ in groups]
