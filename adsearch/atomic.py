@@ -35,8 +35,10 @@ def write_bytes_atomic(
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(p)  # "No space left on device" then names the file
         raise
     if durable and sync_dir and hasattr(os, "O_DIRECTORY"):
         dfd = os.open(p.parent, os.O_RDONLY | os.O_DIRECTORY)

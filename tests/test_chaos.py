@@ -366,3 +366,33 @@ def test_a_finished_search_reads_from_read_only_media(tmp_path: Path,
     res = runner.invoke(app, ["list"], env={"ADSEARCH_RUNS": str(ro), "COLUMNS": "200"})
     assert res.exit_code == 0 and "finished" in res.stdout and "unreadable" not in res.stdout
     assert tree(archive) == before
+
+
+# ---------------------------------------------------------------------- a full disk
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Any:
+    """A 600 KiB tmpfs (unmounted afterwards): a real file system that fills up."""
+    import subprocess
+
+    dst = tmp_path / "tiny"
+    dst.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(dst)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip()}): needs root and "
+                    "mount permission")
+    yield dst
+    subprocess.run(["umount", str(dst)], check=False)
+
+
+def test_a_full_disk_is_named_in_status(tmp_path: Path, tiny_fs: Path) -> None:
+    run_dir = tiny_fs / "d"
+    res = runner.invoke(app, ["start", "--task", "synthetic", "--name", "d", "--run-dir",
+                              str(run_dir), "--budget-trials", "200", "--batch-size", "2",
+                              "--workers", "1", "--foreground"])
+    clean_error(res, "no space left on device (", str(run_dir))
+    res = runner.invoke(app, ["status", "--run-dir", str(run_dir), "--json"])
+    assert res.exit_code == 0, res.output
+    snap = json.loads(res.stdout)
+    assert snap["state"] == "failed"
+    assert any("no space left on device (" + str(run_dir) in w for w in snap["waiting"]), snap

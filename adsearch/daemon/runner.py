@@ -13,6 +13,7 @@ in a log file.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import selectors
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adsearch.daemon.loop import Daemon
-from adsearch.errors import AdsearchError
+from adsearch.errors import AdsearchError, DaemonError
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -121,12 +122,29 @@ def run_daemon(
                 wait_for_children(daemon.children, sel, wake, tick)
             if on_tick is not None:
                 on_tick(daemon)
+        except OSError as exc:  # a full disk, a vanished or read-only directory, ...
+            daemon.fatal = daemon.fatal or os_error_text(exc)
+            raise DaemonError(f"search {daemon.name!r} failed: {daemon.fatal}") from exc
+        except BaseException as exc:
+            if daemon.fatal is None and not isinstance(exc, KeyboardInterrupt):
+                daemon.fatal = str(exc) if isinstance(exc, AdsearchError) else (
+                    f"{type(exc).__name__}: {exc}")
+            raise
         finally:
-            daemon.shutdown()
+            daemon.shutdown()  # records state "failed" with daemon.fatal for `status`
             sel.close()
     finally:
         restore()
     return daemon
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OS error of the daemon, naming the file (``status`` shows it)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on device{where}: free space on that file system, then "
+                "`adsearch resume`")
+    return f"{exc.strerror or exc}{where}"
 
 
 def _report_ready(fd: int | None, message: str) -> None:
