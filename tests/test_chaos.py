@@ -396,3 +396,16 @@ def test_a_full_disk_is_named_in_status(tmp_path: Path, tiny_fs: Path) -> None:
     snap = json.loads(res.stdout)
     assert snap["state"] == "failed"
     assert any("no space left on device (" + str(run_dir) in w for w in snap["waiting"]), snap
+
+
+# ---------------------------------------------------------------------- small things
+@pytest.mark.parametrize("args,needle", [
+    (["status", "s", "--top-k", "-1"], "--top-k: invalid value -1"),
+    (["status", "s", "--top-k", "0"], "--top-k: invalid value 0"),
+    (["status", "s", "--watch", "--interval", "-1"], "--interval: invalid value -1"),
+    (["export", "s", "--best", "--top-k", "-1"], "--top-k: invalid value -1"),
+])
+def test_bad_counts_are_refused(tmp_path: Path, args: list[str], needle: str) -> None:
+    runs = tmp_path / "runs"
+    finished_search(runs, "s", trials=2)
+    clean_error(cli(runs, *args), needle)

@@ -257,6 +257,11 @@ def status(
     from adsearch.daemon.launch import find_run_dir, load_search
     from adsearch.daemon.report import build_status, render_status
 
+    if top_k < 1:
+        raise ConfigError(f"--top-k: invalid value {top_k}; use an integer >= 1 (rows of the "
+                          "top table)")
+    if not interval > 0:
+        raise ConfigError(f"--interval: invalid value {interval:g}; use a number of seconds > 0")
     run = find_run_dir(name, run_dir)
     store, search = load_search(run)
     try:
