@@ -409,3 +409,31 @@ def test_bad_counts_are_refused(tmp_path: Path, args: list[str], needle: str) ->
     runs = tmp_path / "runs"
     finished_search(runs, "s", trials=2)
     clean_error(cli(runs, *args), needle)
+
+
+def test_a_done_trial_shows_no_error_of_an_earlier_attempt(tmp_path: Path) -> None:
+    from adsearch.store import Store
+
+    runs = tmp_path / "runs"
+    cfg = SearchConfig(name="e", task="synthetic", controller="random", batch_size=2,
+                       workers=1, budget_trials=3, task_config={"sleep": 0.5})
+    run = create_search(cfg, RunDir(runs / "e"))
+
+    def cold_stop_once_running(d: Any) -> None:
+        if d.children:
+            d.request_stop(cold=True, reason="test")  # kills the child: trial requeued
+
+    run_daemon(str(run.path), on_tick=cold_stop_once_running)
+    with Store(run.store_url(), readonly=True) as store:
+        search = store.get_search("e")
+        requeued = [t for t in store.trials(search.id) if t.error and "requeued" in t.error]
+    assert requeued, "the cold stop requeued no trial"
+    assert run_daemon(str(run.path)).finished
+    with Store(run.store_url(), readonly=True) as store:
+        search = store.get_search("e")
+        for t in requeued:
+            t = store.get_trial(t.id)
+            assert t.state == "done" and t.error is None, t
+    res = cli(runs, "show", "e", str(requeued[0].id), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["trial"]["error"] is None

@@ -88,13 +88,15 @@ def record_outcome(store: Any, queue: FileQueue, cfg: SearchConfig, trial_id: in
     """
     if outcome.status not in ("ok", BAD_PATTERN):
         return False
+    error = None  # a clean result clears what an earlier, killed attempt left in trial.error
     if outcome.status == "ok" and outcome.reward is not None:
         reward, metrics = float(outcome.reward), outcome.metrics
     else:
         reward = cfg.failure_reward
         metrics = {**outcome.metrics, "bad_pattern": 1.0}
-        store.update_trial(trial_id, error=(outcome.error or "bad pattern")[:2000])
-    store.finish_trial(trial_id, reward, metrics, outcome.curve, outcome.seconds, state="done")
+        error = (outcome.error or "bad pattern")[:2000]
+    store.finish_trial(trial_id, reward, metrics, outcome.curve, outcome.seconds, state="done",
+                       error=error)
     queue.ack(trial_id)
     return True
 

@@ -194,6 +194,7 @@ class TrialMethods(StoreCore):
         curve: list[dict[str, Any]],
         seconds: float,
         state: str = "done",
+        error: str | None = None,
     ) -> ResultRecord:
         """Store a trial's result and move it to a terminal state, in one transaction.
 
@@ -204,6 +205,9 @@ class TrialMethods(StoreCore):
             curve: Learning curve, one dict per evaluation.
             seconds: Wall-clock seconds of the run.
             state: The terminal state: ``done``, ``failed`` or ``stale``.
+            error: The trial's error. A ``done`` trial shows only its own (a bad pattern's
+                error, or None: an earlier attempt's error is cleared, it stays in that
+                attempt's log); for other states None keeps the error already recorded.
 
         Returns:
             The stored result.
@@ -225,6 +229,8 @@ class TrialMethods(StoreCore):
             now = utcnow()
             row.state = state
             row.finished_at = now
+            if state == "done" or error is not None:
+                row.error = error
             result = ResultModel(
                 trial_id=trial_id, search_id=row.search_id, reward=clean_reward(reward),
                 metrics=dict(metrics), curve=list(curve), seconds=float(seconds), created_at=now,
