@@ -437,3 +437,22 @@ def test_a_done_trial_shows_no_error_of_an_earlier_attempt(tmp_path: Path) -> No
     res = cli(runs, "show", "e", str(requeued[0].id), "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["trial"]["error"] is None
+
+
+def test_a_checkpoint_fallback_shows_in_status(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cfg = SearchConfig(name="fb", task="synthetic", controller="transformer", batch_size=2,
+                       workers=1, budget_trials=6)
+    run = create_search(cfg, RunDir(runs / "fb"))
+    assert run_daemon(str(run.path)).finished
+    newest = sorted(run.checkpoint_dir.glob("ckpt-*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[:1000])  # torn: the previous one is loaded
+    res = cli(runs, "resume", "fb", "--budget-trials", "8", "--foreground")
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["status", "fb"], env={"ADSEARCH_RUNS": str(runs), "COLUMNS": "300"})
+    assert res.exit_code == 0, res.output
+    assert "controller: checkpoint fallback: restored v2 from" in res.stdout, res.stdout
+    assert f"skipped {newest.name}" in res.stdout
+    snap = json.loads(cli(runs, "status", "fb", "--json").stdout)
+    (note,) = snap["controller_notes"]
+    assert note.startswith("checkpoint fallback: restored v2")

@@ -68,6 +68,7 @@ class Daemon(WorkerMixin):
         self.max_loops = max_loops
         self.new_budget = (budget_minutes, budget_trials)  # resume --budget-*: written at start
         self.fresh_controller = fresh_controller  # resume --fresh-controller
+        self.controller_notes: list[str] = []  # how the controller was restored, for status
         self.stop_level = 0
         self.stop_reason = ""
         self.finished = False
@@ -154,7 +155,8 @@ class Daemon(WorkerMixin):
                 f"daemon pid {os.getpid()} started: {len(self.slots)} slot(s), {self.slot_source}; "
                 f"{len(self.unconsumed)} result(s) to feed the controller",
                 {"pid": os.getpid(), "recovery": stats, "slots": [s.to_dict() for s in self.slots],
-                 "controller_version": self.controller.version})
+                 "controller_version": self.controller.version,
+                 "controller_notes": self.controller_notes})
             log.info("search %s: %d slot(s) (%s), recovery %s", self.name, len(self.slots),
                      self.slot_source, stats)
         except BaseException:
@@ -207,6 +209,9 @@ class Daemon(WorkerMixin):
         if notes:
             self.store.log_event(self.search_id, "controller.fallback",
                                  "; ".join(notes), {"version": ctrl.version})
+            name = self.ckpts.last_loaded.info.path.name if self.ckpts.last_loaded else "?"
+            self.controller_notes.append(
+                f"checkpoint fallback: restored v{ctrl.version} from {name}; " + "; ".join(notes))
         return ctrl
 
     def _forget_old_controller(self) -> None:
@@ -222,10 +227,11 @@ class Daemon(WorkerMixin):
         self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)]
         self.consumed = set()
         moved = f"; {len(old)} old checkpoint file(s) moved to {aside}" if old else ""
+        message = (f"fresh {self.cfg.controller} controller (resume --fresh-controller): "
+                   f"{len(self.unconsumed)} stored result(s) to feed it{moved}")
+        self.controller_notes.append(message)
         self.store.forget_checkpoints(self.search_id, (
-            "controller.fresh",
-            f"fresh {self.cfg.controller} controller (resume --fresh-controller): "
-            f"{len(self.unconsumed)} stored result(s) to feed it{moved}",
+            "controller.fresh", message,
             {"refeed": len(self.unconsumed), "moved": [i.path.name for i in old],
              "moved_to": str(aside) if old else None}))
 
@@ -414,7 +420,7 @@ class Daemon(WorkerMixin):
             "waiting": self.wait_reasons() if hasattr(self, "cfg") else [],
             "controller": {"kind": self.cfg.controller, "version": self.controller.version,
                            "baseline": self.controller.baseline, **self.controller_stats,
-                           "unconsumed": len(self.unconsumed)},
+                           "unconsumed": len(self.unconsumed), "notes": self.controller_notes},
             "scheduling": {"starts_measured": len(lat), "window_s": window,
                            "median_latency_s": lat[len(lat) // 2] if lat else None},
         }

@@ -136,6 +136,10 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
                            "worker.code_error", "daemon.failed"):
                 waiting.insert(0, f"search failed: {ev.message}")
                 break
+    notes = ctrl.pop("notes", None) if live else None
+    if notes is None:  # how the latest daemon restored its controller (fallback, fresh)
+        start = next((ev for ev in reversed(events) if ev.kind == "daemon.start"), None)
+        notes = list((start.data or {}).get("controller_notes") or []) if start else []
     slot_info = {s.get("index"): s for s in state.get("slots", [])} if live else {}
     tr = update_trend(events)
     best = top[0] if top else None
@@ -157,6 +161,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
         "counts": counts,
         "trials": sum(counts.values()),
         "bad_patterns": {"count": n_bad, "last_error": last_bad},
+        "controller_notes": notes,
         "elapsed_s": elapsed,
         "budget": budget_progress(cfg, counts, elapsed, search.state),
         "entropy_uniform": entropy_max(cfg.space) if cfg.space else None,
@@ -310,6 +315,8 @@ def render_status(snap: dict[str, Any]) -> Any:
                       "-" if r["top"] else str(r["promoted"]), "-" if r["top"] else str(r["stopped"]),
                       "-" if r["best"] is None else f"{r['best']:.4f}")
         parts.append(t)
+    for note in snap.get("controller_notes") or []:
+        parts.append(Text(f"controller: {note}", style="yellow"))
     for w in snap["waiting"]:
         parts.append(Text(f"waiting: {w}", style="yellow"))
     return Group(*parts)
