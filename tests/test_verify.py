@@ -20,7 +20,7 @@ from test_daemon_support import cli_env, dump_db, run_cli, wait_for
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
-from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.rundir import DaemonLock, RunDir
 from adsearch.daemon.runner import run_daemon
 from adsearch.errors import AdsearchError, ConfigError
 from adsearch.verify import grid, paired_diff, summarize, t_quantile
@@ -141,6 +141,14 @@ def test_verify_again_runs_nothing(verified: tuple[Path, dict[str, Any], str]) -
     assert after[1].keys() == before[1].keys()
     assert "0 run(s) added" in proc.stdout
     assert json.loads((root / "again.json").read_text())["regularizers"] == doc["regularizers"]
+    # one verify at a time: a live daemon of NAME-verify (here: this process holds its lock)
+    lock = DaemonLock(RunDir(root / "syn-verify"), "syn-verify")
+    lock.acquire()
+    try:
+        res = run_cli(root, "verify", "syn", "--top-k", "2", "--seeds", "3", check=False)
+    finally:
+        lock.release()
+    assert res.returncode == 1 and "'syn-verify' is already running" in res.stderr, res.stderr
     # other settings are refused rather than mixed into the same verify run
     res = run_cli(root, "verify", "syn", "--top-k", "1", "--seeds", "3", check=False)
     assert res.returncode == 1 and "exists with other settings (top_k=2)" in res.stderr
@@ -176,14 +184,14 @@ def test_verify_resumes_after_kill(tmp_path: Path) -> None:
                             stderr=subprocess.DEVNULL, start_new_session=True)
     vdir = root / "slow-verify"
 
-    def some_done() -> bool:
+    def done(n: int) -> bool:
         try:  # search.json is written just before the store row: not found yet is fine
-            return len(_store_rows(vdir)[1]) >= 5  # the 4 tuning runs and one retraining run
+            return len(_store_rows(vdir)[1]) >= n
         except AdsearchError:
             return False
 
     try:
-        wait_for(some_done, 120, "five finished verify runs")
+        wait_for(lambda: done(5), 120, "the 4 tuning runs and one retraining run")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI, its in-process daemon and its child
         proc.wait(timeout=30)

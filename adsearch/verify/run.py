@@ -132,6 +132,10 @@ def prepare(req: VerifyRequest) -> VerifyRun:
               "baselines": list(kinds), "test_data": req.test_data, "epochs": req.epochs,
               "steps": req.steps}
     if vrun.identity() is not None:
+        pid = vrun.daemon_pid()
+        if pid is not None:
+            raise DaemonError(f"verify run {vname!r} is already running (pid {pid}); wait for "
+                              f"it, or watch it with `adsearch status {vname}`")
         return _continue(vrun, wanted, src)
     task_config = {**src.task_config, **_test_overrides(src.task, req.test_data)}
     problem = test_split_problem(src.task, task_config)
