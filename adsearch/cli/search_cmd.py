@@ -356,6 +356,17 @@ def list_searches(
 SHOW_ARGS = typer.Argument(..., metavar="[NAME] TRIAL", help="Search name (default: the only one) and trial id.")
 
 
+def _placements(store: Any, search_id: int, trial_id: int) -> list[dict[str, Any]]:
+    """Where ``adsearch worker`` processes ran the trial: one dict per attempt with ``attempt``,
+    ``host``, ``owner``, ``slot`` and ``log`` (a path on that host). Only a PostgreSQL store
+    serves workers, so other stores have none."""
+    if not store.url.startswith("postgresql"):
+        return []
+    events = store.events(search_id, limit=1_000_000, kinds=["trial.placed"])
+    keys = ("attempt", "host", "owner", "slot", "log")
+    return [{k: e.data.get(k) for k in keys} for e in events if e.data.get("trial_id") == trial_id]
+
+
 def _name_and_trial(args: list[str], search: str | None) -> tuple[str | None, int]:
     """``show [NAME] TRIAL``: the optional search name first, as in every other command."""
     if not 1 <= len(args) <= 2:
@@ -389,11 +400,15 @@ def show(
         if rec.search_id != search.id:
             raise StoreError(f"trial {trial} belongs to another search than {search.name!r}")
         results = store.results(search.id, [trial])
+        placed = _placements(store, search.id, trial)
     finally:
         store.close()
     logs = sorted(str(p) for p in run.trial_dir(trial).glob("attempt-*.log"))
+    local = {Path(p).name for p in logs}
+    logs += [f"{p['host']}:{p['log']}" for p in placed if Path(p["log"]).name not in local]
     doc = {"search": search.name, "trial": rec.to_dict(),
-           "result": results[0].to_dict() if results else None, "logs": logs}
+           "result": results[0].to_dict() if results else None, "logs": logs,
+           "placements": placed}
     if as_json:
         typer.echo(json.dumps(doc, default=str))
         return

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -208,9 +209,20 @@ class HostWorker:
             child.kill("the trial changed state before it started")
             child.reap()
             return True
+        self._placed(trial.id, attempt, slot, str(child.log_path))
         self.children[slot.index] = child
         self._beats[trial.id] = time.time()
         return True
+
+    def _placed(self, trial_id: int, attempt: int, slot: Slot, log_path: str) -> None:
+        """Record where a trial runs (this host, slot and log file): the store's trial row
+        keeps only the slot index, and the log lives on this host, not the daemon's."""
+        host = socket.gethostname()
+        self.store.log_event(self.search_id, "trial.placed",
+                             f"trial {trial_id} attempt {attempt} runs on {self.owner} slot "
+                             f"{slot.name} (log {host}:{log_path})",
+                             {"trial_id": trial_id, "attempt": attempt, "host": host,
+                              "owner": self.owner, "slot": slot.name, "log": log_path})
 
     def _run_inline(self) -> bool:
         """Claim and run one synthetic child in this process. False: nothing left (burst)."""

@@ -102,6 +102,16 @@ def entropy_max(space_name: str) -> float | None:
         return None
 
 
+def _remote_leases(store: Any, search_id: int, cfg: SearchConfig, now: float) -> dict[int, Any]:
+    """Trial id -> queue lease, for trials that an ``adsearch worker`` holds with a live
+    heartbeat (its owner names the host and pid: ``worker-HOST-PID``). Searches without a
+    database queue have none."""
+    from adsearch.queue.dbqueue import DbQueue
+
+    return {le.trial_id: le for le in DbQueue(store, search_id).leases()
+            if le.owner.startswith("worker-") and now - le.heartbeat_at < cfg.lease_seconds}
+
+
 def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dict[str, Any]:
     """The status snapshot of one search (see ``adsearch status --json``)."""
     now = time.time()
@@ -112,6 +122,7 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
     state = run.read_state() or {}
     live = pid is not None and state.get("pid") == pid
     running = store.trials(search.id, states=["running"])
+    remote = _remote_leases(store, search.id, cfg, now) if running else {}
     top = store.top_trials(search.id, top_k, full_only=True, succeeded_only=True)
     n_bad, last_bad = store.bad_patterns(search.id)
     ctrl = dict(state.get("controller") or {}) if live else {}
@@ -123,10 +134,14 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
                 break
     waiting = list(state.get("waiting") or []) if live else []
     if not live:
-        pending = counts.get("queued", 0) + counts.get("running", 0)
+        on_workers = sum(1 for t in running if t.id in remote)
+        pending = counts.get("queued", 0) + counts.get("running", 0) - on_workers
         if search.state in ("running", "stopping"):
             waiting.append(f"no daemon is running (it crashed or was killed): {pending} trial(s) "
                            f"wait; continue with `adsearch resume {search.name}`")
+        if on_workers:
+            waiting.append(f"{on_workers} trial(s) run on live workers; `adsearch resume` "
+                           "leaves them to finish there")
         elif search.state in ("stopped", "created", "failed") and pending:
             waiting.append(f"search {search.state}: {pending} trial(s) wait for "
                            f"`adsearch resume {search.name}`")
@@ -171,7 +186,9 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
         ] if live else [],
         "running": [
             {"trial_id": t.id, "slot": t.slot,
-             "slot_name": (slot_info.get(t.slot) or {}).get("name"), "pid": t.pid,
+             "slot_name": (f"{remote[t.id].owner}/{remote[t.id].slot}" if t.id in remote
+                           else (slot_info.get(t.slot) or {}).get("name")),
+             "worker": remote[t.id].owner if t.id in remote else None, "pid": t.pid,
              "attempts": t.attempts, "elapsed_s": _age(t.started_at, now)}
             for t in running
         ],
@@ -266,7 +283,7 @@ def render_status(snap: dict[str, Any]) -> Any:
         parts.append(Text(f"bad patterns: {bad['count']} (last error: {last})", style="yellow"))
     if snap["running"]:
         title = ("running" if snap["daemon"]["alive"] else
-                 "marked running, but no daemon runs them (`resume` requeues them)")
+                 "marked running with no daemon (`resume` requeues those not on a live worker)")
         t = Table(title=title, title_justify="left", expand=False)
         for col in ("trial", "slot", "pid", "attempt", "elapsed"):
             t.add_column(col)

@@ -16,7 +16,7 @@ Promises every backend keeps (SQLite and PostgreSQL, through SQLAlchemy 2):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -290,14 +290,14 @@ class Store(TrialMethods, RungMethods):
             s.flush()
             return convert.event_record(row)
 
-    def events(self, search_id: int, limit: int = 50) -> list[EventRecord]:
-        """Return the latest ``limit`` events of a search, oldest first (like a log tail)."""
-        stmt = (
-            select(EventModel)
-            .where(EventModel.search_id == search_id)
-            .order_by(EventModel.id.desc())
-            .limit(limit)
-        )
+    def events(self, search_id: int, limit: int = 50,
+               kinds: Sequence[str] | None = None) -> list[EventRecord]:
+        """Return the latest ``limit`` events of a search (of the given ``kinds`` only, when
+        given), oldest first (like a log tail)."""
+        stmt = select(EventModel).where(EventModel.search_id == search_id)
+        if kinds is not None:
+            stmt = stmt.where(EventModel.kind.in_(list(kinds)))
+        stmt = stmt.order_by(EventModel.id.desc()).limit(limit)
         with self._session(write=False) as s:
             rows = s.scalars(stmt).all()
             return [convert.event_record(r) for r in reversed(rows)]
