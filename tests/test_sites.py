@@ -55,14 +55,22 @@ CONV_MODELS: dict[str, tuple[Callable[[], nn.Module], list[int] | None]] = {
 }
 
 
-def _run(model: nn.Module, x: torch.Tensor, train: bool, seed: int = 1) -> torch.Tensor:
+def _forward(model: nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+def _run(
+    model: nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...], train: bool, seed: int = 1
+) -> torch.Tensor:
     model.train(train)
     torch.manual_seed(seed)
     with torch.no_grad():
-        return model(x)
+        return _forward(model, x)
 
 
-def _check_attach_cycle(model: nn.Module, x: torch.Tensor, regularizer: object) -> list[Site]:
+def _check_attach_cycle(
+    model: nn.Module, x: torch.Tensor | tuple[torch.Tensor, ...], regularizer: object
+) -> list[Site]:
     """Train forward+backward, eval identity, detach restores outputs bit for bit; returns
     the site table the attachment used."""
     keys = list(model.state_dict())
@@ -80,7 +88,7 @@ def _check_attach_cycle(model: nn.Module, x: torch.Tensor, regularizer: object) 
     model.load_state_dict(state, strict=False)
     model.train()
     torch.manual_seed(1)
-    out = model(x)
+    out = _forward(model, x)
     assert not torch.equal(out.detach(), ref_train), "the ops did not act in train mode"
     out.float().square().mean().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -180,6 +188,22 @@ def test_transformer_encoder(batch_first: bool) -> None:
             ref = model(x)
             with attach(model, SEQ, x):
                 assert torch.equal(model(x), ref)
+
+
+def test_transformer_decoder_time_first() -> None:
+    torch.manual_seed(0)
+    model = nn.TransformerDecoder(nn.TransformerDecoderLayer(16, 2, 32, batch_first=False), 2)
+    tgt, mem = torch.randn(5, 2, 16), torch.randn(6, 2, 16)  # (T, N, D) and (S, N, D)
+    sites = _check_attach_cycle(model, (tgt, mem), SEQ)
+    # 2 layers: self- and cross-attention each for qkv and attn_out
+    assert [(s.name, len(s.modules)) for s in sites] == [
+        ("qkv", 4),
+        ("attn_out", 4),
+        ("ffn_hidden", 2),
+        ("ffn_out", 2),
+        ("residual", 2),
+    ]
+    assert sites[0].shape == (2, 5, 16) and sites[2].shape == (2, 5, 32)
 
 
 class _TinySeq2Seq(nn.Module):
