@@ -8,9 +8,11 @@ else on ``cpu``.
 
 Failure semantics, as for the local executor:
 
-- a Ray worker process or node that dies mid-child: Ray retries the task (``max_retries =
-  max_attempts - 1``); if every retry is lost too, the daemon sees a run without a result
-  and applies its own retry rule;
+- a Ray worker process or node that dies mid-child: the task fails (``max_retries = 0``:
+  Ray never retries on its own), the daemon sees a run without a result and applies its own
+  retry rule, which counts the attempt in the store. So ``--max-attempts`` is the one
+  attempt budget under Ray too, and every run shows in the trial's ``attempts`` and log
+  (before, Ray's silent retries times adsearch's attempts let a trial run up to 9 times);
 - an exception of the child itself never reaches Ray: the task body
   (:func:`adsearch.daemon.child.run`) catches it and returns a document classified by
   :func:`adsearch.daemon.failures.classify` (a bad pattern is a result; a code error stops
@@ -91,7 +93,7 @@ class RayExecutor:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
         spec["threads"] = cpus = min(slot.threads, self._cpus)
         opts = self._remote.options(num_gpus=self.cfg.ray_gpus, num_cpus=cpus,
-                                    max_retries=max(0, self.cfg.max_attempts - 1),
+                                    max_retries=0,  # the daemon counts attempts
                                     retry_exceptions=False, name=f"adsearch-trial-{trial_id}")
         return RayChild(self.ray, opts.remote(spec), slot, trial_id, result_path, log_path,
                         timeout, attempt)
