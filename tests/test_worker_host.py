@@ -85,3 +85,40 @@ def test_status_and_show_name_the_worker_host(pg_url: str, tmp_path: Path) -> No
             worker.kill()
         if pid_alive(daemon_pid):
             os.kill(daemon_pid, signal.SIGKILL)
+
+
+def test_budget_minutes_waits_for_trials_on_workers(pg_url: str, tmp_path: Path) -> None:
+    """When the wall-time budget runs out, trials running on a worker finish and count; only
+    trials that never ran are stale (issue 13 §2: they used to be killed as "lease revoked"
+    and labelled "budget spent before it ran")."""
+    cfg = SearchConfig(name="bm", task="synthetic", controller="random", workers=1,
+                       budget_minutes=0.3, batch_size=2, lookahead=2, task_config={"sleep": 4.0})
+    run = create_search(cfg, RunDir(tmp_path / "run"), store_url=pg_url)
+    worker = subprocess.Popen([sys.executable, "-m", "adsearch", "worker", "--store", pg_url,
+                               "--search", "bm", "--workers", "1", "--work-dir", str(tmp_path / "w")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    daemon_pid = spawn_detached(run)
+    try:
+        with Store(pg_url, readonly=True) as st:
+            sid = st.get_search("bm").id
+            deadline = time.time() + 120
+            while st.get_search("bm").state != "finished" and time.time() < deadline:
+                time.sleep(0.2)
+            assert st.get_search("bm").state == "finished", run.log_file.read_text()[-2000:]
+            trials = st.trials(sid)
+            placed = {e.data["trial_id"] for e in st.events(sid, 1000, kinds=["trial.placed"])}
+            assert placed, "the worker ran nothing"
+            for t in trials:
+                if t.started_at is not None:  # it ran: its result counts
+                    assert t.state == "done", t
+                else:
+                    assert t.state == "stale", t
+            assert all(t.state == "done" for t in trials if t.id in placed)
+        worker.wait(timeout=30)
+        err = worker.stderr.read() if worker.stderr else ""
+        assert "lease" not in err.lower() or "revoked" not in err.lower(), err[-2000:]
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if pid_alive(daemon_pid):
+            os.kill(daemon_pid, signal.SIGKILL)

@@ -297,12 +297,18 @@ class Daemon(WorkerMixin):
         if self.children:
             return False
         if self.budget_spent() and not self.fatal:
+            if self.shared_queue and self.store.counts(self.search_id).get("running", 0):
+                # trials that `adsearch worker` hosts run finish first, as the daemon's own
+                # children do: their results count (a dead worker's lease expires and its
+                # trial is requeued, then staled below)
+                return False
             self._finish_search()
             return True
         return bool(self.stop_level)  # a warm stop: queued trials wait for `resume`
 
     def _finish_search(self) -> None:
-        """Budget spent: stale what never ran, feed the last partial batch, finish."""
+        """Budget spent, nothing running anywhere: stale what never ran (queued trials), feed
+        the last partial batch, finish."""
         left = sorted(self.active)
         for tid in left:
             self.store.finish_trial(tid, None, {"reason": "budget spent before it ran"}, [], 0.0,
