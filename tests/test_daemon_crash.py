@@ -79,8 +79,10 @@ def test_kill9_daemon_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -
 def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     run_dir = runs / "w"
-    run_cli(runs, "start", "--task", "synthetic", "--task-config", '{"sleep": 2.5}',
-            "--workers", "2", "--budget-trials", "6", "--batch-size", "2",
+    # children of 4 s and 8 trials: the resumed daemon must still run (>= 12 s of work left)
+    # when the second `resume` arrives, even on a loaded machine
+    run_cli(runs, "start", "--task", "synthetic", "--task-config", '{"sleep": 4.0}',
+            "--workers", "2", "--budget-trials", "8", "--batch-size", "2",
             "--controller", "random", "--name", "w")
     wait_for(lambda: len(running_trials(run_dir)) == 2, 60, "2 running children")
     first = running_trials(run_dir)
@@ -106,7 +108,7 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     second = run_cli(runs, "resume", "w", check=False)
     assert second.returncode == 1 and f"already running (daemon pid {pid})" in second.stderr
     assert "Traceback" not in second.stderr
-    # a new budget is refused while a daemon runs, with nothing written (6 trials at the end)
+    # a new budget is refused while a daemon runs, with nothing written (8 trials at the end)
     more = run_cli(runs, "resume", "w", "--budget-trials", "20", check=False)
     assert more.returncode == 1 and "has a running daemon; stop it first" in " ".join(more.stderr.split())
     wait_for(lambda: len(running_trials(run_dir)) == 2, 60, "2 running children again")
@@ -133,7 +135,7 @@ def test_warm_stop_cold_stop_second_daemon_and_resume(tmp_path: Path) -> None:
     wait_exit(run_dir, 90)
     store, search = check_exactly_once(RunDir(run_dir))
     try:
-        assert store.counts(search.id)["done"] == 6
+        assert store.counts(search.id)["done"] == 8
         assert store.get_search("w").state == "finished"
     finally:
         store.close()
