@@ -341,3 +341,23 @@ def test_verify_a_plugin_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "lower is better" in proc.stdout
     assert doc["tune_seeds"] == [10000, 10001]
     assert all(len(g["val"]) == 2 for g in doc["tuning"]["spatial"]["grid"])
+
+
+def test_verify_of_an_asha_search_retrains_at_the_top_rung(tmp_path: Path) -> None:
+    """An ASHA search's children stop at rungs; verify retrains every run at its full budget
+    (the top rung) with no early stopping."""
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="a", task="synthetic", controller="random", batch_size=2, workers=2,
+                       budget_trials=4, scheduler="asha", min_epochs=1, max_epochs=3)
+    assert run_daemon(str(create_search(cfg, RunDir(root / "a")).path)).finished
+    run_cli(root, "verify", "a", "--top-k", "1", "--seeds", "2", "--baselines", "dropout")
+    doc = json.loads((root / "a-verify" / "verify.json").read_text())
+    assert doc["budget"]["epochs"] == 3
+    from test_daemon_support import open_store
+
+    store, search = open_store(root / "a-verify")
+    try:
+        vcfg = SearchConfig.from_dict(search.config)
+        assert vcfg.scheduler is None and vcfg.prune_epoch is None and vcfg.child_epochs == 3
+    finally:
+        store.close()

@@ -149,7 +149,8 @@ def prepare(req: VerifyRequest) -> VerifyRun:
         controller="fixed", batch_size=1, budget_trials=n_tune,
         gpus=None if req.workers else src.gpus,  # --workers N: CPU runs, as `start` means it
         slots_per_gpu=src.slots_per_gpu, workers=req.workers or src.workers,
-        child_epochs=req.epochs if req.epochs is not None else src.child_epochs,
+        # the search's full child budget (under ASHA: its top rung); no early stopping here
+        child_epochs=req.epochs if req.epochs is not None else src.child_budget().epochs,
         child_steps=req.steps if req.steps is not None else src.child_steps,
         child_seconds=src.child_seconds if req.epochs is None and req.steps is None else None,
         child_timeout=src.child_timeout, seed=src.seed, max_attempts=src.max_attempts,
