@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from adsearch.errors import AdsearchError, ConfigError
+from adsearch.errors import AdsearchError, ConfigError, DaemonError
 
 console = Console()
 
@@ -180,7 +180,9 @@ def _launch(run: Any, foreground: bool, steps: _Steps | None = None, **daemon_op
         return
     from adsearch.daemon.live import run_foreground
 
-    run_foreground(run, console, **daemon_opts)
+    daemon = run_foreground(run, console, **daemon_opts)
+    if getattr(daemon, "fatal", None):  # the final view above says why; scripts see exit 1
+        raise DaemonError(f"search {daemon.name!r} failed: {daemon.fatal}")
 
 
 def resume(
