@@ -54,6 +54,14 @@ def results(run: RunDir, name: str = "s") -> tuple[list[Any], dict[int, Any]]:
         return st.trials(sid), {r.trial_id: r for r in st.results(sid)}
 
 
+def requeued_because(run: RunDir, trial_id: int, name: str = "s") -> str:
+    """The reasons the trial was requeued, from the search's event log."""
+    with Store(run.store_url(), readonly=True) as st:
+        sid = st.get_search(name).id
+        return " | ".join(e.message for e in st.events(sid, 200)
+                          if e.kind == "trial_requeued" and e.data.get("trial_id") == trial_id)
+
+
 def test_script_search_stops_bad_children_early_through_report(tmp_path: Path) -> None:
     """10 children of a 3-epoch script; after 3 have finished, those below the 0.75 quantile
     at epoch 1 are told to stop by ``report`` and come back truncated."""
@@ -102,8 +110,8 @@ def test_killed_script_and_killed_child_are_retried(tmp_path: Path) -> None:
         assert t.state == "done" and t.attempts == 2, t
         assert not res[t.id].metrics.get("bad_pattern")
         assert not pid_alive(killed[t.id][1])  # no orphan left running
-    errors = {killed[t.id][0]: t.error for t in trials}
-    assert "killed by signal SIGKILL" in errors["script"] and "requeued" in errors["script"]
+    errors = {killed[t.id][0]: requeued_because(run, t.id) for t in trials}
+    assert "killed by signal SIGKILL" in errors["script"]
     assert "child killed by signal 9" in errors["child"]
 
 
@@ -115,7 +123,7 @@ def test_timed_out_script_is_killed_with_its_child_and_retried(tmp_path: Path) -
     assert run_daemon(str(run.path)).finished
     (trial,), res = results(run)
     assert trial.state == "done" and trial.attempts == 2 and not res[trial.id].metrics.get("bad_pattern")
-    assert "timed out after 4 s" in (trial.error or "")
+    assert "timed out after 4 s" in requeued_because(run, trial.id)
     assert not pid_alive(int((pids / f"{trial.id}.pid").read_text()))
 
 
