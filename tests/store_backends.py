@@ -178,22 +178,25 @@ def pg_base_url() -> Iterator[str]:
         _PG.release()
 
 
-def _fresh_database(base: str) -> Iterator[str]:
-    """Yield the URL of the database ``adsearch_test`` on the server, emptied first.
+def _fresh_database(base: str, name: str = TEST_DB) -> Iterator[str]:
+    """Yield the URL of the database ``name`` (``adsearch_test``, or another ``adsearch_test_*``
+    when a test needs two databases) on the server, emptied first.
 
     Only that database is ever emptied, never the one ``base`` names.
     """
+    if not name.startswith(TEST_DB):
+        raise ValueError(f"test databases are named {TEST_DB}*, not {name!r}")
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": TEST_DB}
+                text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
             ).scalar()
             if not exists:
-                conn.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()
-    url = make_url(base).set(database=TEST_DB).render_as_string(hide_password=False)
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:

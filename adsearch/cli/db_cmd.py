@@ -98,7 +98,9 @@ def copy(
             raise ConfigError("--run-dir: name the one search it belongs to with --search NAME")
         if remap_ids:
             raise ConfigError("--run-dir and --remap-ids exclude each other: a remapped copy "
-                              "cannot be resumed (its checkpoint files keep the old ids)")
+                              "cannot be resumed (its checkpoint files keep the old ids); drop "
+                              "--run-dir and read the copy with `adsearch status --store DST "
+                              "--search NAME`, or copy into a new database to resume there")
         run = RunDir(run_dir)
         ident = run.identity()
         if ident is None:
@@ -111,7 +113,9 @@ def copy(
     reports = copy_searches(src, dst, search or None, remap_ids=remap_ids, force=force)
     for r in reports:
         rows = ", ".join(f"{n} {t}" for t, n in r.rows.items() if t != "searches")
-        ids = f"ids remapped ({r.source_id} -> {r.dest_id})" if r.remapped else "ids preserved"
+        ids = (f"ids remapped (search {r.source_id} -> {r.dest_id}): a read-only copy, read "
+               f"it with `adsearch status --store {display_url(dst)} --search {r.search}`"
+               if r.remapped else "ids preserved")
         typer.echo(f"{r.search}: copied to {display_url(dst)}: {rows}; {ids}")
     if run is not None:
         run.claim(search[0], dst)

@@ -81,7 +81,9 @@ def render_trial(doc: dict[str, Any], space: Any) -> Any:
         if values:
             parts.append(Text(f"{last}  {sparkline(values)}"))
     logs = doc["logs"]
-    parts.append(Text("logs: " + (", ".join(logs) if logs else "none")))
+    none = "none" if doc.get("run_dir") else ("none known: no run directory (read from the "
+                                              "store alone), so no local logs")
+    parts.append(Text("logs: " + (", ".join(logs) if logs else none)))
     if logs:
         try:
             tail = Path(logs[-1]).read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL:]

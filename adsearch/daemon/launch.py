@@ -303,6 +303,48 @@ def load_search(run: RunDir) -> tuple[Any, Any]:
         raise
 
 
+def open_search(name: str | None, run_dir: str | None, store_url: str | None = None,
+                search: str | None = None) -> tuple[RunDir | None, Any, Any]:
+    """The one place a read command (status, show, export, plot) finds its search: by NAME or
+    ``--run-dir`` through the run directory, or by ``--search NAME`` straight from a store
+    (``--store URL``, else ``$ADSEARCH_STORE``), e.g. a ``db copy --remap-ids`` copy that has
+    no run directory. Returns ``(run or None, read-only store, search record)``; the caller
+    closes the store. Without a run directory there is no daemon state and no local logs.
+
+    Raises:
+        ConfigError: ``--search`` with NAME or ``--run-dir``, ``--store`` without
+            ``--search``, or ``--search`` with no store URL.
+        StoreError: No store at the URL, or no such search in it (the known ones listed).
+    """
+    from adsearch.store import Store
+
+    if search is None:
+        if store_url is not None:
+            raise ConfigError("--store reads a search straight from a store: name it with "
+                              "--search NAME (or drop --store to use the run directory)")
+        run = find_run_dir(name, run_dir)
+        store, record = load_search(run)
+        return run, store, record
+    if name is not None:
+        raise ConfigError(f"give the search once: NAME {name!r} (through its run directory) or "
+                          f"--search {search!r} (from the store), not both")
+    if run_dir is not None:
+        raise ConfigError("--run-dir and --search exclude each other: --run-dir reads the store "
+                          "its search.json names; --store URL --search NAME reads a store with "
+                          "no run directory")
+    url = store_url or os.environ.get("ADSEARCH_STORE") or None
+    if url is None:
+        raise ConfigError(f"--search {search!r}: give the store it lives in with --store URL "
+                          "(or set $ADSEARCH_STORE), or pass the search's NAME to read it "
+                          "through its run directory")
+    store = Store(url, readonly=True)
+    try:
+        return None, store, store.get_search(search)
+    except StoreError:
+        store.close()
+        raise
+
+
 @dataclass(frozen=True)
 class BudgetChange:
     """A checked new budget (``resume --budget-*``), not yet written."""

@@ -11,8 +11,10 @@ from adsearch.daemon.report import trend
 from adsearch.errors import ConfigError
 
 
-def plot_searches(runs: list[Any], output: Path) -> Path:
-    """Draw every search of ``runs`` (RunDirs) on one figure and save it as PNG."""
+def plot_searches(searches: list[tuple[Any, Any]], output: Path) -> Path:
+    """Draw every search of ``searches`` (``(store, search record)`` pairs, as
+    :func:`~adsearch.daemon.launch.open_search` returns them; the caller closes the stores)
+    on one figure and save it as PNG."""
     try:
         import matplotlib
 
@@ -20,16 +22,10 @@ def plot_searches(runs: list[Any], output: Path) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ConfigError("plot needs matplotlib: pip install 'adsearch[plot]'") from None
-    from adsearch.daemon.launch import load_search
-
     fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = 0
-    for run in runs:
-        store, search = load_search(run)
-        try:
-            rewards = [r for _, r in store.reward_series(search.id)]
-        finally:
-            store.close()
+    for store, search in searches:
+        rewards = [r for _, r in store.reward_series(search.id)]
         if not rewards:
             continue
         bs = int(search.config.get("batch_size") or 8)

@@ -67,20 +67,21 @@ def _age(dt: datetime | None, now: float) -> float | None:
     return now - dt.replace(tzinfo=dt.tzinfo or timezone.utc).timestamp()
 
 
-def budget_progress(cfg: SearchConfig, counts: dict[str, int], elapsed_s: float,
+def budget_progress(cfg: SearchConfig, counts: dict[str, int], elapsed_s: float | None,
                     state: str) -> dict[str, Any]:
     """How far the budget is spent. ``budget_trials`` counts *drawn* trials (the daemon
     stops drawing at the budget and finishes what it drew); ``finished`` are those that
     ended (done, failed or stale). ``trials_per_hour`` is finished trials per hour of daemon
     run time; ``eta_s`` the seconds until the budget is spent at that rate (the sooner of the
-    two budgets), None without a budget, a rate, or once the search ended."""
+    two budgets), None without a budget, a rate, or once the search ended. ``elapsed_s``
+    None (no run directory, which holds the run time): no rate, no time-budget estimate."""
     drawn = sum(counts.values())
     finished = sum(counts.get(k, 0) for k in ("done", "failed", "stale"))
-    rate = finished / (elapsed_s / 3600) if elapsed_s > 0 and finished else None
+    rate = finished / (elapsed_s / 3600) if elapsed_s and finished else None
     etas = []
     if cfg.budget_trials is not None and rate:
         etas.append(max(0, cfg.budget_trials - finished) / rate * 3600)
-    if cfg.budget_minutes is not None:
+    if cfg.budget_minutes is not None and elapsed_s is not None:
         etas.append(max(0.0, cfg.budget_minutes * 60 - elapsed_s))
     ended = state in ("finished", "failed")
     return {"counts": "drawn", "drawn": drawn, "finished": finished,
@@ -112,14 +113,20 @@ def _remote_leases(store: Any, search_id: int, cfg: SearchConfig, now: float) ->
             if le.owner.startswith("worker-") and now - le.heartbeat_at < cfg.lease_seconds}
 
 
-def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dict[str, Any]:
-    """The status snapshot of one search (see ``adsearch status --json``)."""
+#: What ``status`` says when it read the store alone (``--store URL --search NAME``).
+NO_RUN_DIR = "no run directory: daemon state unknown"
+
+
+def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5) -> dict[str, Any]:
+    """The status snapshot of one search (see ``adsearch status --json``). ``run`` None: the
+    search was read from its store alone, so the daemon's pid, slots and run time (which only
+    the run directory holds) are unknown: ``daemon.alive`` and ``elapsed_s`` are None."""
     now = time.time()
     cfg = SearchConfig.from_dict(search.config)
     counts = store.counts(search.id)
     events = store.events(search.id, limit=EVENT_WINDOW)
-    pid = run.daemon_pid()
-    state = run.read_state() or {}
+    pid = run.daemon_pid() if run is not None else None
+    state = (run.read_state() if run is not None else None) or {}
     live = pid is not None and state.get("pid") == pid
     running = store.trials(search.id, states=["running"])
     remote = _remote_leases(store, search.id, cfg, now) if running else {}
@@ -133,7 +140,10 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
                 ctrl.pop("trial_ids", None)
                 break
     waiting = list(state.get("waiting") or []) if live else []
-    if not live:
+    if run is None:
+        waiting.append(f"{NO_RUN_DIR} (read from the store alone; `adsearch status "
+                       f"{search.name}` on the daemon's host shows it)")
+    elif not live:
         on_workers = sum(1 for t in running if t.id in remote)
         pending = counts.get("queued", 0) + counts.get("running", 0) - on_workers
         if search.state in ("running", "stopping"):
@@ -162,14 +172,14 @@ def build_status(run: RunDir, store: Any, search: Any, *, top_k: int = 5) -> dic
         # the trend has one point per controller update; trials finished since the last
         # update are in the top table already, so the last point takes them in too
         tr["best_so_far"][-1] = max(tr["best_so_far"][-1], float(best[1].reward))
-    elapsed = run.elapsed()
+    elapsed = run.elapsed() if run is not None else None
     return {
         "search": search.name,
-        "state": shown_state(search.state, pid is not None),
+        "state": shown_state(search.state, pid is not None) if run is not None else search.state,
         "stored_state": search.state,
-        "run_dir": str(run.path),
+        "run_dir": str(run.path) if run is not None else None,
         "store": store.url,  # password hidden
-        "daemon": {"pid": pid, "alive": pid is not None,
+        "daemon": {"pid": pid, "alive": pid is not None if run is not None else None,
                    "slot_source": state.get("slot_source") if live else None},
         "config": {k: getattr(cfg, k) for k in ("task", "space", "controller", "batch_size",
                                                  "budget_trials", "budget_minutes", "seed")},
@@ -255,14 +265,16 @@ def render_status(snap: dict[str, Any]) -> Any:
 
     c = snap["counts"]
     cfg = snap["config"]
-    daemon = (f"daemon pid {snap['daemon']['pid']}" if snap["daemon"]["alive"]
-              else "no daemon running")
+    alive = snap["daemon"]["alive"]
+    daemon = (f"daemon pid {snap['daemon']['pid']}" if alive else
+              NO_RUN_DIR if alive is None else "no daemon running")
     b = snap["budget"]
     budget = []
     if cfg["budget_trials"]:
         budget.append(f"{b['drawn']}/{cfg['budget_trials']} trials drawn ({b['finished']} finished)")
     if cfg["budget_minutes"]:
-        budget.append(f"{snap['elapsed_s'] / 60:.1f}/{cfg['budget_minutes']} min")
+        used = "?" if snap["elapsed_s"] is None else f"{snap['elapsed_s'] / 60:.1f}"
+        budget.append(f"{used}/{cfg['budget_minutes']} min")
     pace = []
     if b["trials_per_hour"]:
         pace.append(f"{b['trials_per_hour']:.1f} trials/hour")
@@ -282,7 +294,7 @@ def render_status(snap: dict[str, Any]) -> Any:
         last = (bad["last_error"] or "").splitlines()[0][:300] if bad["last_error"] else "?"
         parts.append(Text(f"bad patterns: {bad['count']} (last error: {last})", style="yellow"))
     if snap["running"]:
-        title = ("running" if snap["daemon"]["alive"] else
+        title = ("running" if alive else "running (as the store says)" if alive is None else
                  "marked running with no daemon (`resume` requeues those not on a live worker)")
         t = Table(title=title, title_justify="left", expand=False)
         for col in ("trial", "slot", "pid", "attempt", "elapsed"):

@@ -179,9 +179,12 @@ def copy_searches(src_url: str, dst_url: str, names: Iterable[str] | None = None
                 clash = [t for t in _ID_TABLES if data[t] and _taken(s, t, [r["id"] for r in data[t]])]
                 if clash and not remap_ids:
                     raise StoreError(
-                        f"ids of search {name!r} are taken in {dst.url} ({', '.join(clash)}): copy "
-                        "into a database without them to keep ids (needed to resume there), or "
-                        "pass --remap-ids for a read-only copy (status, show, export)")
+                        f"ids of search {name!r} are taken in {dst.url} ({', '.join(clash)}), which "
+                        "holds other searches: to move the search and resume it there, copy it "
+                        "into a new database (`createdb`, then `adsearch db upgrade --store URL`), "
+                        "which keeps its ids; for a read-only copy here, pass --remap-ids (without "
+                        f"--run-dir) and read it with `adsearch status --store {dst.url} "
+                        f"--search {name}` (also show, export)")
                 if clash:
                     _remap(data, s)
                 rows = _write(s, data)
