@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from adsearch.errors import AdsearchError, ConfigError, DaemonError
 
-console = Console()
+console = Console(emoji=False)  # "--task mod:X:" must not print an emoji
 
 RUN_DIR = typer.Option(None, "--run-dir", help="Run directory (default: ./runs/NAME, or $ADSEARCH_RUNS/NAME).")
 NAME_ARG = typer.Argument(None, help="Search name (default: the only search under ./runs).")
