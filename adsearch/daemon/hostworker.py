@@ -49,17 +49,17 @@ from adsearch.daemon.recovery import (
 )
 from adsearch.daemon.rundir import RunDir, write_json_atomic
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children, plan_slots
+from adsearch.daemon.stopping import COLD, Stoppable
 from adsearch.daemon.workers import child_spec
 from adsearch.errors import ConfigError, DaemonError, StoreError
 from adsearch.queue.filequeue import LeaseLost
 
 log = logging.getLogger("adsearch.worker")
 
-WARM, COLD = 1, 2
 _CHECK_SEARCH_S = 2.0  # how often the search's state is read
 
 
-class HostWorker:
+class HostWorker(Stoppable):
     """Claims trials of one search from the database queue and runs them in local slots.
 
     Args:
@@ -97,11 +97,6 @@ class HostWorker:
         self.idle = False  # the last pass found the queue empty
         self.search_state = ""  # as last read from the store (re-read every 2 s)
         self._last_check = 0.0
-
-    def request_stop(self, cold: bool = False, reason: str = "") -> None:
-        """Warm stop, or cold (``cold`` or a second request). Only sets flags."""
-        self.stop_level = COLD if (cold or self.stop_level >= WARM) else WARM
-        self.stop_reason = reason or self.stop_reason
 
     # ------------------------------------------------------------------ initialize
     def initialize(self) -> None:
@@ -355,7 +350,7 @@ def run_worker(worker: HostWorker, *, tick: float = 0.2) -> HostWorker:
 
     from adsearch.daemon.runner import install_signal_handlers, wait_for_children
 
-    wake, restore = install_signal_handlers(worker)  # type: ignore[arg-type]
+    wake, restore = install_signal_handlers(worker)
     try:
         worker.initialize()
         sel = selectors.DefaultSelector()

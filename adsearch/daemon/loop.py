@@ -35,13 +35,12 @@ from adsearch.daemon.failures import FailureBreaker
 from adsearch.daemon.pruning import Scheduler, controller_rewards
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
+from adsearch.daemon.stopping import COLD
 from adsearch.daemon.workers import WorkerMixin
 from adsearch.errors import CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
 
 log = logging.getLogger("adsearch.daemon")
-
-WARM, COLD = 1, 2
 
 
 def pattern_hash(patterns: list[dict[str, Any]]) -> str:
@@ -91,13 +90,6 @@ class Daemon(WorkerMixin):
         self.controller_stats: dict[str, Any] = {}
         self.fatal: str | None = None  # why the search cannot go on (state "failed")
         self._stopping_written = False  # "stopping" is in the store (set once a stop is asked)
-
-    # ------------------------------------------------------------------ control
-    def request_stop(self, cold: bool = False, reason: str = "") -> None:
-        """Ask for a warm stop, or a cold one (``cold`` or a second request). Safe to call
-        from a signal handler: it only sets flags."""
-        self.stop_level = COLD if (cold or self.stop_level >= WARM) else WARM
-        self.stop_reason = reason or self.stop_reason
 
     # ------------------------------------------------------------------ initialize
     def initialize(self) -> None:

@@ -24,12 +24,13 @@ from collections.abc import Callable
 from typing import Any
 
 from adsearch.daemon.loop import Daemon
+from adsearch.daemon.stopping import Stoppable
 from adsearch.errors import AdsearchError, DaemonError
 
 log = logging.getLogger("adsearch.daemon")
 
 
-def install_signal_handlers(daemon: Daemon) -> tuple[int, Callable[[], None]]:
+def install_signal_handlers(daemon: Stoppable) -> tuple[int, Callable[[], None]]:
     """SIGTERM/SIGINT: warm stop, then cold on the second; SIGUSR1: cold stop. Handlers only
     set flags; the returned fd becomes readable when a signal arrives (wakes the selector).
     The returned function restores the previous handlers (for in-process use)."""

@@ -22,6 +22,7 @@ from adsearch.daemon.recovery import (
 )
 from adsearch.daemon.rundir import write_json_atomic
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children
+from adsearch.daemon.stopping import Stoppable
 from adsearch.errors import StoreError
 
 
@@ -38,7 +39,7 @@ def child_spec(owner: Any, trial: Any, attempt: int, slot: Slot) -> dict[str, An
 log = logging.getLogger("adsearch.daemon")
 
 
-class WorkerMixin:
+class WorkerMixin(Stoppable):
     """Child management for :class:`~adsearch.daemon.loop.Daemon` (which holds the state)."""
 
     # state and collaborators provided by Daemon
@@ -46,7 +47,6 @@ class WorkerMixin:
     prepared: dict[int, tuple[Any, int]]
     _beats: dict[int, float]
     slots: list[Slot]
-    stop_level: int
     active: set[int]
     unconsumed: list[int]
     latencies: list[float]
@@ -114,7 +114,7 @@ class WorkerMixin:
                              {"streak": self.breaker.streak, "failures": self.breaker.failures})
         log.error("%s", self.fatal)
         if not self.stop_level:
-            self.request_stop(reason="failures")  # type: ignore[attr-defined]
+            self.request_stop(reason="failures")
 
     def _stop_failed(self, trial_id: int, status: str, message: str, log_path: str) -> None:
         """A child hit a code error (``status`` "error") or a data/config error ("config"):
@@ -139,7 +139,7 @@ class WorkerMixin:
                              {"trial_id": trial.id, "log": log_path})
         log.error("%s", self.fatal)
         if not self.stop_level:  # a warm stop; a second failing child must not escalate it
-            self.request_stop(reason="config-error" if status == "config" else "code-error")  # type: ignore[attr-defined]
+            self.request_stop(reason="config-error" if status == "config" else "code-error")
 
     # ------------------------------------------------------------------ leases
     def _heartbeat(self, now: float) -> None:
