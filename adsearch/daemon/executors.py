@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adsearch.daemon.config import EXECUTORS, SearchConfig
-from adsearch.daemon.recovery import reconcile, retry_or_fail, salvage
+from adsearch.daemon.recovery import reconcile
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.slots import ChildProcess, Slot
 
 log = logging.getLogger("adsearch.daemon")
 
 __all__ = ["EXECUTORS", "Executor", "LocalExecutor", "collect_finished", "make_executor",
-           "open_queue", "reconcile_shared", "uses_db_queue"]
+           "open_queue", "uses_db_queue"]
 
 
 class Executor(Protocol):
@@ -98,62 +98,7 @@ def open_queue(store: Any, run: RunDir, cfg: SearchConfig, search_id: int,
     from adsearch.queue.dbqueue import DbQueue
 
     dbq = DbQueue(store, search_id, lease_seconds=cfg.lease_seconds)
-    return dbq, reconcile_shared(store, dbq, run, cfg, search_id)
-
-
-def _ours(lease: Any) -> bool:
-    """A lease a daemon took (its own slots); the daemon lock says that daemon is gone."""
-    return lease is not None and lease.owner.startswith("daemon-")
-
-
-def reconcile_shared(store: Any, queue: Any, run: RunDir, cfg: SearchConfig,
-                     search_id: int) -> dict[str, int]:
-    """:func:`~adsearch.daemon.recovery.reconcile` for the database queue, where workers on
-    other hosts may be alive: a trial leased by a worker whose lease is live is left alone;
-    trials of the dead daemon and of expired leases are recovered as usual."""
-    import time
-
-    now = time.time()
-    stats = {"salvaged": 0, "requeued": 0, "failed": 0, "pushed": 0, "dropped": 0, "remote": 0}
-    leases = {le.trial_id: le for le in queue.leases()}
-
-    def live_remote(tid: int) -> bool:
-        le = leases.get(tid)
-        return le is not None and not _ours(le) and not le.expired(now, queue.lease_seconds)
-
-    running = store.trials(search_id, states=["running"])
-    for trial in running:
-        if live_remote(trial.id):
-            stats["remote"] += 1
-            continue
-        if salvage(store, queue, run, cfg, trial):
-            stats["salvaged"] += 1
-            continue
-        state = retry_or_fail(store, queue, cfg, search_id, trial,
-                              "lost when its daemon or worker stopped without finishing it")
-        stats["requeued" if state == "queued" else "failed"] += 1
-    running_ids = {t.id for t in running}
-    for tid, _lease in sorted(leases.items()):
-        if tid in running_ids or live_remote(tid):
-            continue
-        trial = store.get_trial(tid)
-        if trial.state == "queued":
-            queue.release(tid, front=True)
-        else:
-            queue.ack(tid)
-            stats["dropped"] += 1
-    queued = [t.id for t in store.trials(search_id, states=["queued"])]
-    waiting = set(queue.pending()) | {le.trial_id for le in queue.leases()}
-    missing = [tid for tid in queued if tid not in waiting]
-    queue.push(missing, front=True)
-    stats["pushed"] = len(missing)
-    active = set(queued) | {t.id for t in store.trials(search_id, states=["running"])}
-    extra = [tid for tid in queue.pending() if tid not in active]
-    if extra:
-        queue.discard(extra)
-        stats["dropped"] += len(extra)
-    log.info("recovery (database queue): %s", stats)
-    return stats
+    return dbq, reconcile(store, dbq, run, cfg, search_id, shared=True)
 
 
 def collect_finished(daemon: Any) -> list[tuple[Any, Any]]:

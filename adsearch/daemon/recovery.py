@@ -5,7 +5,8 @@ any crash (daemon ``kill -9``, power loss, a worker that hangs) :func:`reconcile
 these invariants, and the daemon keeps them from then on:
 
 - every ``queued`` trial is pending in the queue exactly once;
-- every ``running`` trial belongs to a live child of the running daemon, holding a lease;
+- every ``running`` trial belongs to a live child of the running daemon, or of a live
+  ``adsearch worker`` (database queue only), holding a lease;
 - no terminal trial (``done``, ``failed``, ``stale``) is pending or leased.
 
 A run that ended without a result (child killed, daemon died, lease expired, timeout) is an
@@ -18,13 +19,13 @@ the daemon died is not thrown away: :func:`salvage` records it, so no finished w
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.failures import BAD_PATTERN, FAILURE_CLASSES
 from adsearch.daemon.rundir import RunDir, read_json
-from adsearch.queue import FileQueue
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -77,7 +78,7 @@ def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
     )
 
 
-def record_outcome(store: Any, queue: FileQueue, cfg: SearchConfig, trial_id: int,
+def record_outcome(store: Any, queue: Any, cfg: SearchConfig, trial_id: int,
                    outcome: Outcome) -> bool:
     """Store a result (``ok`` or ``bad_pattern``). Returns False for the other outcomes,
     which are not results: ``infra`` is retried, ``error``/``config`` stop the search.
@@ -101,7 +102,7 @@ def record_outcome(store: Any, queue: FileQueue, cfg: SearchConfig, trial_id: in
     return True
 
 
-def retry_or_fail(store: Any, queue: FileQueue, cfg: SearchConfig, search_id: int,
+def retry_or_fail(store: Any, queue: Any, cfg: SearchConfig, search_id: int,
                   trial: Any, reason: str) -> str:
     """Handle a run lost to an infrastructure failure. Returns the trial's new state."""
     from adsearch.store.records import utcnow
@@ -122,7 +123,7 @@ def retry_or_fail(store: Any, queue: FileQueue, cfg: SearchConfig, search_id: in
     return "queued"
 
 
-def salvage(store: Any, queue: FileQueue, run: RunDir, cfg: SearchConfig, trial: Any) -> bool:
+def salvage(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, trial: Any) -> bool:
     """Record the result of a run whose child finished but whose daemon died before it
     stored the result. Returns True when the trial is now ``done``."""
     outcome = read_outcome(run, trial.id, trial.attempts)
@@ -131,39 +132,71 @@ def salvage(store: Any, queue: FileQueue, run: RunDir, cfg: SearchConfig, trial:
     return record_outcome(store, queue, cfg, trial.id, outcome)
 
 
-def reconcile(store: Any, queue: FileQueue, run: RunDir, cfg: SearchConfig,
-              search_id: int) -> dict[str, int]:
-    """Restore the invariants above at daemon start (the caller holds the daemon lock, so
-    no other daemon is alive and every lease and ``running`` trial is left over from a dead
-    one). Returns counts of what was done, for the event log."""
+def daemon_lease(lease: Any) -> bool:
+    """A lease a daemon took for its own slots (``daemon-PID``), as opposed to one held by an
+    ``adsearch worker`` on some host."""
+    return lease is not None and lease.owner.startswith("daemon-")
+
+
+def reconcile(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, search_id: int, *,
+              shared: bool = False) -> dict[str, int]:
+    """Restore the invariants above at daemon start. Returns counts of what was done, for
+    the event log: ``salvaged``, ``requeued``, ``failed``, ``pushed``, ``dropped`` and
+    ``remote`` (trials left to live workers).
+
+    The caller holds the daemon lock, so no other daemon is alive and every daemon lease and
+    every ``running`` trial of a daemon is left over from a dead one. One rule for both
+    queues; the only difference is who else may be alive:
+
+    Args:
+        shared: the queue is the database queue (:class:`~adsearch.queue.dbqueue.DbQueue`),
+            which ``adsearch worker`` processes on other hosts claim from. A trial leased by
+            a worker whose lease is live is theirs: left alone, running. With the file queue
+            (``shared=False``) nothing but the daemon ever holds a lease, so every lease is
+            a dead daemon's.
+    """
+    now = time.time()
     queue.repair()
-    stats = {"salvaged": 0, "requeued": 0, "failed": 0, "pushed": 0, "dropped": 0}
-    leased = {le.trial_id for le in queue.leases()}
-    pending = set(queue.pending())
+    stats = {"salvaged": 0, "requeued": 0, "failed": 0, "pushed": 0, "dropped": 0, "remote": 0}
+    leases = {le.trial_id: le for le in queue.leases()}
+
+    def live_remote(tid: int) -> bool:
+        le = leases.get(tid)
+        return (shared and le is not None and not daemon_lease(le)
+                and not le.expired(now, queue.lease_seconds))
+
     running = store.trials(search_id, states=["running"])
     for trial in running:
+        if live_remote(trial.id):
+            stats["remote"] += 1
+            continue
         if salvage(store, queue, run, cfg, trial):
             stats["salvaged"] += 1
             continue
+        le = leases.get(trial.id)
+        who = le.owner if le is not None and not daemon_lease(le) else "the daemon"
         state = retry_or_fail(store, queue, cfg, search_id, trial,
-                              "lost when the daemon stopped without finishing it")
+                              f"lost when {who} stopped without finishing it")
         stats["requeued" if state == "queued" else "failed"] += 1
     running_ids = {t.id for t in running}
-    for tid in sorted(leased - running_ids):  # leased but never marked running, or terminal
-        trial = store.get_trial(tid)
-        if trial.state == "queued":
+    for tid in sorted(leases):  # leased but never marked running (prepared), or terminal
+        if tid in running_ids or live_remote(tid):
+            continue
+        if store.get_trial(tid).state == "queued":
             queue.release(tid, front=True)
         else:
             queue.ack(tid)
             stats["dropped"] += 1
     queued = [t.id for t in store.trials(search_id, states=["queued"])]
-    missing = [tid for tid in queued if tid not in pending and tid not in leased]
-    queue.push(missing)
+    waiting = set(queue.pending()) | {le.trial_id for le in queue.leases()}
+    missing = [tid for tid in queued if tid not in waiting]
+    queue.push(missing, front=True)  # they waited already: ahead of later draws
     stats["pushed"] = len(missing)
-    queued_set = set(queued)
-    extra = [tid for tid in queue.pending() if tid not in queued_set]
+    # still running now: only trials of live workers (every other one was settled above)
+    active = set(queued) | {t.id for t in store.trials(search_id, states=["running"])}
+    extra = [tid for tid in queue.pending() if tid not in active]
     if extra:  # pending but terminal (or unknown) in the store
         queue.discard(extra)
         stats["dropped"] += len(extra)
-    log.info("recovery: %s", stats)
+    log.info("recovery (%s queue): %s", "database" if shared else "file", stats)
     return stats

@@ -1,0 +1,102 @@
+"""One recovery rule for both queues: the same crash scenario, reconciled at daemon start on
+the file queue (SQLite store) and on the database queue (PostgreSQL store), ends the same
+way. The only difference allowed is the one the database queue exists for: a live
+``adsearch worker`` lease is left to its worker (tests/test_shared_recovery.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from store_backends import *  # noqa: F403  (fixtures: store_url on sqlite and postgresql)
+from store_backends import new_trials
+
+from adsearch.atomic import write_json_atomic
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.executors import open_queue, uses_db_queue
+from adsearch.daemon.rundir import RunDir
+from adsearch.queue import FileQueue
+from adsearch.queue.dbqueue import DbQueue
+from adsearch.store import Store
+
+
+def _queue(st: Store, run: RunDir, sid: int, url: str, lease_seconds: float) -> Any:
+    """The queue open_queue will reopen: rows for PostgreSQL, files for SQLite."""
+    if uses_db_queue(url):
+        return DbQueue(st, sid, lease_seconds=lease_seconds)
+    return FileQueue(run.queue_dir, lease_seconds=lease_seconds)
+
+
+def _crash_scenario(st: Store, run: RunDir, url: str, cfg: SearchConfig) -> dict[str, int]:
+    """What a daemon killed mid-search leaves behind, one trial per rule of recovery."""
+    sid = st.create_search(cfg.name, cfg.to_dict()).id
+    ids = [t.id for t in st.add_trials(sid, new_trials(9))]
+    names = ["salvage", "lost", "spent", "prepared", "finished", "worker", "orphan",
+             "stale_pending", "waiting"]
+    t = dict(zip(names, ids, strict=True))
+    q = _queue(st, run, sid, url, cfg.lease_seconds)
+    q.push([t[n] for n in ("salvage", "lost", "prepared", "finished", "worker")])
+    for n in ("salvage", "lost", "prepared", "finished"):
+        assert q.claim("daemon-4242", "cpu0").trial_id == t[n]
+    assert q.claim("worker-hostb-7", "cpu0").trial_id == t["worker"]
+    q.push([t["stale_pending"], t["waiting"]])
+    for n in ("salvage", "lost", "worker"):
+        st.update_trial(t[n], state="running", attempts=1, pid=1)
+    st.update_trial(t["spent"], state="running", attempts=cfg.max_attempts, pid=1)
+    for n in ("finished", "stale_pending"):
+        st.update_trial(t[n], state="running", attempts=1)
+        st.finish_trial(t[n], 0.5, {}, [], 1.0)
+    tdir = run.trial_dir(t["salvage"])
+    tdir.mkdir(parents=True)
+    write_json_atomic(tdir / "result.json", {
+        "trial_id": t["salvage"], "attempt": 1, "status": "ok", "reward": 0.75,
+        "metrics": {}, "curve": [], "seconds": 2.0, "error": None, "ended_at": time.time()})
+    return {**t, "sid": sid}
+
+
+def test_reconcile_is_one_rule_on_both_queues(store_url: str, tmp_path: Path) -> None:
+    # lease_seconds small and waited out: the worker's lease has expired, so the database
+    # queue has nothing to leave alone and both queues must end exactly alike
+    cfg = SearchConfig(name="rec", task="synthetic", workers=1, max_attempts=2,
+                       lease_seconds=0.4, heartbeat_seconds=0.1)
+    run = RunDir(tmp_path / "run")
+    with Store(store_url) as st:
+        t = _crash_scenario(st, run, store_url, cfg)
+        time.sleep(0.6)
+        queue, stats = open_queue(st, run, cfg, t["sid"], store_url)
+        assert stats == {"salvaged": 1, "requeued": 2, "failed": 1, "pushed": 1,
+                         "dropped": 2, "remote": 0}
+        state = {n: st.get_trial(t[n]).state for n in t if n != "sid"}
+        assert state == {"salvage": "done", "lost": "queued", "spent": "failed",
+                         "prepared": "queued", "finished": "done", "worker": "queued",
+                         "orphan": "queued", "stale_pending": "done", "waiting": "queued"}
+        assert st.results(t["sid"], [t["salvage"]])[0].reward == 0.75
+        # requeued and released trials, then the one the queue lost, go ahead of later draws
+        assert queue.pending() == [t["lost"], t["worker"], t["prepared"], t["orphan"],
+                                   t["waiting"]]
+        assert queue.leases() == []
+        assert "lost when worker-hostb-7 stopped" in (st.get_trial(t["worker"]).error or "")
+        assert "lost when the daemon stopped" in (st.get_trial(t["lost"]).error or "")
+        assert "giving up" in (st.get_trial(t["spent"]).error or "")
+
+
+def test_live_worker_lease_is_the_one_difference(store_url: str, tmp_path: Path) -> None:
+    # the same scenario with leases still live: only the database queue can hold a live
+    # worker's lease (no worker claims from a run directory's files), and only it keeps it
+    cfg = SearchConfig(name="rec", task="synthetic", workers=1, max_attempts=2,
+                       lease_seconds=60.0)
+    run = RunDir(tmp_path / "run")
+    with Store(store_url) as st:
+        t = _crash_scenario(st, run, store_url, cfg)
+        queue, stats = open_queue(st, run, cfg, t["sid"], store_url)
+        shared = uses_db_queue(store_url)
+        assert stats["remote"] == (1 if shared else 0)
+        assert stats["requeued"] == (1 if shared else 2)
+        assert st.get_trial(t["worker"]).state == ("running" if shared else "queued")
+        lease = queue.lease(t["worker"])
+        assert (lease is not None and lease.owner == "worker-hostb-7") == shared
+        expected = [t["lost"], t["prepared"], t["orphan"], t["waiting"]]
+        if not shared:
+            expected.insert(1, t["worker"])
+        assert queue.pending() == expected
