@@ -199,9 +199,12 @@ def test_plot_controller_vs_random(runs: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [["status", "rand", "--json"], ["list"],
-                                  ["show", "1", "-s", "rand"], ["export", "rand", "--best", "-o", "{tmp}/e.json"]])
+                                  ["show", "1", "-s", "rand"], ["export", "rand", "--best", "-o", "{tmp}/e.json"],
+                                  ["status", "--store", "{url}", "--search", "rand"],
+                                  ["list", "--store", "{url}"]])
 def test_light_commands_never_import_torch(runs: Path, tmp_path: Path, args: list[str]) -> None:
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    url = f"sqlite:///{runs / 'rand' / 'adsearch.db'}"
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{url}", url) for a in args]
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "adsearch", *args],
                           env=cli_env(runs), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]

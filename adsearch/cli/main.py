@@ -74,6 +74,7 @@ def _register_all() -> None:
         db_cmd,
         delete_cmd,
         pattern_cmd,
+        read_cmd,
         search_cmd,
         sites_cmd,
         train_cmd,
@@ -81,7 +82,8 @@ def _register_all() -> None:
         worker_cmd,
     )
 
-    for mod in (search_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd, verify_cmd, sites_cmd):
+    for mod in (search_cmd, read_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd,
+                verify_cmd, sites_cmd):
         mod.register(app)
     _guard_all(app)
 
