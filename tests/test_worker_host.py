@@ -40,15 +40,21 @@ def _status(run: RunDir) -> dict:
     return json.loads(res.stdout)
 
 
+def _search_with_a_worker(cfg: SearchConfig, url: str,
+                          tmp_path: Path) -> tuple[RunDir, subprocess.Popen[str], int]:
+    """Create the search, start one `adsearch worker` process on it, then its daemon."""
+    run = create_search(cfg, RunDir(tmp_path / "run"), store_url=url)
+    worker = subprocess.Popen([sys.executable, "-m", "adsearch", "worker", "--store", url,
+                               "--search", cfg.name, "--workers", "1", "--work-dir", str(tmp_path / "w")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return run, worker, spawn_detached(run)
+
+
 def test_status_and_show_name_the_worker_host(pg_url: str, tmp_path: Path) -> None:
     # the daemon's own slot is busy with long children, so the worker takes the others
     cfg = SearchConfig(name="hosts", task="synthetic", controller="random", workers=1,
                        budget_trials=4, batch_size=2, task_config={"sleep": 6.0})
-    run = create_search(cfg, RunDir(tmp_path / "run"), store_url=pg_url)
-    worker = subprocess.Popen([sys.executable, "-m", "adsearch", "worker", "--store", pg_url,
-                               "--search", "hosts", "--workers", "1", "--work-dir", str(tmp_path / "w")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    daemon_pid = spawn_detached(run)
+    run, worker, daemon_pid = _search_with_a_worker(cfg, pg_url, tmp_path)
     try:
         with Store(pg_url, readonly=True) as st:
             sid = st.get_search("hosts").id
@@ -93,11 +99,7 @@ def test_budget_minutes_waits_for_trials_on_workers(pg_url: str, tmp_path: Path)
     and labelled "budget spent before it ran")."""
     cfg = SearchConfig(name="bm", task="synthetic", controller="random", workers=1,
                        budget_minutes=0.3, batch_size=2, lookahead=2, task_config={"sleep": 4.0})
-    run = create_search(cfg, RunDir(tmp_path / "run"), store_url=pg_url)
-    worker = subprocess.Popen([sys.executable, "-m", "adsearch", "worker", "--store", pg_url,
-                               "--search", "bm", "--workers", "1", "--work-dir", str(tmp_path / "w")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    daemon_pid = spawn_detached(run)
+    run, worker, daemon_pid = _search_with_a_worker(cfg, pg_url, tmp_path)
     try:
         with Store(pg_url, readonly=True) as st:
             sid = st.get_search("bm").id

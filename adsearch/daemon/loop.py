@@ -289,14 +289,21 @@ class Daemon(WorkerMixin):
         if self.children:
             return False
         if self.budget_spent() and not self.fatal:
-            if self.shared_queue and self.store.counts(self.search_id).get("running", 0):
-                # trials that `adsearch worker` hosts run finish first, as the daemon's own
-                # children do: their results count (a dead worker's lease expires and its
-                # trial is requeued, then staled below)
+            if self.shared_queue and not self._remote_settled():
                 return False
             self._finish_search()
             return True
         return bool(self.stop_level)  # a warm stop: queued trials wait for `resume`
+
+    def _remote_settled(self) -> bool:
+        """Nothing runs on `adsearch worker` hosts, and every trial they finished has been
+        collected (:func:`collect_finished` runs each pass): only then may the rest be staled.
+        Their trials finish first, as the daemon's own children do, so their results count; a
+        dead worker's lease expires and its trial is requeued, then staled."""
+        if self.store.counts(self.search_id).get("running", 0):
+            return False
+        queued = {t.id for t in self.store.trials(self.search_id, states=["queued"])}
+        return not (self.active - queued)
 
     def _finish_search(self) -> None:
         """Budget spent, nothing running anywhere: stale what never ran (queued trials), feed
