@@ -27,7 +27,7 @@ def test_main_job_runs_a_real_cifar_search(tmp_path: Path) -> None:
     for step in ("adsearch start --task cifar10", "adsearch status", "adsearch export",
                  "adsearch pattern show"):
         assert step in out
-    assert "site 0:" in out  # the block art of the best pattern
+    assert "site 0 (32x32 map)" in out  # the block art of the best pattern, at its map size
     store, search = check_exactly_once(RunDir(run_dir))
     try:
         assert search.state == "finished" and store.counts(search.id)["done"] == 2
