@@ -23,5 +23,5 @@ ADSEARCH_RUNS="$runs" .venv/bin/adsearch stop gpu || true
 ADSEARCH_RUNS="$runs" .venv/bin/adsearch status gpu | tee "$out/status.txt"
 ADSEARCH_RUNS="$runs" .venv/bin/adsearch status gpu --json > "$out/status.json"
 ADSEARCH_RUNS="$runs" .venv/bin/adsearch verify gpu --top-k 1 --seeds 2 --baselines dropout \
-  --steps 30 --test-data tests/fixtures/data/cifar10-jpg/test | tee "$out/verify.txt"
+  --child-steps 30 --test-data tests/fixtures/data/cifar10-jpg/test | tee "$out/verify.txt"
 cp "$runs/gpu-verify/verify.json" "$runs/gpu-verify/verify.png" "$out/"

@@ -167,3 +167,18 @@ def test_docs_name_no_absolute_paths_of_this_machine() -> None:
             if any(p in line for p in ("/work/", "/home/", "/root/", "/tmp/pytest")):
                 found.append(f"{doc.name}:{n}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+def test_verify_uses_the_same_option_names_as_start_and_train() -> None:
+    from typer.testing import CliRunner
+
+    from adsearch.cli.main import app
+
+    res = CliRunner().invoke(app, ["verify", "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    for opt in ("--child-epochs", "--child-steps", "--output"):
+        assert opt in res.output
+    for old in ("--json-out", "--epochs ", "--steps "):
+        assert old not in res.output  # hidden aliases
+    both = CliRunner().invoke(app, ["verify", "x", "--child-epochs", "1", "--epochs", "2"])
+    assert both.exit_code == 1 and "give --child-epochs once (--epochs is its old spelling)" in both.stderr

@@ -135,7 +135,7 @@ def test_verify_again_runs_nothing(verified: tuple[Path, dict[str, Any], str]) -
     root, doc, _ = verified
     before = _store_rows(root / "syn-verify")
     proc = run_cli(root, "verify", "syn", "--top-k", "2", "--seeds", "3",
-                   "--json-out", str(root / "again.json"))
+                   "-o", str(root / "again.json"))
     after = _store_rows(root / "syn-verify")
     assert [t.to_dict() for t in after[0]] == [t.to_dict() for t in before[0]]
     assert after[1].keys() == before[1].keys()

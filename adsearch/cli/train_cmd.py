@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from adsearch.atomic import write_text_atomic
+from adsearch.cli.options import one
 from adsearch.errors import ConfigError
 
 BASELINES = ("none", "dropout", "spatial", "dropblock", "variational")
@@ -67,13 +68,6 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _one(name: str, value: Any, old: str, old_value: Any) -> Any:
-    """The value of an option given under its name or its hidden old spelling (not both)."""
-    if value is not None and old_value is not None:
-        raise ConfigError(f"give {name} once ({old} is its old spelling)")
-    return value if value is not None else old_value
-
-
 def register(app: typer.Typer) -> None:
     """Add ``train`` to ``app``."""
 
@@ -108,9 +102,9 @@ def register(app: typer.Typer) -> None:
         from adsearch.patterns import load_patternset
         from adsearch.tasks import Budget, get_task, load_config
 
-        child_epochs = _one("--child-epochs", child_epochs, "--epochs", epochs)
-        child_steps = _one("--child-steps", child_steps, "--steps", steps)
-        output = _one("--output", output, "--json-out", json_out)
+        child_epochs = one("--child-epochs", child_epochs, "--epochs", epochs)
+        child_steps = one("--child-steps", child_steps, "--steps", steps)
+        output = one("--output", output, "--json-out", json_out)
         console = Console(stderr=as_json)  # with --json, stdout carries the document only
         t = get_task(task)
         if config is not None:

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from adsearch.atomic import write_text_atomic
+from adsearch.cli.options import one
 
 console = Console()
 
@@ -74,12 +75,15 @@ def register(app: typer.Typer) -> None:
         baselines: str | None = typer.Option(None, "--baselines", help="comma list to tune (default: all that fit the space: dropout,spatial,dropblock or dropout,variational)"),  # noqa: B008
         tune_only: bool = typer.Option(False, "--tune-only", help="only run the baseline grids and record each one's best setting"),  # noqa: B008
         test_data: str | None = typer.Option(None, "--test-data", help="test split replacing the task's (image tree, token file, translation prefix)"),  # noqa: B008
-        epochs: float | None = typer.Option(None, "--epochs", help="epochs per run (default: the search's child budget)"),  # noqa: B008
-        steps: int | None = typer.Option(None, "--steps", help="optimizer steps per run"),  # noqa: B008
+        child_epochs: float | None = typer.Option(None, "--child-epochs", help="epochs per run (default: the search's child budget)"),  # noqa: B008
+        child_steps: int | None = typer.Option(None, "--child-steps", help="optimizer steps per run"),  # noqa: B008
         workers: int | None = typer.Option(None, "--workers", help="CPU runs at once (default: the search's slots)"),  # noqa: B008
         verify_name: str | None = typer.Option(None, "--verify-name", help="name of the verify search (default: NAME-verify)"),  # noqa: B008
-        json_out: Path | None = typer.Option(None, "--json-out", help="report JSON (default: in the verify run directory)"),  # noqa: B008
+        output: Path | None = typer.Option(None, "-o", "--output", help="report JSON (default: in the verify run directory)"),  # noqa: B008
         png: Path | None = typer.Option(None, "--png", help="chart (default: in the verify run directory)"),  # noqa: B008
+        epochs: float | None = typer.Option(None, "--epochs", hidden=True),  # noqa: B008
+        steps: int | None = typer.Option(None, "--steps", hidden=True),  # noqa: B008
+        json_out: Path | None = typer.Option(None, "--json-out", hidden=True),  # noqa: B008
     ) -> None:
         """Retrain the best patterns next to none and tuned baselines; paired 95% CIs on test."""
         from adsearch.verify import report
@@ -93,6 +97,9 @@ def register(app: typer.Typer) -> None:
             tune_items,
         )
 
+        epochs = one("--child-epochs", child_epochs, "--epochs", epochs)
+        steps = one("--child-steps", child_steps, "--steps", steps)
+        json_out = one("--output", output, "--json-out", json_out)
         kinds = tuple(s.strip() for s in baselines.split(",") if s.strip()) if baselines is not None else None
         req = VerifyRequest(name=name, run_dir=run_dir, top_k=top_k, seeds=seeds,
                             tune_seeds=tune_seeds, baselines=kinds,
