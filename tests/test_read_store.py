@@ -73,7 +73,7 @@ def test_status_show_export_plot_list_read_a_store_without_a_run_directory(
     assert snap["elapsed_s"] is None and snap["state"] == snap["stored_state"] == "finished"
     for key in ("counts", "top", "best", "trend", "config"):
         assert snap[key] == via_dir[key], key
-    assert any("no run directory: daemon state unknown" in w for w in snap["waiting"])
+    assert snap["waiting"] == []  # a finished search: nothing waits
     text = ok(cli(empty, "status", "--store", url, "--search", "one")).output
     assert "no run directory: daemon state unknown" in text and "no daemon running" not in text
     watched = ok(cli(empty, "status", "--store", url, "--search", "one", "--watch",
@@ -105,6 +105,23 @@ def test_status_show_export_plot_list_read_a_store_without_a_run_directory(
     assert [(r["search"], r["state"], r["daemon_pid"], r["trials"]) for r in rows] == [
         ("one", "finished", None, 4)]
     assert "daemon state unknown" in ok(cli(empty, "list", "--store", url)).output
+
+
+def test_a_search_the_store_calls_running_is_not_called_crashed_without_a_run_dir(
+        runs: Path, tmp_path: Path) -> None:
+    """Only the run directory knows whether a daemon lives: read from the store alone, a
+    `running` search stays `running` (a run directory with no daemon would make it `crashed`)."""
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    ok(cli(runs, "db", "copy", _url(runs, "one"), url))
+    with Store(url) as st:
+        st.set_search_state(st.get_search("one").id, "running")
+    snap = json.loads(ok(cli(tmp_path, "status", "--search", "one", "--json",
+                             ADSEARCH_STORE=url)).stdout)
+    assert snap["state"] == "running" and snap["daemon"]["alive"] is None
+    (note,) = snap["waiting"]
+    assert "the store says running" in note and "unknown" in note
+    rows = json.loads(ok(cli(tmp_path, "list", "--store", url, "--json")).stdout)
+    assert rows[0]["state"] == "running" and rows[0]["daemon_pid"] is None
 
 
 def test_store_and_search_bad_input_is_one_clear_error(runs: Path, tmp_path: Path) -> None:

@@ -140,9 +140,11 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
                 ctrl.pop("trial_ids", None)
                 break
     waiting = list(state.get("waiting") or []) if live else []
-    if run is None:
-        waiting.append(f"{NO_RUN_DIR} (read from the store alone; `adsearch status "
-                       f"{search.name}` on the daemon's host shows it)")
+    if run is None:  # the header says NO_RUN_DIR; a search the store calls active gets why
+        if search.state in ("running", "stopping"):
+            waiting.append(f"the store says {search.state}, but with no run directory whether "
+                           f"a daemon runs it is unknown (`adsearch status {search.name}` on "
+                           "the daemon's host says)")
     elif not live:
         on_workers = sum(1 for t in running if t.id in remote)
         pending = counts.get("queued", 0) + counts.get("running", 0) - on_workers

@@ -10,8 +10,9 @@ in the controller checkpoint files' consumed sets, so a search resumed from the 
 see the same ids. When an id is already taken in the destination (it holds other searches)
 the copy is refused, unless ``remap_ids=True``: then every id gets a new value and every
 reference follows it (results, checkpoint trials, queue entries, the ``trial_id`` /
-``trial_ids`` / ``requeued`` keys of event data). A remapped copy is for reading (status,
-show, export), not for resuming, since the checkpoint files keep the old ids.
+``trial_ids`` / ``requeued`` keys of event data). A remapped copy is for reading, with no
+run directory (``adsearch status|show|export --store URL --search NAME``), not for resuming,
+since the checkpoint files keep the old ids.
 """
 
 from __future__ import annotations
