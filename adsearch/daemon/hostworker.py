@@ -40,14 +40,9 @@ from typing import Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.pruning import Scheduler
-from adsearch.daemon.recovery import (
-    Outcome,
-    claim_queued,
-    read_outcome,
-    record_outcome,
-    retry_or_fail,
-)
+from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome
 from adsearch.daemon.rundir import RunDir, write_json_atomic
+from adsearch.daemon.settle import interrupt, settle
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children, plan_slots
 from adsearch.daemon.stopping import COLD, Stoppable
 from adsearch.daemon.workers import child_spec
@@ -253,43 +248,27 @@ class HostWorker(Stoppable):
             log.warning("trial %d: lease lost before the child ended; result dropped", trial_id)
             return
         try:
-            if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
-                                                      trial_id, outcome):
-                self.finished += 1
-                return
+            done = settle(self.store, self.queue, self.cfg, self.search_id, trial_id, outcome,
+                          code, kill_reason, log_path, where=f" on {self.owner}")
         except StoreError as exc:  # the daemon ended the trial meanwhile (e.g. stale at the budget)
             log.warning("trial %d: result not stored: %s", trial_id, exc)
             return
-        trial = self.store.get_trial(trial_id)
-        if outcome is not None and outcome.status in ("config", "error"):
-            self.store.update_trial(trial_id, expect_state="running", state="queued", pid=None,
-                                    slot=None, attempts=max(0, trial.attempts - 1),
-                                    error=f"not run on {self.owner}: {outcome.error}")
-            self.queue.release(trial_id, front=True)
-            if outcome.status == "config":  # this host's data or config: others may be fine
+        if done.kind == "result":
+            self.finished += 1
+        elif done.kind in ("config", "error"):
+            if done.kind == "config":  # this host's data or config: others may be fine
                 self.error = (f"trial {trial_id} hit a data/config error on this host: "
-                              f"{outcome.error}; fix this host's data or config (log: {log_path})")
+                              f"{done.reason}; fix this host's data or config (log: {log_path})")
             else:  # a bug in the code fails alike everywhere: fail the search (the daemon stops)
                 self.error = (f"trial {trial_id} stopped the search: its code raised "
-                              f"{outcome.error} on {self.owner}; that is a bug in the task or "
+                              f"{done.reason} on {self.owner}; that is a bug in the task or "
                               "your code, not a result of the pattern: fix it, then `adsearch "
                               f"resume` (log: {log_path})")
                 self.store.set_search_state(self.search_id, "failed")
-            kind = "worker.config_error" if outcome.status == "config" else "worker.code_error"
-            self.store.log_event(self.search_id, kind, self.error,
+            what = "config" if done.kind == "config" else "code"
+            self.store.log_event(self.search_id, f"worker.{what}_error", self.error,
                                  {"trial_id": trial_id, "owner": self.owner, "log": log_path})
-            self.request_stop(reason=kind.split(".")[1].replace("_", "-"))
-            return
-        if outcome is not None:
-            reason = f"child error: {outcome.error}"
-        elif kill_reason:
-            reason = kill_reason
-        elif code < 0:
-            reason = f"child killed by signal {-code}"
-        else:
-            reason = f"child exited with status {code} without a result"
-        retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial,
-                      f"{reason} on {self.owner} (log: {log_path})")
+            self.request_stop(reason=f"{what}-error")
 
     def _heartbeat(self, now: float) -> None:
         for index, child in list(self.children.items()):
@@ -312,20 +291,9 @@ class HostWorker(Stoppable):
         every lease this worker still holds; close the store."""
         try:
             for index, child in list(self.children.items()):
-                child.kill("worker stopped")
-                child.reap()
                 del self.children[index]
-                outcome = read_outcome(self.run, child.trial_id, child.attempt)
-                if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
-                                                          child.trial_id, outcome):
-                    continue
-                trial = self.store.get_trial(child.trial_id)
-                if trial.state == "running":
-                    self.store.update_trial(trial.id, expect_state="running", state="queued",
-                                            pid=None, slot=None,
-                                            attempts=max(0, trial.attempts - 1),
-                                            error=f"interrupted: {self.owner} stopped; requeued")
-                    self.queue.release(trial.id, front=True)
+                interrupt(self.store, self.queue, self.run, self.cfg, child,
+                          f"{self.owner} stopped")
             self.queue.release_owner(self.owner)
             self.store.log_event(self.search_id, "worker.stop",
                                  f"{self.owner} stopped ({self.stop_reason or 'done'}): "

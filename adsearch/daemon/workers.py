@@ -13,14 +13,9 @@ import logging
 import time
 from typing import Any
 
-from adsearch.daemon.recovery import (
-    Outcome,
-    claim_queued,
-    read_outcome,
-    record_outcome,
-    retry_or_fail,
-)
+from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome, retry_or_fail
 from adsearch.daemon.rundir import write_json_atomic
+from adsearch.daemon.settle import interrupt, settle
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children
 from adsearch.daemon.stopping import Stoppable
 from adsearch.errors import StoreError
@@ -76,33 +71,21 @@ class WorkerMixin(Stoppable):
             self._settle(child, code, outcome)
 
     def _settle(self, child: ChildProcess, code: int, outcome: Outcome | None) -> None:
-        """Store a finished child's result, or requeue / fail its trial; stop the search on a
-        code error (not a result) or when the failure breaker trips."""
+        """Store a finished child's result, or requeue / fail its trial (:func:`settle`);
+        stop the search on a code error (not a result) or when the failure breaker trips."""
         self._beats.pop(child.trial_id, None)
-        if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
-                                                  child.trial_id, outcome):
+        log_path = str(child.log_path)
+        done = settle(self.store, self.queue, self.cfg, self.search_id, child.trial_id,
+                      outcome, code, child.kill_reason, log_path)
+        if done.kind == "result" and outcome is not None:
             self.active.discard(child.trial_id)
             self.unconsumed.append(child.trial_id)
-            self._observe(outcome.status != "ok", outcome.error, str(child.log_path))
-            return
-        if outcome is not None and outcome.status in ("config", "error"):
-            self._stop_failed(child.trial_id, outcome.status, outcome.error or "unknown error",
-                              str(child.log_path))
-            return
-        if outcome is not None:
-            reason = f"child error: {outcome.error}"
-        elif child.kill_reason:
-            reason = child.kill_reason
-        elif code < 0:
-            reason = f"child killed by signal {-code}"
-        else:
-            reason = f"child exited with status {code} without a result"
-        reason += f" (log: {child.log_path})"
-        log.warning("trial %d: %s", child.trial_id, reason)
-        trial = self.store.get_trial(child.trial_id)
-        if retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial, reason) == "failed":
-            self.active.discard(trial.id)
-            self._observe(True, reason, None)
+            self._observe(outcome.status != "ok", outcome.error, log_path)
+        elif done.kind in ("config", "error"):
+            self._stop_failed(child.trial_id, done.kind, done.reason or "", log_path)
+        elif done.kind == "failed":
+            self.active.discard(child.trial_id)
+            self._observe(True, done.reason, None)
 
     def _observe(self, failed: bool, error: str | None, log_path: str | None) -> None:
         """Feed the failure breaker one ended trial; stop the search when it trips."""
@@ -117,26 +100,22 @@ class WorkerMixin(Stoppable):
             self.request_stop(reason="failures")
 
     def _stop_failed(self, trial_id: int, status: str, message: str, log_path: str) -> None:
-        """A child hit a code error (``status`` "error") or a data/config error ("config"):
-        requeue its trial (run not counted) and stop the search as ``failed``, since every
-        other child would fail the same way and the failure says nothing about the pattern."""
-        trial = self.store.get_trial(trial_id)
-        self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
-                                slot=None, attempts=max(0, trial.attempts - 1),
-                                error=f"not run: {message}")
-        self.queue.release(trial.id, front=True)
+        """A child hit a code error (``status`` "error") or a data/config error ("config"),
+        and :func:`settle` requeued its trial uncounted: stop the search as ``failed``, since
+        every other child would fail the same way and the failure says nothing about the
+        pattern."""
         if self.fatal:  # a second failing child: the first one's message stands
             return
         if status == "config":
-            self.fatal = (f"trial {trial.id} stopped the search: {message}; fix the task config "
+            self.fatal = (f"trial {trial_id} stopped the search: {message}; fix the task config "
                           f"or data, then `adsearch resume` (log: {log_path})")
         else:
-            self.fatal = (f"trial {trial.id} stopped the search: its code raised {message}; that "
+            self.fatal = (f"trial {trial_id} stopped the search: its code raised {message}; that "
                           "is a bug in the task or your code, not a result of the pattern: fix "
                           f"it, then `adsearch resume` (log: {log_path})")
         kind = "daemon.config_error" if status == "config" else "daemon.code_error"
         self.store.log_event(self.search_id, kind, self.fatal,
-                             {"trial_id": trial.id, "log": log_path})
+                             {"trial_id": trial_id, "log": log_path})
         log.error("%s", self.fatal)
         if not self.stop_level:  # a warm stop; a second failing child must not escalate it
             self.request_stop(reason="config-error" if status == "config" else "code-error")
@@ -228,21 +207,12 @@ class WorkerMixin(Stoppable):
         self._release_prepared()
         requeued = []
         for index, child in list(self.children.items()):
-            child.kill("cold stop")
-            child.reap()
             del self.children[index]
-            outcome = read_outcome(self.run, child.trial_id, child.attempt)
-            if outcome is not None and record_outcome(self.store, self.queue, self.cfg,
-                                                      child.trial_id, outcome):
+            if interrupt(self.store, self.queue, self.run, self.cfg, child, "cold stop"):
                 self.active.discard(child.trial_id)
                 self.unconsumed.append(child.trial_id)
-                continue
-            trial = self.store.get_trial(child.trial_id)
-            self.store.update_trial(trial.id, expect_state="running", state="queued", pid=None,
-                                    slot=None, attempts=max(0, trial.attempts - 1),
-                                    error="interrupted by a cold stop; requeued")
-            self.queue.release(trial.id, front=True)
-            requeued.append(trial.id)
+            else:
+                requeued.append(child.trial_id)
         self.store.log_event(self.search_id, "daemon.cold_stop",
                              f"cold stop: children killed, trials {requeued} requeued",
                              {"requeued": requeued})
