@@ -100,3 +100,49 @@ def test_live_worker_lease_is_the_one_difference(store_url: str, tmp_path: Path)
         if not shared:
             expected.insert(1, t["worker"])
         assert queue.pending() == expected
+
+
+def _expired_worker_leases(st: Store, run: RunDir, url: str, cfg: SearchConfig,
+                           name: str) -> tuple[Any, int, dict[str, int]]:
+    """A worker that died holding a running trial, a claimed one and a finished one."""
+    sid = st.create_search(name, cfg.to_dict()).id
+    st.set_search_state(sid, "running")
+    t = dict(zip(["running", "claimed", "finished", "waiting"],
+                 [x.id for x in st.add_trials(sid, new_trials(4))], strict=True))
+    q = _queue(st, run, sid, url, cfg.lease_seconds)
+    q.push([t["running"], t["claimed"], t["finished"], t["waiting"]])
+    for n in ("running", "claimed", "finished"):
+        assert q.claim("worker-hostc-9", "cpu0").trial_id == t[n]
+    st.update_trial(t["running"], state="running", attempts=1, pid=1)
+    st.update_trial(t["finished"], state="running", attempts=1)
+    st.finish_trial(t["finished"], 0.5, {}, [], 1.0)
+    return q, sid, t
+
+
+def test_running_daemon_and_restarted_daemon_settle_dead_leases_alike(
+        store_url: str, tmp_path: Path) -> None:
+    # the same leases of a dead worker, found expired by a running daemon's lease scan and
+    # by a daemon's start-up recovery, end alike (two copies of this rule had drifted)
+    from adsearch.daemon.loop import Daemon
+
+    cfg = SearchConfig(name="a", task="synthetic", workers=1, lease_seconds=0.4,
+                       heartbeat_seconds=0.1)
+    ends = []
+    for how in ("scan", "start"):
+        run = RunDir(tmp_path / how)
+        with Store(store_url) as st:
+            q, sid, t = _expired_worker_leases(st, run, store_url, cfg, how)
+            time.sleep(0.6)
+            if how == "scan":
+                daemon = Daemon(run.path)
+                daemon.store, daemon.queue, daemon.cfg, daemon.search_id = st, q, cfg, sid
+                daemon._heartbeat(time.time())  # noqa: SLF001 - its expired-lease scan
+            else:
+                q, _ = open_queue(st, run, cfg, sid, store_url)
+            ends.append(([(st.get_trial(t[n]).state, st.get_trial(t[n]).attempts)
+                          for n in t], [list(t.values()).index(x) for x in q.pending()],
+                         q.leases()))
+    assert ends[0] == ends[1]
+    states, pending, leases = ends[0]
+    assert states == [("queued", 1), ("queued", 0), ("done", 1), ("queued", 0)]
+    assert pending == [0, 1, 3] and leases == []

@@ -132,6 +132,27 @@ def salvage(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, trial: Any) 
     return record_outcome(store, queue, cfg, trial.id, outcome)
 
 
+def recover_lease(store: Any, queue: Any, cfg: SearchConfig, search_id: int, trial: Any,
+                  reason: str) -> str:
+    """Settle the lease of ``trial`` that nobody renews any more (its daemon or worker is
+    gone), by the trial's state in the store. One rule for the daemon's start
+    (:func:`reconcile`) and for the expired leases it finds while it runs.
+
+    Returns:
+        ``"queued"`` or ``"failed"``: the trial was running, and :func:`retry_or_fail`
+        requeued it (``attempts`` already counts the lost run) or gave up; ``"released"``:
+        it was leased but never started, and goes back to the queue first in line;
+        ``"dropped"``: it is finished, and the leftover lease is acknowledged.
+    """
+    if trial.state == "running":
+        return retry_or_fail(store, queue, cfg, search_id, trial, reason)
+    if trial.state == "queued":
+        queue.release(trial.id, front=True)
+        return "released"
+    queue.ack(trial.id)
+    return "dropped"
+
+
 def daemon_lease(lease: Any) -> bool:
     """A lease a daemon took for its own slots (``daemon-PID``), as opposed to one held by an
     ``adsearch worker`` on some host."""
@@ -175,18 +196,16 @@ def reconcile(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, search_id:
             continue
         le = leases.get(trial.id)
         who = le.owner if le is not None and not daemon_lease(le) else "the daemon"
-        state = retry_or_fail(store, queue, cfg, search_id, trial,
-                              f"lost when {who} stopped without finishing it")
-        stats["requeued" if state == "queued" else "failed"] += 1
+        done = recover_lease(store, queue, cfg, search_id, trial,
+                             f"lost when {who} stopped without finishing it")
+        stats["requeued" if done == "queued" else "failed"] += 1
     running_ids = {t.id for t in running}
     for tid in sorted(leases):  # leased but never marked running (prepared), or terminal
         if tid in running_ids or live_remote(tid):
             continue
-        if store.get_trial(tid).state == "queued":
-            queue.release(tid, front=True)
-        else:
-            queue.ack(tid)
-            stats["dropped"] += 1
+        done = recover_lease(store, queue, cfg, search_id, store.get_trial(tid),
+                             f"lease of {leases[tid].owner} left behind")
+        stats["dropped"] += done == "dropped"
     queued = [t.id for t in store.trials(search_id, states=["queued"])]
     waiting = set(queue.pending()) | {le.trial_id for le in queue.leases()}
     missing = [tid for tid in queued if tid not in waiting]

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome, retry_or_fail
+from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome, recover_lease
 from adsearch.daemon.rundir import write_json_atomic
 from adsearch.daemon.settle import interrupt, settle
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children
@@ -134,14 +134,8 @@ class WorkerMixin(Stoppable):
         for lease in self.queue.expired(now):
             if lease.trial_id in mine:
                 continue
-            trial = self.store.get_trial(lease.trial_id)
-            if trial.state == "running":
-                retry_or_fail(self.store, self.queue, self.cfg, self.search_id, trial,
-                              f"lease of {lease.owner} expired")
-            elif trial.state == "queued":
-                self.queue.release(trial.id)
-            else:
-                self.queue.ack(trial.id)
+            recover_lease(self.store, self.queue, self.cfg, self.search_id,
+                          self.store.get_trial(lease.trial_id), f"lease of {lease.owner} expired")
 
     # ------------------------------------------------------------------ starting
     def _dispatch(self, now: float) -> None:
