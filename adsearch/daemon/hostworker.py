@@ -40,7 +40,7 @@ from typing import Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.pruning import Scheduler
-from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome
+from adsearch.daemon.recovery import Outcome, claim_queued, outcome_from_doc, read_outcome
 from adsearch.daemon.rundir import RunDir, write_json_atomic
 from adsearch.daemon.settle import interrupt, settle
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children, plan_slots
@@ -227,7 +227,7 @@ class HostWorker(Stoppable):
         if not self._mark_running(trial, attempt, slot, os.getpid()):
             return True
         doc = run_child(child_spec(self, trial, attempt, slot))
-        self._settle(trial.id, attempt, _outcome(doc), 0, None, "")
+        self._settle(trial.id, attempt, outcome_from_doc(doc), 0, None, "")
         return True
 
     # ------------------------------------------------------------------ reaping
@@ -301,13 +301,6 @@ class HostWorker(Stoppable):
                                  {"owner": self.owner, "finished": self.finished})
         finally:
             self.store.close()
-
-
-def _outcome(doc: dict[str, Any]) -> Outcome:
-    return Outcome(status=str(doc["status"]), reward=doc.get("reward"),
-                   metrics=dict(doc.get("metrics") or {}), curve=list(doc.get("curve") or []),
-                   seconds=float(doc.get("seconds") or 0.0), error=doc.get("error"),
-                   ended_at=doc.get("ended_at"))
 
 
 def run_worker(worker: HostWorker, *, tick: float = 0.2) -> HostWorker:

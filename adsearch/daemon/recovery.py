@@ -67,6 +67,12 @@ def read_outcome(run: RunDir, trial_id: int, attempt: int) -> Outcome | None:
         return None
     if doc.get("status") not in ("ok", *FAILURE_CLASSES):
         return None
+    return outcome_from_doc(doc)
+
+
+def outcome_from_doc(doc: dict[str, Any]) -> Outcome:
+    """The :class:`Outcome` of a child's RESULT document (:func:`adsearch.daemon.child.run`
+    returns one; a child process writes it to ``result.json``)."""
     return Outcome(
         status=str(doc["status"]),
         reward=doc.get("reward"),
