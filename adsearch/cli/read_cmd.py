@@ -24,6 +24,7 @@ PLOT_NAMES = typer.Argument(None, help="Searches to draw on one plot (default: a
 READ_STORE = typer.Option(None, "--store", help="With --search: read the search straight from this store URL, with no run directory (default: $ADSEARCH_STORE).")
 READ_SEARCH = typer.Option(None, "--search", help="Read this search from --store (or $ADSEARCH_STORE) instead of a run directory, e.g. a `db copy --remap-ids` copy.")
 PLOT_SEARCH = typer.Option(None, "--search", help="Draw this search of --store (or $ADSEARCH_STORE), with no run directory (repeat; with NAMES too).")
+SHOW_SEARCH = typer.Option(None, "--search", "-s", help="With --store (or $ADSEARCH_STORE): read this search from the store, with no run directory. Without a store: the old spelling of NAME.")
 PLOT_OUT = typer.Option(Path("search-rewards.png"), "-o", "--output", help="PNG file.")
 
 
@@ -196,7 +197,7 @@ def _name_and_trial(args: list[str], search: str | None) -> tuple[str | None, in
 
 def show(
     args: list[str] = SHOW_ARGS,
-    search_opt: str = typer.Option(None, "--search", "-s", hidden=True, help="Old spelling of NAME."),
+    search_opt: str = SHOW_SEARCH,
     run_dir: str = RUN_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print JSON (shape: docs/cli.md)."),
     store_url: str = READ_STORE,
