@@ -95,7 +95,7 @@ def test_search_with_a_worker_survives_pg_ctl_restart(server: tuple[_PgServer, s
             assert st.counts(sid).get("done", 0) >= 3
             srv.restart(down_seconds=3.0)  # children keep running; the store is gone for 3 s
             assert pid_alive(daemon_pid) and worker.poll() is None, "a process died on the restart"
-            deadline = time.time() + 120
+            deadline = time.time() + 45  # 12 children of 0.6 s take ~10 s
             while st.get_search("rs").state != "finished" and time.time() < deadline:
                 time.sleep(0.2)
             if st.get_search("rs").state != "finished":
