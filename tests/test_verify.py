@@ -234,6 +234,10 @@ def bad_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["conv", "--top-k", "0"], "--top-k: invalid value 0"),
     (["conv", "--seeds", "1"], "needs at least 2 seeds"),
     (["conv", "--tune-seeds", "0"], "--tune-seeds: invalid value 0"),
+    (["conv", "--compare", "seq"], "search 'seq' differs from 'conv' in space"),
+    (["conv", "--compare", "empty"], "search 'empty' has no finished full-length trial"),
+    (["conv", "--compare", "conv"], "that is the search being verified"),
+    (["conv", "--compare", "nope"], "no search 'nope'"),
 ])
 def test_bad_input_writes_nothing(bad_root: Path, args: list[str], needle: str) -> None:
     def files() -> list[Path]:  # SQLite's -wal/-shm files come and go with any reader
@@ -248,6 +252,26 @@ def test_bad_input_writes_nothing(bad_root: Path, args: list[str], needle: str) 
     assert "Traceback" not in res.stderr
     assert files() == before
     assert {p: dump_db(p) for p in dbs} == dbs
+
+
+def test_verify_compares_another_searchs_best(tmp_path: Path) -> None:
+    """--compare: the best pattern of a second search (say, random search at the same
+    budget) is retrained on the same paired seeds and reported next to the learned ones."""
+    root = tmp_path / "runs"
+    _search(root, "ctl", budget=4)
+    _search(root, "rnd", budget=4)
+    run_cli(root, "verify", "ctl", "--top-k", "1", "--seeds", "2", "--baselines", "dropout",
+            "--compare", "rnd", timeout=300)
+    doc = json.loads((root / "ctl-verify" / "verify.json").read_text())
+    rows = {r["label"]: r for r in doc["regularizers"]}
+    assert list(rows) == ["none", "pattern 1", "rnd best", "dropout p=0.1"]
+    trials, results = _store_rows(root / "rnd")
+    best = max((t for t in trials if t.id in results), key=lambda t: results[t.id].reward)
+    got = rows["rnd best"]
+    assert got["role"] == "compared" and got["source_trial"] == best.id
+    assert got["stored"] == best.pattern
+    assert [r["seed"] for r in got["runs"]] == [0, 1] and got["vs_none"]["n"] == 2
+    assert got["vs_best_baseline"]["n"] == 2
 
 
 def test_start_refuses_the_fixed_controller() -> None:

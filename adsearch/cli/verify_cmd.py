@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         child_steps: int | None = typer.Option(None, "--child-steps", help="optimizer steps per run"),  # noqa: B008
         workers: int | None = typer.Option(None, "--workers", help="CPU runs at once (default: the search's slots)"),  # noqa: B008
         verify_name: str | None = typer.Option(None, "--verify-name", help="name of the verify search (default: NAME-verify)"),  # noqa: B008
+        compare: list[str] = typer.Option([], "--compare", help="also retrain the best pattern of this search (name or run directory; same task, space and child protocol), e.g. a random search; repeatable"),  # noqa: B008
         output: Path | None = typer.Option(None, "-o", "--output", help="report JSON (default: in the verify run directory)"),  # noqa: B008
         png: Path | None = typer.Option(None, "--png", help="chart (default: in the verify run directory)"),  # noqa: B008
         epochs: float | None = typer.Option(None, "--epochs", hidden=True),  # noqa: B008
@@ -104,7 +105,8 @@ def register(app: typer.Typer) -> None:
         req = VerifyRequest(name=name, run_dir=run_dir, top_k=top_k, seeds=seeds,
                             tune_seeds=tune_seeds, baselines=kinds,
                             test_data=test_data, epochs=epochs, steps=steps, workers=workers,
-                            tune_only=tune_only, verify_name=verify_name)
+                            tune_only=tune_only, verify_name=verify_name,
+                            compare=tuple(compare))
         vr = prepare(req)
         for note in vr.notes:
             console.print(f"[yellow]{note}[/]")

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from adsearch.errors import ConfigError
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
 from adsearch.tasks.lm_data import (
@@ -44,6 +45,8 @@ class LMTaskConfig:
     protocol: str = "auto"  # auto, standard or mini (see adsearch.tasks.lm_data)
     test: bool = True  # also report test perplexity at the end
     test_data: str | None = None  # token file replacing the protocol's test split; None = keep
+    max_vocab: int | None = None  # keep the N most frequent training words, rest <unk>; None = all
+    train_tokens: int | None = None  # train on the first N tokens of the training stream; None = all
     n_layers: int = 2  # Transformer layers
     n_heads: int = 4  # attention heads
     d_model: int = 128  # residual-stream width
@@ -70,10 +73,14 @@ _CACHE: dict[tuple[Any, ...], Corpus] = {}
 
 
 def _corpus(c: LMTaskConfig) -> Corpus:
-    key = (c.data, c.protocol, c.test_data)
+    key = (c.data, c.protocol, c.test_data, c.max_vocab, c.train_tokens)
     if key not in _CACHE:
         _CACHE.clear()
-        corpus = load_corpus(c.data, c.protocol)
+        corpus = load_corpus(c.data, c.protocol, c.max_vocab)
+        if c.train_tokens is not None:
+            if c.train_tokens < 2 * c.bptt:
+                raise ConfigError(f"train_tokens={c.train_tokens} is shorter than two windows of bptt={c.bptt}; raise it or lower bptt")
+            corpus = replace(corpus, train=corpus.train[: c.train_tokens], source=f"{corpus.source}, first {c.train_tokens} training tokens")
         if c.test_data is not None:
             index = {w: i for i, w in enumerate(corpus.vocab)}
             test = encode(tokenize(read_lines(Path(c.test_data))), index)

@@ -87,13 +87,23 @@ def tokenize(lines: list[str]) -> list[str]:
     return out
 
 
-def build_vocab(train_tokens: list[str]) -> tuple[str, ...]:
-    """Training-split vocabulary by decreasing count, ``<unk>``/``<eos>`` always present."""
+def build_vocab(train_tokens: list[str], max_size: int | None = None) -> tuple[str, ...]:
+    """Training-split vocabulary by decreasing count, ``<unk>``/``<eos>`` always present.
+
+    ``max_size``: keep only the most frequent words (``<unk>``/``<eos>`` included); the rest
+    read as ``<unk>``. A smaller softmax makes a CPU-scale child cheaper (**ours**).
+    """
     counts = Counter(train_tokens)
     counts.setdefault(UNK, 0)
     counts.setdefault(EOS, 0)
     first = {w: i for i, w in reversed(list(enumerate(train_tokens)))}
-    return tuple(sorted(counts, key=lambda w: (-counts[w], first.get(w, -1))))
+    vocab = sorted(counts, key=lambda w: (-counts[w], first.get(w, -1)))
+    if max_size is not None:
+        if max_size < 2:
+            raise ConfigError(f"max_vocab must be at least 2 (<unk> and <eos>), got {max_size}")
+        kept = [w for w in vocab if w not in (UNK, EOS)][: max_size - 2]
+        vocab = [w for w in vocab if w in (UNK, EOS) or w in set(kept)]
+    return tuple(vocab)
 
 
 def encode(tokens: list[str], index: dict[str, int]) -> torch.Tensor:
@@ -101,8 +111,11 @@ def encode(tokens: list[str], index: dict[str, int]) -> torch.Tensor:
     return torch.tensor([index.get(w, unk) for w in tokens], dtype=torch.long)
 
 
-def load_corpus(path: str | Path | None, protocol: str = "auto") -> Corpus:
-    """Read a corpus folder with ``protocol`` (standard, mini or auto; see module docstring)."""
+def load_corpus(path: str | Path | None, protocol: str = "auto", max_vocab: int | None = None) -> Corpus:
+    """Read a corpus folder with ``protocol`` (standard, mini or auto; see module docstring).
+
+    ``max_vocab``: cap the vocabulary at the most frequent training words (see build_vocab).
+    """
     if path is None:
         raise ConfigError(f"a language-modelling task needs a data path; {_LAYOUT}")
     folder = Path(path)
@@ -130,7 +143,7 @@ def load_corpus(path: str | Path | None, protocol: str = "auto") -> Corpus:
         valid_lines, test_lines = all_valid[:half], all_valid[half:]
         source = f"{folder} (mini: train=test.txt, valid/test = halves of valid.txt)"
     train_tokens = tokenize(train_lines)
-    vocab = build_vocab(train_tokens)
+    vocab = build_vocab(train_tokens, max_vocab)
     index = {w: i for i, w in enumerate(vocab)}
     return Corpus(
         encode(train_tokens, index), encode(tokenize(valid_lines), index), encode(tokenize(test_lines), index), vocab, source

@@ -90,7 +90,8 @@ class Regularizer:
 
     Attributes:
         label: its name in tables and JSON (``none``, ``pattern 1``, ``dropblock p=0.1 b=5``).
-        role: ``none``, ``pattern`` (a top-k pattern of the search) or ``baseline``.
+        role: ``none``, ``pattern`` (a top-k pattern of the search), ``compared`` (the best
+            pattern of a ``--compare`` search) or ``baseline``.
         kind: ``none``, ``pattern`` or the baseline kind.
         stored: what the trial stores in its ``pattern`` column (patterns, or [spec]).
         source_trial: the search trial a pattern comes from (None otherwise).
@@ -128,6 +129,12 @@ def pattern_regularizers(patterns: Sequence[dict[str, Any]]) -> list[Regularizer
     """``patterns``: the plan's ``patterns`` entries (trial_id, reward, pattern)."""
     return [Regularizer(f"pattern {i}", "pattern", "pattern", list(p["pattern"]),
                         int(p["trial_id"])) for i, p in enumerate(patterns, 1)]
+
+
+def compared_regularizers(entries: Sequence[dict[str, Any]]) -> list[Regularizer]:
+    """``entries``: the plan's ``compared`` list (search, trial_id, reward, pattern)."""
+    return [Regularizer(f"{e['search']} best", "compared", "pattern", list(e["pattern"]),
+                        int(e["trial_id"])) for e in entries]
 
 
 def check_counts(top_k: int, seeds: int) -> None:

@@ -9,7 +9,7 @@ differ from an earlier verify of the same search) is refused before anything is 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from adsearch.errors import ConfigError, DaemonError, DataError
 from adsearch.verify import plan as P
 
 #: Options of an earlier verify that must match for ``adsearch verify`` to continue it.
-PLAN_KEYS = ("of", "top_k", "seeds", "tune_seeds", "baselines", "test_data", "epochs", "steps")
+PLAN_KEYS = ("of", "top_k", "seeds", "tune_seeds", "baselines", "test_data", "epochs", "steps",
+             "compare")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class VerifyRequest:
     workers: int | None = None
     tune_only: bool = False
     verify_name: str | None = None  # None: NAME-verify
+    #: other searches (names, or run directories) whose best pattern is retrained alongside,
+    #: e.g. a random search run at the same budget; same task and space required
+    compare: tuple[str, ...] = ()
 
 
 @dataclass
@@ -70,6 +74,38 @@ def distinct_top(store: Any, search_id: int, k: int) -> list[dict[str, Any]]:
         out.append({"trial_id": t.id, "reward": r.reward, "pattern": t.pattern})
         if len(out) == k:
             break
+    return out
+
+
+def compared_best(refs: Sequence[str], src: SearchConfig, of: str) -> list[dict[str, Any]]:
+    """The best full-length pattern of each search in ``refs`` (a name, found like any other
+    command finds it, or a run directory), checked against the verified search ``src``."""
+    from adsearch.daemon.launch import find_run_dir, load_search
+
+    out: list[dict[str, Any]] = []
+    for ref in refs:
+        path = Path(ref)
+        run = find_run_dir(None, ref) if path.is_dir() else find_run_dir(ref, None)
+        store, search = load_search(run)
+        try:
+            other = SearchConfig.from_dict(search.config)
+            if search.name == of:
+                raise ConfigError(f"--compare {ref}: that is the search being verified; its "
+                                  "patterns are in already (--top-k)")
+            why = [f"{k} {a!r} vs {b!r}" for k, a, b in (
+                ("task", other.task, src.task), ("space", other.space, src.space),
+                ("task config", other.task_config, src.task_config)) if a != b]
+            if why:
+                raise ConfigError(f"--compare {ref}: search {search.name!r} differs from "
+                                  f"{of!r} in {'; '.join(why)}; compare searches of the same "
+                                  "task, space and child protocol")
+            top = distinct_top(store, search.id, 1)
+        finally:
+            store.close()
+        if not top:
+            raise ConfigError(f"--compare {ref}: search {search.name!r} has no finished "
+                              "full-length trial to compare")
+        out.append({"search": search.name, **top[0]})
     return out
 
 
@@ -130,7 +166,8 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     wanted = {"of": search.name, "top_k": req.top_k, "seeds": list(range(req.seeds)),
               "tune_seeds": [P.TUNE_SEED + i for i in range(req.tune_seeds)],
               "baselines": list(kinds), "test_data": req.test_data, "epochs": req.epochs,
-              "steps": req.steps}
+              "steps": req.steps, "compare": list(req.compare) or None}
+    compared = compared_best(req.compare, src, search.name)
     if vrun.identity() is not None:
         pid = vrun.daemon_pid()
         if pid is not None:
@@ -141,7 +178,7 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     problem = test_split_problem(src.task, task_config)
     if problem:
         raise ConfigError(f"verify needs a test split: {problem}")
-    the_plan = {**wanted, "patterns": top, "tuned": None,
+    the_plan = {**wanted, "patterns": top, "compared": compared, "tuned": None,
                 "source_space": src.space}
     n_tune = sum(len(P.grid(k)) for k in kinds) * len(the_plan["tune_seeds"])
     vcfg = SearchConfig(
@@ -192,7 +229,8 @@ def tune_items(the_plan: dict[str, Any]) -> list[tuple[str, P.Regularizer, int]]
 
 
 def test_regularizers(the_plan: dict[str, Any]) -> list[P.Regularizer]:
-    regs = [P.none_regularizer(), *P.pattern_regularizers(the_plan["patterns"])]
+    regs = [P.none_regularizer(), *P.pattern_regularizers(the_plan["patterns"]),
+            *P.compared_regularizers(the_plan.get("compared") or [])]
     tuned = the_plan.get("tuned") or {}
     regs += [P.baseline_regularizer(tuned[k]["spec"]) for k in the_plan["baselines"] if k in tuned]
     return regs
