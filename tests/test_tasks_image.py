@@ -138,3 +138,14 @@ def test_imagenet_task_trains_resnet50_on_an_image_folder(data_slices: Path) -> 
     pats = [ConvPattern(size=2, stride=4)] * 3 + [ConvPattern(size=1, stride=2, residual=True)]
     res = task.run_child(cfg, pats, Budget(steps=2), "cpu", 0)
     assert res.metrics["steps"] == 2 and 0.0 <= res.reward <= 1.0 and res.metrics["diverged"] == 0.0
+
+
+def test_eval_every_skips_validation_passes_but_not_rungs_or_the_end() -> None:
+    task = get_task("cifar10")
+    res = task.run_child(_tiny(epochs=7, eval_every=3), None, Budget(), "cpu", 0)
+    assert [p["epoch"] for p in res.curve] == [3.0, 6.0, 7.0]
+    # an early-stopping rung (epochs) is validated even between eval_every passes
+    ruled = task.run_child(_tiny(epochs=4, eval_every=5), None, Budget(rungs=(1.0, 2.0)), "cpu", 0)
+    assert [p["epoch"] for p in ruled.curve] == [1.0, 2.0, 4.0]
+    with pytest.raises(ConfigError, match="eval_every=0"):
+        task.run_child(_tiny(eval_every=0), None, Budget(steps=1), "cpu", 0)

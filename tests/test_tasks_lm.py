@@ -108,3 +108,24 @@ def test_bad_corpus_inputs_name_the_path(tmp_path: Path) -> None:
         load_corpus(None)
     with pytest.raises(ConfigError, match="protocol"):
         load_corpus(std, "tiny")
+
+
+def test_vocabulary_cap_and_training_prefix(data_slices: Path, tmp_path: Path) -> None:
+    """max_vocab keeps the most frequent training words (the rest read as <unk>) and
+    train_tokens trains on a prefix of the stream: a small LM child that can over-fit."""
+    wt = _small_corpus(data_slices, tmp_path / "wt")
+    full, capped = load_corpus(wt), load_corpus(wt, max_vocab=50)
+    assert capped.vocab_size == 50 and UNK in capped.vocab and EOS in capped.vocab
+    frequent = [w for w in full.vocab if w not in (UNK, EOS)][:48]  # full.vocab is by count
+    assert set(capped.vocab) == {*frequent, UNK, EOS}
+    unk = capped.vocab.index(UNK)
+    assert int((capped.train == unk).sum()) > int((full.train == full.vocab.index(UNK)).sum())
+    task = get_task("wikitext2")
+    base = {"data": str(wt), "d_model": 32, "d_ff": 64, "n_heads": 2, "n_layers": 1, "bptt": 16,
+            "batch_size": 4, "curve_points": 0}
+    res = task.run_child(task.config_from_dict({**base, "max_vocab": 50, "train_tokens": 640, "epochs": 1}), None, None, "cpu", 0)
+    assert res.metrics["vocab_size"] == 50 and res.metrics["steps"] == 640 // 4 // 16
+    with pytest.raises(ConfigError, match="train_tokens=20 is shorter than two windows"):
+        task.run_child(task.config_from_dict({**base, "train_tokens": 20}), None, None, "cpu", 0)
+    with pytest.raises(ConfigError, match="max_vocab must be at least 2"):
+        load_corpus(wt, max_vocab=1)

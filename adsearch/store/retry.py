@@ -92,9 +92,21 @@ def in_retry() -> bool:
     return bool(getattr(_local, "retrying", False))
 
 
+#: Special methods that read or write the database, wrapped like public ones: ``len(queue)``
+#: is a store call too (it was not wrapped once, and a daemon died on a restart).
+DATA_DUNDERS = frozenset({"__len__", "__contains__", "__iter__", "__getitem__", "__bool__"})
+
+
+def wrapped_names(cls: type) -> list[str]:
+    """The methods of ``cls`` itself that :func:`retrying_methods` wraps."""
+    return [name for name, value in vars(cls).items()
+            if (not name.startswith("_") or name in DATA_DUNDERS) and callable(value)
+            and not isinstance(value, (staticmethod, classmethod, type))]
+
+
 def retrying_methods(cls: type[_T]) -> type[_T]:
-    """Class decorator: wrap every public method defined in ``cls`` itself with :func:`retried`."""
-    for name, value in list(vars(cls).items()):
-        if not name.startswith("_") and callable(value) and not isinstance(value, (staticmethod, classmethod, type)):
-            setattr(cls, name, retried(value))
+    """Class decorator: wrap every public method defined in ``cls`` itself, and the special
+    methods in :data:`DATA_DUNDERS`, with :func:`retried`."""
+    for name in wrapped_names(cls):
+        setattr(cls, name, retried(vars(cls)[name]))
     return cls

@@ -68,6 +68,7 @@ class ImageConfig:
     pad: int = 4  # random-crop padding in px (0 = no crop)
     flip: bool = True  # random horizontal flips
     label_smoothing: float = 0.0  # cross-entropy label smoothing
+    eval_every: int = 1  # validate every N epochs (also at each early-stopping rung and the end)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +164,10 @@ class _ImageTask:
         curve: list[dict[str, float]] = []
         metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "diverged": 0.0}
         step, epoch_losses, train_loss = 0, [], math.nan
+        if isinstance(c.eval_every, bool) or not isinstance(c.eval_every, int) or c.eval_every < 1:
+            raise ConfigError(f"eval_every={c.eval_every!r}: use an integer number of epochs >= 1")
+        epochs_run = 0
+        rungs_left = sorted((budget.rungs or ()) if budget is not None else ())
         model.train()
         while step < total and not common.out_of_time(clock, seconds):
             perm = torch.randperm(len(train), generator=gen)
@@ -188,6 +193,12 @@ class _ImageTask:
                 epoch_losses.append(lv)
             train_loss = sum(epoch_losses) / max(1, len(epoch_losses))
             epoch_losses = []
+            epochs_run += 1
+            at_rung = bool(rungs_left) and rungs_left[0] <= step / per_epoch + 1e-9
+            while rungs_left and rungs_left[0] <= step / per_epoch + 1e-9:
+                rungs_left.pop(0)
+            if epochs_run % c.eval_every and not at_rung and step < total and not common.out_of_time(clock, seconds):
+                continue  # a validation pass every eval_every epochs (it can cost more than the epoch)
             with clock.pause():
                 acc, vloss = self.evaluate(model, val, c, dev)
             curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
