@@ -4,7 +4,8 @@
 Draws one row per regularizer and four channels of one feature map per row (white = kept,
 black = dropped), from one seeded draw each, into a PNG. Learned rows come from pattern
 files written by ``adsearch export --best`` (one row per site), each drawn at the map size
-its site has in a 32x32-input WRN (conv-3: 32, 16 and 8 px, scaled up to one panel size), so
+its site has in a WRN (conv-3 at 32x32 input: 32, 16 and 8 px; ``--input-side 16`` halves
+them), scaled up to one panel size, so
 the "drops" figure is the share the pattern really drops there; the hand-designed rows run
 the very modules ``make_dropout`` builds for training, on a 32x32 tensor of ones.
 
@@ -39,13 +40,15 @@ def baseline_masks(spec: dict[str, object], seed: int) -> torch.Tensor:
     return (mod(torch.ones(1, CHANNELS, H, W)) != 0)[0]
 
 
-def rows_for(files: list[Path], seed: int) -> list[tuple[str, torch.Tensor]]:
+def rows_for(files: list[Path], seed: int, input_side: int = 32) -> list[tuple[str, torch.Tensor]]:
     rows: list[tuple[str, torch.Tensor]] = []
     for f in files:
         ps = load_patternset(f)
         sizes = SITE_MAP_SIDES.get(f"{ps.space.kind}-{ps.space.num_sites}", (H,) * len(ps.patterns))
+        sizes = tuple(max(1, n * input_side // 32) for n in sizes)  # the maps of this input side
         for i, (p, n) in enumerate(zip(ps.patterns, sizes, strict=True)):
-            label = f"{f.stem} site {i} ({n}x{n} map): {p.size}/{p.stride}x{p.repeat} r{p.rotate}"  # type: ignore[union-attr]
+            what = "off (no dropout)" if p.off else f"{p.size}/{p.stride}x{p.repeat or 'all'} r{p.rotate}"  # type: ignore[union-attr]
+            label = f"{f.stem} site {i} ({n}x{n} map): {what}"
             rows.append((label, render_mask(p, (CHANNELS, n, n), seed + i)))
     rows.append(("DropBlock 0.1, block 7", baseline_masks({"kind": "dropblock", "drop_prob": 0.1, "block_size": 7}, seed)))
     rows.append(("SpatialDropout 0.1", baseline_masks({"kind": "spatial", "drop_prob": 0.1}, seed)))
@@ -77,8 +80,9 @@ def main() -> None:
     ap.add_argument("files", nargs="*", type=Path, help="pattern files from `adsearch export --best`")
     ap.add_argument("-o", "--output", type=Path, default=Path("gallery.png"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--input-side", type=int, default=32, help="input image side in px (the site maps scale with it)")
     args = ap.parse_args()
-    rows = rows_for(args.files, args.seed)
+    rows = rows_for(args.files, args.seed, args.input_side)
     draw(rows, args.output)
     print(f"wrote {args.output} ({len(rows)} rows)")
 

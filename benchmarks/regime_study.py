@@ -86,12 +86,25 @@ def record(row: dict[str, Any]) -> None:
         OUT.write_text(json.dumps(rows, indent=1) + "\n")
 
 
+def render(rows: list[dict[str, Any]], section: str) -> str:
+    """The scan of ``section`` as a markdown table, protocols in run order."""
+    val, test, _ = KEYS[section]
+    out = [f"| protocol | regularizer | {val} | {test} | train loss | s / child |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in (r for r in rows if r["section"] == section):
+        out.append(f"| {r['protocol']} | {r['regularizer']} | {r[val]:.4g} | {r[test]:.4g} | {r['train_loss']:.3g} | {r['seconds']:.0f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--section", choices=["cifar", "lm"], required=True)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--only", default=None, help="run only protocols whose label starts with this")
+    ap.add_argument("--render", action="store_true", help="print the scan so far as a markdown table and exit")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(OUT.read_text()) if OUT.is_file() else [], args.section))
+        return
     torch.set_num_threads(1)
     task = get_task(TASK[args.section])
     protocols = cifar_protocols() if args.section == "cifar" else lm_protocols()
