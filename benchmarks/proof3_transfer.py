@@ -38,14 +38,14 @@ DATA = REPO.parent / "shared" / "data"
 OUT = REPO / "benchmarks" / "results" / "proof3" / "transfer.json"
 
 
-def _init(cores: Any) -> None:
+def _init(counter: Any, cores: list[int]) -> None:
     import torch
 
-    with cores.get_lock():
-        core = cores.value
-        cores.value += 1
+    with counter.get_lock():
+        i = counter.value
+        counter.value += 1
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {core % (os.cpu_count() or 1)})
+        os.sched_setaffinity(0, {cores[i % len(cores)]})
     torch.set_num_threads(1)
 
 
@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--pattern", required=True, help="pattern file written by `adsearch export` (the LM search's)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cores", default=None, help="comma list of cores to pin the jobs to (default 0..jobs-1)")
     ap.add_argument("--train-limit", type=int, default=4000)
     ap.add_argument("--eval-limit", type=int, default=500)
     ap.add_argument("--epochs", type=float, default=6.0)
@@ -96,11 +97,12 @@ def main() -> None:
 
     import multiprocessing as mp
 
-    cores = mp.get_context("spawn").Value("i", 0)
+    counter = mp.get_context("spawn").Value("i", 0)
+    cores = [int(c) for c in args.cores.split(",")] if args.cores else list(range(args.jobs))
 
     def stage(items: list[tuple[str, Any, int, str | None]]) -> None:
         todo = [it for it in items if have(it[0], it[2]) is None]
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(cores,)) as ex:
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(counter, cores)) as ex:
             futs = {ex.submit(_run, cfg, reg, seed, pf): (label, seed) for label, reg, seed, pf in todo}
             for f in as_completed(futs):
                 label, seed = futs[f]

@@ -115,3 +115,14 @@ def test_a_search_may_use_the_off_space_of_its_task(tmp_path: Path) -> None:
         store.close()
     with pytest.raises(ConfigError, match=r"or conv-3\+off"):
         create_search(SearchConfig(name="q", task="cifar10", space="conv-2+off"), RunDir(tmp_path / "q"))
+
+
+def test_status_shows_an_off_site_as_off() -> None:
+    """An off site drops nothing; the status table says so rather than print its inert fields."""
+    from adsearch.daemon.report import _pattern_text
+
+    conv = [{"size": 7, "stride": 12, "repeat": 4, "rotate": 0, "off": True},
+            {"size": 3, "stride": 4, "repeat": None, "rotate": 15}]
+    assert _pattern_text(conv) == "off  3/4xall r15"
+    seq = [{"size": 4, "stride": 8, "mask": "token", "off": True}, {"size": 16, "stride": 4, "mask": "group"}]
+    assert _pattern_text(seq) == "off  size=16,stride=4,mask=group"

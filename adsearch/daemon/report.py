@@ -251,7 +251,9 @@ def _fmt_s(v: float | None) -> str:
 def _pattern_text(pattern: list[dict[str, Any]]) -> str:
     parts = []
     for p in pattern:
-        if "repeat" in p:
+        if p.get("off"):  # an off site drops nothing: its other fields are inert
+            parts.append("off")
+        elif "repeat" in p:
             rep = "all" if p.get("repeat") is None else p.get("repeat")
             parts.append(f"{p['size']}/{p['stride']}x{rep} r{p['rotate']}")
         else:
