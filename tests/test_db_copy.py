@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,16 +25,21 @@ def pg_url(pg_base_url: str) -> Iterator[str]:
 
 def _fill(url: str, name: str, n: int = 30) -> int:
     """A search with every kind of row: trials in each state, results (with a NaN reward),
-    checkpoints with consumed trials, events, queue entries with a lease."""
+    checkpoints with consumed trials and learned rewards, a cache hit, a re-check trial,
+    events, queue entries with a lease."""
     with Store(url) as st:
         sid = st.create_search(name, {"task": "synthetic", "n": n}).id
-        trials = st.add_trials(sid, new_trials(n))
+        items = new_trials(n)
+        items[5] = dataclasses.replace(items[5], purpose="recheck")
+        trials = st.add_trials(sid, items)
         for i, t in enumerate(trials[: n // 2]):
             st.update_trial(t.id, state="running", attempts=1, slot=0, pid=100 + i)
             st.finish_trial(t.id, float("nan") if i == 3 else i / n, {"acc": i / n},
-                            [{"epoch": 1, "loss": 1.0 - i / n}], 1.5 + i)
+                            [{"epoch": 1, "loss": 1.0 - i / n}], 1.5 + i,
+                            cache_of=trials[0].id if i == 2 else None)
         st.update_trial(trials[-1].id, state="failed", error="gave up", attempts=3)
-        st.add_checkpoint(sid, 1, "/ck/1.pt", [t.id for t in trials[:4]])
+        st.add_checkpoint(sid, 1, "/ck/1.pt", [t.id for t in trials[:4]],
+                          learned={t.id: 0.5 - k / 8 for k, t in enumerate(trials[:4])})
         st.add_checkpoint(sid, 2, "/ck/2.pt", [t.id for t in trials[4:8]])
         for t in trials[:5]:
             st.log_event(sid, "trial_requeued", f"trial {t.id}", {"trial_id": t.id})
@@ -67,7 +73,11 @@ def test_copy_to_postgresql_preserves_every_row_and_id(tmp_path: Path, pg_url: s
     _fill(src, "move-me")
     (report,) = copy_searches(src, pg_url, ["move-me"])
     assert not report.remapped and report.rows["trials"] == 30 and report.rows["results"] == 15
-    assert _snapshot(pg_url, "move-me") == _snapshot(src, "move-me")
+    snap = _snapshot(src, "move-me")
+    assert _snapshot(pg_url, "move-me") == snap
+    results = snap["results"]  # the revision-0005 columns are filled, so the copy checks them
+    assert [r["learned_reward"] for r in results][:4] == [0.5, 0.375, 0.25, 0.125]  # type: ignore[index]
+    assert results[2]["cache_of"] == 1 and snap["trials"][5]["purpose"] == "recheck"  # type: ignore[index]
     with Store(pg_url) as st:  # sequences moved past the copied ids: new rows do not collide
         sid = st.get_search("move-me").id
         (t,) = st.add_trials(sid, new_trials(1, start=99))
@@ -95,6 +105,12 @@ def test_taken_ids_are_refused_or_remapped_consistently(tmp_path: Path, pg_url: 
     assert [ids[t] for t in want["consumed"]] == got["consumed"]  # type: ignore[attr-defined]
     assert [(ids[t], r) for t, r in want["series"]] == got["series"]  # type: ignore[attr-defined]
     assert [(ids[t], o) for t, o in want["leases"]] == got["leases"]  # type: ignore[attr-defined]
+    learned = [(ids[r["trial_id"]], r["learned_reward"], r["cache_of"] and ids[r["cache_of"]])
+               for r in want["results"]]  # type: ignore[attr-defined]
+    assert learned == [(r["trial_id"], r["learned_reward"], r["cache_of"])
+                       for r in got["results"]]  # type: ignore[attr-defined]
+    assert sum(r["cache_of"] is not None for r in got["results"]) == 1  # type: ignore[attr-defined]
+    assert [t["purpose"] for t in got["trials"]] == [t["purpose"] for t in want["trials"]]  # type: ignore[attr-defined]
     assert got["events"][0][2] == {"trial_id": ids[1]}  # type: ignore[index]
     assert _snapshot(pg_url, "first") == before
 

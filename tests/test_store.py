@@ -176,6 +176,39 @@ def test_checkpoints_and_consumed_ids(store: Store) -> None:
     assert store.latest_checkpoint(s.id) == c2
 
 
+def test_learned_rewards_cache_hits_and_purposes(store: Store) -> None:
+    """Revision 0005: the learned reward is written with its checkpoint, all or nothing."""
+    s = _search(store)
+    items = new_trials(4)
+    items[3] = dataclasses.replace(items[3], purpose="recheck")
+    ts = store.add_trials(s.id, items)
+    assert [t.purpose for t in ts] == ["search"] * 3 + ["recheck"]
+    assert [t.purpose for t in store.trials(s.id)] == ["search"] * 3 + ["recheck"]
+    with pytest.raises(StoreError, match="invalid trial purpose 'bogus'"):
+        store.add_trials(s.id, [dataclasses.replace(items[0], purpose="bogus")])
+    r0 = store.finish_trial(ts[0].id, 0.5, {}, [], 1.0)
+    r1 = store.finish_trial(ts[1].id, 0.5, {}, [], 0.0, cache_of=ts[0].id)
+    assert (r0.cache_of, r0.learned_reward, r1.cache_of) == (None, None, ts[0].id)
+    with pytest.raises(StoreError, match="cannot reuse trial 999"):
+        store.finish_trial(ts[2].id, 0.5, {}, [], 0.0, cache_of=999)
+    assert store.get_trial(ts[2].id).state == "queued"  # the refused call wrote nothing
+    with pytest.raises(StoreError, match="must be finite"):
+        store.add_checkpoint(s.id, 1, "c/1.pt", [ts[0].id], learned={ts[0].id: math.nan})
+    with pytest.raises(StoreError, match="must be finite and belong"):
+        store.add_checkpoint(s.id, 1, "c/1.pt", [ts[0].id], learned={ts[1].id: 0.1})
+    with pytest.raises(StoreError, match="only 1 of them have a stored result"):
+        store.add_checkpoint(s.id, 1, "c/1.pt", [ts[0].id, ts[2].id],
+                             learned={ts[0].id: 0.1, ts[2].id: 0.2})
+    assert store.latest_checkpoint(s.id) is None  # every refusal left nothing behind
+    assert [r.learned_reward for r in store.results(s.id)] == [None, None]
+    store.add_checkpoint(s.id, 1, "c/1.pt", [ts[0].id, ts[1].id],
+                         learned={ts[0].id: 0.25, ts[1].id: -0.125})
+    got = store.results(s.id)
+    assert [(r.trial_id, r.learned_reward, r.cache_of) for r in got] == [
+        (ts[0].id, 0.25, None), (ts[1].id, -0.125, ts[0].id)]
+    assert [r.reward for r in got] == [0.5, 0.5]  # the measured reward is not rewritten
+
+
 def test_event_log_tail(store: Store) -> None:
     s = _search(store)
     for i in range(7):
@@ -242,7 +275,9 @@ _dt = st.datetimes(timezones=st.just(timezone.utc))
               state=st.just("running"), created_at=_dt, updated_at=_dt)
     | st.builds(ResultRecord, trial_id=st.integers(1), reward=st.none() | st.floats(allow_nan=False),
                 metrics=st.dictionaries(st.text(), _json), curve=st.lists(st.dictionaries(st.text(), _json)),
-                seconds=st.floats(0, 1e6), created_at=_dt)
+                seconds=st.floats(0, 1e6), created_at=_dt,
+                learned_reward=st.none() | st.floats(allow_nan=False),
+                cache_of=st.none() | st.integers(1))
     | st.builds(CheckpointRecord, id=st.integers(1), search_id=st.integers(1), version=st.integers(0),
                 path=st.text(), trial_ids=st.lists(st.integers(1)), created_at=_dt)
     | st.builds(EventRecord, id=st.integers(1), search_id=st.integers(1), at=_dt, kind=st.text(),

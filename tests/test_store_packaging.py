@@ -43,6 +43,7 @@ def test_migrations_import_as_adsearch_migrations() -> None:
         "0002_event_log.py",
         "0003_queue_entries.py",
         "0004_rungs.py",
+        "0005_search_v2.py",
     ]
 
 

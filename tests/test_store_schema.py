@@ -80,6 +80,7 @@ def test_upgrading_the_old_file_keeps_its_rows(old_store: str) -> None:
         ((trial, result),) = st.top_trials(s.id, 5)
         assert trial.pattern[0]["size"] == 5 and trial.tokens == [1, 2, 3] and trial.seed == 101
         assert (result.reward, result.seconds, result.metrics) == (0.875, 12.5, {"accuracy": 0.875})
+        assert (result.learned_reward, result.cache_of, trial.purpose) == (None, None, "search")
         assert trial.created_at.isoformat() == "2026-01-02T03:04:05+00:00"
         assert st.trials(s.id, states=["running"])[0].pid == 4242
         ckpt = st.latest_checkpoint(s.id)

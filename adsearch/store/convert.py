@@ -52,6 +52,7 @@ def trial_record(row: TrialModel | Any) -> TrialRecord:
         created_at=as_utc(row.created_at),  # type: ignore[arg-type]
         started_at=as_utc(row.started_at),
         finished_at=as_utc(row.finished_at),
+        purpose=row.purpose,
     )
 
 
@@ -64,6 +65,8 @@ def result_record(row: ResultModel | Any) -> ResultRecord:
         curve=list(row.curve),
         seconds=row.seconds,
         created_at=as_utc(row.created_at),  # type: ignore[arg-type]
+        learned_reward=row.learned_reward,
+        cache_of=row.cache_of,
     )
 
 

@@ -105,6 +105,9 @@ def _remap(data: dict[str, list[dict[str, Any]]], s: Any) -> None:
     for table in ("results", "queue_entries"):
         for r in data[table]:
             r["trial_id"] = tm[r["trial_id"]]
+    for r in data["results"]:  # a cache hit names the trial it reused (revision 0005)
+        if r.get("cache_of") is not None:
+            r["cache_of"] = tm.get(r["cache_of"], r["cache_of"])
     for r in data["checkpoint_trials"]:
         r["checkpoint_id"], r["trial_id"] = cm[r["checkpoint_id"]], tm[r["trial_id"]]
     for r in data["events"]:

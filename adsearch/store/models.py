@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004")
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
 """Every Alembic revision in ``migrations/versions``, oldest first (a test checks this)."""
 
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
@@ -91,6 +91,8 @@ class TrialModel(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Revision 0005: 'search' (drawn by the controller), 'recheck' or 'enqueued'.
+    purpose: Mapped[str] = mapped_column(String(16), default="search", server_default="search")
 
 
 class ResultModel(Base):
@@ -110,6 +112,10 @@ class ResultModel(Base):
     curve: Mapped[list[Any]] = mapped_column(JSON)
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Revision 0005: the reward the controller learned from (set by the update that consumed
+    # the trial), and the trial whose stored result a cache hit reused (no foreign key).
+    learned_reward: Mapped[float | None] = mapped_column(Float)
+    cache_of: Mapped[int | None] = mapped_column(Integer)
 
 
 class CheckpointModel(Base):

@@ -24,6 +24,10 @@ TRIAL_STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "stale")
 TERMINAL_TRIAL_STATES: frozenset[str] = frozenset({"done", "failed", "stale"})
 """Trial states that end a trial: :meth:`Store.finish_trial` refuses to finish such a trial."""
 
+TRIAL_PURPOSES: tuple[str, ...] = ("search", "recheck", "enqueued")
+"""Why a trial exists: drawn by the controller (``search``), a re-check seed of a top pattern
+before export (``recheck``), or a pattern the user enqueued (``enqueued``)."""
+
 _R = TypeVar("_R")
 
 
@@ -58,6 +62,8 @@ def _to_dict(record: Any) -> dict[str, Any]:
 def _from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data and f.default is not dataclasses.MISSING:
+            continue  # a field added later (dicts written before it keep loading)
         value = data[f.name]
         if isinstance(value, str) and f.name in _DATETIME_FIELDS:
             value = as_utc(datetime.fromisoformat(value))
@@ -99,6 +105,7 @@ class NewTrial:
     controller_version: int  # version of the controller that drew it
     logp: float  # behaviour log-probability of ``tokens`` under that controller
     seed: int  # seed of the child training run
+    purpose: str = "search"  # one of TRIAL_PURPOSES
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,7 @@ class TrialRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    purpose: str = "search"  # one of TRIAL_PURPOSES (revision 0005)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (datetimes as ISO-8601 strings)."""
@@ -144,6 +152,8 @@ class ResultRecord:
     curve: list[dict[str, Any]]  # learning curve, one dict per evaluation
     seconds: float  # wall-clock seconds of the child run
     created_at: datetime
+    learned_reward: float | None = None  # the reward the controller's update used (0005)
+    cache_of: int | None = None  # the trial whose stored result this one reused (0005)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict (datetimes as ISO-8601 strings)."""

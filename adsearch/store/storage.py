@@ -16,15 +16,22 @@ Promises every backend keeps (SQLite and PostgreSQL, through SQLAlchemy 2):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from adsearch.errors import StoreError
 from adsearch.store import convert
-from adsearch.store.models import CheckpointModel, CheckpointTrialModel, EventModel, SearchModel
+from adsearch.store.models import (
+    CheckpointModel,
+    CheckpointTrialModel,
+    EventModel,
+    ResultModel,
+    SearchModel,
+)
 from adsearch.store.records import (
     SEARCH_STATES,
     CheckpointRecord,
@@ -177,6 +184,7 @@ class Store(TrialMethods, RungMethods):
     def add_checkpoint(
         self, search_id: int, version: int, path: str, trial_ids: Iterable[int],
         event: tuple[str, str, dict[str, Any]] | None = None,
+        learned: Mapping[int, float] | None = None,
     ) -> CheckpointRecord:
         """Record a controller checkpoint and the trials its update consumed.
 
@@ -187,16 +195,27 @@ class Store(TrialMethods, RungMethods):
             trial_ids: Trials of this search that the update consumed (duplicates ignored).
             event: ``(kind, message, data)`` of an event logged in the same transaction
                 (the daemon's ``controller.update``: a kill cannot keep one without the other).
+            learned: ``{trial_id: reward}``, the reward the update learned from for each
+                consumed trial, stored in ``results.learned_reward`` in the same transaction.
 
         Returns:
             The stored checkpoint.
 
         Raises:
-            StoreError: Unknown search, or a trial id that does not exist.
+            StoreError: Unknown search, a trial id that does not exist, or a ``learned``
+                entry that is not finite, not among ``trial_ids`` or has no stored result
+                (nothing is written then).
         """
         ids = sorted({int(t) for t in trial_ids})
         if event is not None and (not event[0] or len(event[0]) > 64):
             raise StoreError(f"an event kind must have 1 to 64 characters, got {event[0]!r}")
+        rows_learned = [{"b_tid": int(t), "b_reward": float(r)} for t, r in (learned or {}).items()]
+        for r in rows_learned:
+            if not math.isfinite(r["b_reward"]) or r["b_tid"] not in ids:
+                raise StoreError(
+                    f"learned reward {r['b_reward']!r} of trial {r['b_tid']}: it must be finite "
+                    "and belong to a trial the update consumed"
+                )
         with self._session() as s:
             self._search_row(s, search_id)
             if event is not None:
@@ -212,6 +231,20 @@ class Store(TrialMethods, RungMethods):
                     insert(CheckpointTrialModel),
                     [{"checkpoint_id": row.id, "trial_id": t} for t in ids],
                 )
+            if rows_learned:
+                table = cast(Table, ResultModel.__table__)
+                stmt = (
+                    update(table)
+                    .where(table.c.trial_id == bindparam("b_tid"),
+                           table.c.search_id == search_id)
+                    .values(learned_reward=bindparam("b_reward"))
+                )
+                done = s.connection().execute(stmt, rows_learned).rowcount
+                if done != len(rows_learned):
+                    raise StoreError(
+                        f"learned rewards for {len(rows_learned)} trials, but only {done} of "
+                        f"them have a stored result in search {search_id}"
+                    )
             return convert.checkpoint_record(row, ids)
 
     def latest_checkpoint(self, search_id: int) -> CheckpointRecord | None:

@@ -14,6 +14,7 @@ from adsearch.store.base import StoreCore
 from adsearch.store.models import ResultModel, TrialModel
 from adsearch.store.records import (
     TERMINAL_TRIAL_STATES,
+    TRIAL_PURPOSES,
     TRIAL_STATES,
     NewTrial,
     ResultRecord,
@@ -65,10 +66,14 @@ class TrialMethods(StoreCore):
             The stored trials, in the order of ``items``.
 
         Raises:
-            StoreError: Unknown search or a value that is not JSON-able.
+            StoreError: Unknown search, an unknown ``purpose`` or a value that is not JSON-able.
         """
         if not items:
             return []
+        for it in items:
+            if it.purpose not in TRIAL_PURPOSES:
+                raise StoreError(f"invalid trial purpose {it.purpose!r}: use one of "
+                                 f"{', '.join(TRIAL_PURPOSES)}")
         now = utcnow()
         rows = [
             {
@@ -77,7 +82,7 @@ class TrialMethods(StoreCore):
                 "controller_version": int(it.controller_version), "logp": float(it.logp),
                 "seed": int(it.seed), "state": "queued", "slot": None, "attempts": 0,
                 "pid": None, "error": None, "created_at": now, "started_at": None,
-                "finished_at": None,
+                "finished_at": None, "purpose": it.purpose,
             }
             for it in items
         ]  # fmt: skip
@@ -195,6 +200,7 @@ class TrialMethods(StoreCore):
         seconds: float,
         state: str = "done",
         error: str | None = None,
+        cache_of: int | None = None,
     ) -> ResultRecord:
         """Store a trial's result and move it to a terminal state, in one transaction.
 
@@ -208,13 +214,16 @@ class TrialMethods(StoreCore):
             error: The trial's error. A ``done`` trial shows only its own (a bad pattern's
                 error, or None: an earlier attempt's error is cleared, it stays in that
                 attempt's log); for other states None keeps the error already recorded.
+            cache_of: A cache hit: the trial of the same search whose stored result this
+                trial reuses (recorded in ``results.cache_of``); None when it was trained.
 
         Returns:
             The stored result.
 
         Raises:
-            StoreError: Unknown trial, a non-terminal ``state``, or the trial is already
-                finished (a second call); nothing is written then.
+            StoreError: Unknown trial, a non-terminal ``state``, the trial is already
+                finished (a second call), or ``cache_of`` is not another trial of the same
+                search; nothing is written then.
         """
         check_state(state, sorted(TERMINAL_TRIAL_STATES), "terminal trial")
         with self._session() as s:
@@ -226,6 +235,13 @@ class TrialMethods(StoreCore):
                 if in_retry() and stored is not None and row.state == state:
                     return convert.result_record(stored)  # the lost commit did go through
                 raise StoreError(f"trial {trial_id} is already finished ({row.state!r})")
+            if cache_of is not None:
+                source = s.get(TrialModel, int(cache_of))
+                if source is None or source.search_id != row.search_id or source.id == trial_id:
+                    raise StoreError(
+                        f"trial {trial_id} cannot reuse trial {cache_of}'s result: it is not "
+                        "another trial of the same search"
+                    )
             now = utcnow()
             row.state = state
             row.finished_at = now
@@ -234,6 +250,7 @@ class TrialMethods(StoreCore):
             result = ResultModel(
                 trial_id=trial_id, search_id=row.search_id, reward=clean_reward(reward),
                 metrics=dict(metrics), curve=list(curve), seconds=float(seconds), created_at=now,
+                cache_of=None if cache_of is None else int(cache_of),
             )  # fmt: skip
             s.add(result)
             s.flush()
