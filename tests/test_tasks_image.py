@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.launch import create_search
+from adsearch.daemon.pruning import Scheduler
+from adsearch.daemon.rundir import RunDir
 from adsearch.errors import ConfigError, DataError
 from adsearch.patterns import ConvPattern
+from adsearch.store import Store
+from adsearch.store.records import NewTrial
 from adsearch.tasks import Budget, get_task
 from adsearch.tasks.image import ImageConfig
 from adsearch.tasks.image_data import augment, load_test_set, load_train_pool, scan_image_folder
@@ -149,3 +157,70 @@ def test_eval_every_skips_validation_passes_but_not_rungs_or_the_end() -> None:
     assert [p["epoch"] for p in ruled.curve] == [1.0, 2.0, 4.0]
     with pytest.raises(ConfigError, match="eval_every=0"):
         task.run_child(_tiny(eval_every=0), None, Budget(steps=1), "cpu", 0)
+
+
+def test_reward_metric_round_trips_and_a_bad_value_is_refused() -> None:
+    task = get_task("cifar10")
+    assert task.get_default_config().reward_metric == "val_acc"  # the paper's reward
+    cfg = task.config_from_dict({"reward_metric": "val_loss", "val_per_class": 7})
+    again = task.config_from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg and again.reward_metric == "val_loss" and again.val_per_class == 7
+    with pytest.raises(ConfigError, match="reward_metric='val_ppl': use one of val_acc, val_loss"):
+        task.config_from_dict({"reward_metric": "val_ppl"})
+    with pytest.raises(ConfigError, match="reward_metric"):
+        task.run_child({"reward_metric": "loss"}, None, Budget(steps=1), "cpu", 0)
+    with pytest.raises(ConfigError, match="reward_metric"):
+        get_task("imagenet").config_from_dict({"reward_metric": 1})
+
+
+def _rung_search(tmp_path: Path, tc: dict[str, object]) -> tuple[Store, int, Scheduler]:
+    """A real SQLite search with one rung at epoch 1 of 2 that stops the bottom half."""
+    cfg = SearchConfig(name="r", task="cifar10", controller="random", workers=1, batch_size=2,
+                       budget_trials=8, task_config=tc, prune_epoch=1, prune_min_trials=3,
+                       prune_quantile=0.5)
+    run = create_search(cfg, RunDir(tmp_path / "r"))
+    store = Store(run.store_url())
+    sid = store.get_search("r").id
+    return store, sid, Scheduler(SearchConfig.from_dict(store.get_search("r").config),
+                                 run.store_url())
+
+
+def _new_trials(store: Store, sid: int, n: int) -> list[int]:
+    recs = store.add_trials(sid, [NewTrial(pattern=[], pattern_hash=f"h{i}", tokens=[],
+                                           controller_version=0, logp=0.0, seed=i)
+                                  for i in range(n)])
+    return [r.id for r in recs]
+
+
+def test_val_loss_reward_is_exp_of_minus_loss_at_every_point_and_at_the_rungs(
+        tmp_path: Path) -> None:
+    """A tiny real run: reward, curve and the values recorded at the rungs are all
+    exp(-validation loss), higher is better; accuracy and loss stay in metrics and curve."""
+    tc = {"depth": 10, "width": 1, "train_per_class": 20, "val_per_class": 10,
+          "batch_size": 50, "lr": 0.1, "epochs": 2, "reward_metric": "val_loss"}
+    task = get_task("cifar10")
+    store, sid, sched = _rung_search(tmp_path, tc)
+    try:
+        full_id, cut_id = _new_trials(store, sid, 2)
+        res = task.run_child(tc, None, Budget.from_dict(sched.budget(full_id)), "cpu", 0)
+        assert "truncated" not in res.metrics and len(res.curve) == 2
+        assert res.reward == math.exp(-res.metrics["val_loss"]) and 0.0 < res.reward < 1.0
+        for p in res.curve:
+            assert p["val_metric"] == math.exp(-p["val_loss"]) and 0.0 <= p["val_acc"] <= 1.0
+        assert res.metrics["val_acc"] == res.curve[-1]["val_acc"]
+        rows = {r.rung: r.value for r in store.rung_rows(sid) if r.trial_id == full_id}
+        assert rows == {1.0: res.curve[0]["val_metric"], 2.0: res.reward}
+        # higher is better on that scale: below two values near exp(-0) = 1, a child stops
+        rule = sched.schedule.rule()
+        for i, other in enumerate(_new_trials(store, sid, 2)):
+            store.record_rung(other, 1.0, 1.0, 0.98 + 0.01 * i, rule)
+        cut = task.run_child(tc, None, Budget.from_dict(sched.budget(cut_id)), "cpu", 0)
+        assert cut.metrics["truncated"] == 1.0 and len(cut.curve) == 1
+        assert cut.reward == cut.curve[0]["val_metric"] == math.exp(-cut.metrics["val_loss"])
+        assert cut.metrics["prune_below"] > cut.reward
+        # with val_acc, the same child at the same seed is rewarded (and ranked) by accuracy
+        acc = task.run_child({**tc, "reward_metric": "val_acc"}, None, Budget(), "cpu", 0)
+        assert acc.metrics["val_loss"] == pytest.approx(res.metrics["val_loss"], rel=1e-4)
+        assert acc.reward == acc.metrics["val_acc"] == acc.curve[-1]["val_metric"]
+    finally:
+        store.close()

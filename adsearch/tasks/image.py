@@ -3,8 +3,12 @@
 One training loop for both: SGD with Nesterov momentum, cosine learning rate, pad-and-crop
 plus flip augmentation on in-memory uint8 batches, cross-entropy.
 
-Reward: the **validation accuracy** (fraction in [0, 1]) at the end of training, measured
-on the split held out of the training data. ``metrics`` holds ``val_acc``, ``val_loss``,
+Reward: ``reward.from_metric(reward_metric, value)`` (:mod:`adsearch.reward`) at the end of
+training, measured on the split held out of the training data: with ``reward_metric =
+"val_acc"`` the **validation accuracy** (fraction in [0, 1], the paper's reward), with
+``"val_loss"`` ``exp(-validation cross-entropy)`` (in (0, 1]). Early-stopping rungs and the
+curve's ``val_metric`` use that same reward scale; every curve point also keeps ``val_acc``
+and ``val_loss``. ``metrics`` holds ``val_acc``, ``val_loss``,
 ``train_loss`` (mean over the last epoch), ``steps``, ``epochs``, ``params``, ``diverged``
 and, when the config names ``test_data``, ``test_acc`` and ``test_loss``. ``curve`` has one
 point per epoch (and one at the end). A child stopped early by the daemon's pruning rule
@@ -24,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from adsearch import reward
 from adsearch.errors import ConfigError, DataError
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
@@ -39,6 +44,9 @@ from adsearch.tasks.image_data import (
     normalize,
 )
 from adsearch.tasks.result import Budget, ChildResult
+
+#: validation metrics an image child can be rewarded on (:func:`adsearch.reward.from_metric`)
+REWARD_METRICS = ("val_acc", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,12 @@ class ImageConfig:
     flip: bool = True  # random horizontal flips
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     eval_every: int = 1  # validate every N epochs (also at each early-stopping rung and the end)
+    reward_metric: str = "val_acc"  # the reward: val_acc (accuracy) or val_loss (exp(-loss))
+
+    def __post_init__(self) -> None:
+        if self.reward_metric not in REWARD_METRICS:
+            raise ConfigError(f"reward_metric={self.reward_metric!r}: use one of "
+                              f"{', '.join(REWARD_METRICS)} (see adsearch.reward.RULES)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,8 +160,19 @@ class _ImageTask:
         model.train()
         return correct / len(data), loss / len(data)
 
+    def _validate(
+        self, model: torch.nn.Module, val: ImageSet, c: ImageConfig, device: torch.device,
+        step: int, per_epoch: int, train_loss: float,
+    ) -> dict[str, float]:
+        """One curve point: ``val_acc`` (fraction), ``val_loss`` (nats) and ``val_metric``,
+        the reward they give under ``c.reward_metric`` (the value early stopping sees)."""
+        acc, vloss = self.evaluate(model, val, c, device)
+        value = reward.from_metric(c.reward_metric, acc if c.reward_metric == "val_acc" else vloss)
+        return {"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss,
+                "val_metric": value, "val_acc": acc, "val_loss": vloss}
+
     def run_child(self, task_config: Any, regularizer: Any, budget: Budget | None, device: str = "cpu", seed: int = 0) -> ChildResult:
-        """Train one child with ``regularizer``; reward = validation accuracy."""
+        """Train one child with ``regularizer``; reward from ``c.reward_metric`` (module doc)."""
         from adsearch.ops import set_progress
 
         c = task_config if isinstance(task_config, ImageConfig) else self.config_from_dict(task_config)
@@ -200,19 +225,18 @@ class _ImageTask:
             if epochs_run % c.eval_every and not at_rung and step < total and not common.out_of_time(clock, seconds):
                 continue  # a validation pass every eval_every epochs (it can cost more than the epoch)
             with clock.pause():
-                acc, vloss = self.evaluate(model, val, c, dev)
-            curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
-            if budget is not None and budget.prune_now(step / per_epoch, acc, last=step >= total):
+                point = self._validate(model, val, c, dev, step, per_epoch, train_loss)
+            curve.append(point)
+            if budget is not None and budget.prune_now(step / per_epoch, point["val_metric"], last=step >= total):
                 metrics.update(budget.truncation())
                 break
         if not curve or curve[-1]["step"] != step:
             with clock.pause():
-                acc, vloss = self.evaluate(model, val, c, dev)
-            curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss, "val_metric": acc, "val_loss": vloss})
-        metrics.update(val_acc=curve[-1]["val_metric"], val_loss=curve[-1]["val_loss"], train_loss=train_loss, steps=float(step), epochs=step / per_epoch)
+                curve.append(self._validate(model, val, c, dev, step, per_epoch, train_loss))
+        metrics.update(val_acc=curve[-1]["val_acc"], val_loss=curve[-1]["val_loss"], train_loss=train_loss, steps=float(step), epochs=step / per_epoch)
         if test is not None:
             metrics["test_acc"], metrics["test_loss"] = self.evaluate(model, test, c, dev)
-        return ChildResult(metrics["val_acc"], metrics, curve, clock.wall())
+        return ChildResult(reward.from_metric(c.reward_metric, metrics[c.reward_metric]), metrics, curve, clock.wall())
 
 
 class Cifar10Task(_ImageTask):
