@@ -75,6 +75,13 @@ class SearchConfig:
     ray_gpus: float = 0.0  # executor ray: GPUs each child asks Ray for (fractions allowed)
     verify: dict[str, Any] | None = None  # `adsearch verify`: the plan this fixed search runs
     # (the search it checks, k, seeds, regularizers; see adsearch.verify.plan); None: a search
+    # the re-check before export (adsearch.daemon.recheck, issue 19 §5, **ours**): once the
+    # search budget is spent, the top ``recheck_top`` full-budget patterns are trained again on
+    # ``recheck_seeds`` more seeds each (full budget, no early stopping); export picks on the
+    # mean over each pattern's seeds. Re-check children feed no controller and cost no budget.
+    recheck: bool = True  # False: `start --no-recheck` (export then picks on one seed's value)
+    recheck_top: int = 3  # patterns re-checked (distinct patterns, best single value first)
+    recheck_seeds: int = 2  # more seeds per re-checked pattern (its first result is kept too)
 
     # ------------------------------------------------------------------ derived values
     def child_budget(self) -> Budget:
@@ -103,6 +110,11 @@ class SearchConfig:
             return Schedule((float(self.prune_epoch),), self.full_epochs(),
                             1.0 - self.prune_quantile, self.prune_min_trials)
         return None
+
+    def rechecks(self) -> bool:
+        """Whether this search ends with a re-check stage: on unless ``--no-recheck``, and
+        never for a verify search (``controller == "fixed"``: it plans its own seeds)."""
+        return self.recheck and self.controller != "fixed"
 
     def timeout_seconds(self) -> float:
         """Seconds after which a running child is killed and its trial retried.
@@ -173,6 +185,10 @@ class SearchConfig:
         if not math.isfinite(self.failure_reward):
             raise ConfigError("--failure-reward: must be a finite number")
         self._validate_breaker()
+        _positive_int("--recheck-top", self.recheck_top)
+        _positive_int("--recheck-seeds", self.recheck_seeds)
+        if not isinstance(self.recheck, bool):
+            raise ConfigError(f"recheck: invalid value {self.recheck!r}; use true or false")
         if self.gpus is not None:
             if not self.gpus or any(not str(g).strip().isdigit() for g in self.gpus):
                 raise ConfigError(

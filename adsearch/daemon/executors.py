@@ -103,9 +103,10 @@ def open_queue(store: Any, run: RunDir, cfg: SearchConfig, search_id: int,
 
 def collect_finished(daemon: Any) -> list[tuple[Any, Any]]:
     """Trials that finished outside the daemon's own slots (``adsearch worker`` processes):
-    done ones join the controller's ``unconsumed`` list in finish order, failed or stale
-    ones leave ``active``. Returns ``(trial, result or None)`` of each ended trial, done ones
-    in finish order first (the daemon's failure breaker counts them)."""
+    done ones join the controller's ``unconsumed`` list in finish order (re-check trials
+    excepted: they are no sample of the policy), failed or stale ones leave ``active``.
+    Returns ``(trial, result or None)`` of each ended trial, done ones in finish order first
+    (the daemon's failure breaker counts them)."""
     own = {c.trial_id for c in daemon.children.values()}
     own |= {t.id for t, _ in daemon.prepared.values()}
     candidates = daemon.active - own
@@ -120,7 +121,8 @@ def collect_finished(daemon: Any) -> list[tuple[Any, Any]]:
     trials = {tid: store.get_trial(tid) for tid in gone}
     done = [r for r in results if trials[r.trial_id].state == "done"]
     daemon.active.difference_update(gone)
-    daemon.unconsumed.extend(r.trial_id for r in done if r.trial_id not in daemon.consumed)
+    daemon.unconsumed.extend(r.trial_id for r in done if r.trial_id not in daemon.consumed
+                             and r.trial_id not in daemon.recheck_ids)
     ended: list[tuple[Any, Any]] = [(trials[r.trial_id], r) for r in done]
     ended += [(trials[t], None) for t in gone if trials[t].state == "failed"]
     return ended

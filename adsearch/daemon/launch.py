@@ -376,7 +376,9 @@ def plan_budget(run: RunDir, store: Any, search: Any, *, minutes: float | None,
         changes["budget_minutes"] = minutes
         said.append(f"{_fmt(cfg.budget_minutes)} -> {minutes:g} minutes")
     if trials is not None:
-        n = sum(store.counts(search.id).values())
+        from adsearch.daemon.recheck import SEARCH_PURPOSES
+
+        n = sum(store.counts(search.id, purposes=SEARCH_PURPOSES).values())  # not re-checks
         if isinstance(trials, bool) or not isinstance(trials, int) or not trials > n:
             raise ConfigError(f"--budget-trials: the search already has {n} trials; give a "
                               f"larger total, e.g. {n + 50}")

@@ -33,6 +33,7 @@ from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
 from adsearch.daemon.failures import FailureBreaker
 from adsearch.daemon.pruning import Scheduler, controller_rewards
+from adsearch.daemon.recheck import RECHECK, SEARCH_PURPOSES
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
 from adsearch.daemon.stopping import COLD
@@ -77,6 +78,9 @@ class Daemon(WorkerMixin):
         self.unconsumed: list[int] = []  # done trial ids not yet in the controller, finish order
         self.consumed: set[int] = set()
         self.active: set[int] = set()  # queued or running trial ids
+        self.recheck_ids: set[int] = set()  # re-check trials (adsearch.daemon.recheck): they
+        # never reach the controller and cost no trial budget
+        self.wall_spent = False  # --budget-minutes reached (the re-check runs after it)
         self.waiting: list[str] = []
         self.latencies: list[float] = []  # seconds from a child's end to its slot's next start
         self.busy: dict[int, float] = {}  # slot index -> seconds with a child running
@@ -128,9 +132,12 @@ class Daemon(WorkerMixin):
             if self.executor.name != "local":
                 self.slot_source += f", {self.executor.describe()}"
             self.active = {t.id for t in self.store.trials(self.search_id, states=["queued", "running"])}
+            self.recheck_ids = {t.id for t in self.store.trials(self.search_id,
+                                                                purposes=[RECHECK])}
             self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)
-                               if tid not in self.consumed]
-            self.n_trials = sum(self.store.counts(self.search_id).values())
+                               if tid not in self.consumed and tid not in self.recheck_ids]
+            self.n_trials = sum(self.store.counts(self.search_id,
+                                                  purposes=SEARCH_PURPOSES).values())
             self._elapsed_base = self.run.elapsed()
             if self.new_budget != (None, None):  # every check passed: now write the budget
                 from adsearch.daemon.launch import apply_budget, plan_budget
@@ -216,7 +223,8 @@ class Daemon(WorkerMixin):
             aside.mkdir(parents=True, exist_ok=True)
             for info in old:
                 os.replace(info.path, aside / info.path.name)
-        self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)]
+        self.unconsumed = [tid for tid, _ in self.store.reward_series(self.search_id)
+                           if tid not in self.recheck_ids]
         self.consumed = set()
         moved = f"; {len(old)} old checkpoint file(s) moved to {aside}" if old else ""
         message = (f"fresh {self.cfg.controller} controller (resume --fresh-controller): "
@@ -252,14 +260,16 @@ class Daemon(WorkerMixin):
             self._check_worker_failed()
         over_time = (self.cfg.budget_minutes is not None
                      and self.elapsed(now) >= self.cfg.budget_minutes * 60)
-        if over_time and not self.stop_level:
+        self.wall_spent = self.wall_spent or over_time
+        if over_time and not self.stop_level and not self.rechecking():
             self.request_stop(reason="budget-minutes")
         if not self.stop_level:  # freed slots first: scheduling latency is what keeps them busy
             self._dispatch(now)
         self._heartbeat(now)
         self._update_controller(final=False)
         if not self.stop_level:
-            self._produce()
+            if not self.rechecking():  # the re-check stage draws no new search trials
+                self._produce()
             self._dispatch(now)
         done = self._check_done()
         self._write_state(now, force=done)
@@ -279,11 +289,16 @@ class Daemon(WorkerMixin):
             self.request_stop(reason="code-error")
 
     def budget_spent(self) -> bool:
-        """The wall-time budget ran out, or every trial of the trial budget has ended."""
-        if self.stop_reason == "budget-minutes":
+        """The search's budget is spent: the wall-time budget ran out, or every trial of the
+        trial budget has ended (re-check trials are not part of it)."""
+        if self.stop_reason == "budget-minutes" or self.wall_spent:
             return True
         return (self.cfg.budget_trials is not None and self.n_trials >= self.cfg.budget_trials
-                and not self.active)
+                and not self.active - self.recheck_ids)
+
+    def rechecking(self) -> bool:
+        """Re-check trials are queued or running: the search is in its re-check stage."""
+        return bool(self.active & self.recheck_ids)
 
     def _check_done(self) -> bool:
         if self.children:
@@ -291,9 +306,56 @@ class Daemon(WorkerMixin):
         if self.budget_spent() and not self.fatal:
             if self.shared_queue and not self._remote_settled():
                 return False
+            if self._recheck_open():
+                if self.stop_level and self.stop_reason != "budget-minutes":
+                    return True  # a warm stop asked for: `resume` completes the re-check
+                self._run_on()
+                return False
             self._finish_search()
             return True
         return bool(self.stop_level)  # a warm stop: queued trials wait for `resume`
+
+    def _recheck_open(self) -> bool:
+        """The re-check stage (:mod:`adsearch.daemon.recheck`): True while it has trials to
+        run. Called once the search budget is spent and nothing runs: it stales the search
+        trials that never ran, then enqueues the re-check trials still missing (all of them
+        in one transaction), so a daemon killed at any point completes the stage on resume
+        without duplicating a trial."""
+        if self.rechecking():
+            return True
+        if not self.cfg.rechecks():
+            return False
+        from adsearch.daemon import recheck
+
+        self._stale_unrun(sorted(self.active - self.recheck_ids))
+        items = recheck.plan(self.store, self.search_id, self.cfg)
+        if not items:
+            return False
+        records = self.store.add_trials(self.search_id, items)
+        ids = [r.id for r in records]
+        self.recheck_ids.update(ids)
+        self.queue.push(ids)
+        self.active.update(ids)
+        patterns = sorted({r.pattern_hash for r in records})
+        self.store.log_event(
+            self.search_id, "recheck.start",
+            f"re-check: {len(patterns)} top pattern(s) trained again on new seeds "
+            f"({len(ids)} trial(s): {ids[0]}-{ids[-1]}); export picks on the mean",
+            {"trial_ids": ids, "patterns": patterns, "top": self.cfg.recheck_top,
+             "seeds": self.cfg.recheck_seeds})
+        log.info("search %s: re-check of %d pattern(s), %d trial(s)", self.name, len(patterns),
+                 len(ids))
+        return True
+
+    def _run_on(self) -> None:
+        """The wall budget's warm stop ended the search stage; the re-check runs after it:
+        take the stop back (the store says ``running`` again, so workers claim its trials)."""
+        if not self.stop_level:
+            return
+        self.stop_level = 0
+        self.stop_reason = ""
+        self._stopping_written = False
+        self.store.set_search_state(self.search_id, "running")
 
     def _remote_settled(self) -> bool:
         """Nothing runs on `adsearch worker` hosts, and every trial they finished has been
@@ -308,14 +370,17 @@ class Daemon(WorkerMixin):
     def _finish_search(self) -> None:
         """Budget spent, nothing running anywhere: stale what never ran (queued trials), feed
         the last partial batch, finish."""
-        left = sorted(self.active)
+        self._stale_unrun(sorted(self.active))
+        self._update_controller(final=True)
+        self.finished = True
+
+    def _stale_unrun(self, left: list[int]) -> None:
+        """Queued trials that never ran when the budget was spent: ``stale``, off the queue."""
         for tid in left:
             self.store.finish_trial(tid, None, {"reason": "budget spent before it ran"}, [], 0.0,
                                     state="stale")
         self.queue.discard(left)
-        self.active.clear()
-        self._update_controller(final=True)
-        self.finished = True
+        self.active.difference_update(left)
 
     # ------------------------------------------------------------------ controller
     def _update_controller(self, final: bool) -> None:
@@ -390,6 +455,10 @@ class Daemon(WorkerMixin):
         pending = (len(self.queue) if hasattr(self, "queue") else 0) + len(self.prepared)
         idle = n_slots - len(self.children)
         out = []
+        if self.rechecking():
+            left = len(self.active & self.recheck_ids)
+            out.append(f"re-check: {len(self.recheck_ids) - left} of {len(self.recheck_ids)} "
+                       "done (the top patterns on more seeds; export picks on the mean)")
         if self.stop_level:
             why = {"budget-minutes": "wall-time budget spent", "max_loops": "burst limit reached"}
             out.append(f"stopping ({why.get(self.stop_reason, 'warm stop requested')}): no new "

@@ -101,10 +101,11 @@ class Scheduler:
         self.store_url = store_url
         self.schedule: Schedule | None = cfg.schedule()
 
-    def budget(self, trial_id: int) -> dict[str, Any]:
-        """The ``budget`` dict of the child spec of ``trial_id``."""
+    def budget(self, trial_id: int, *, rungs: bool = True) -> dict[str, Any]:
+        """The ``budget`` dict of the child spec of ``trial_id``; ``rungs`` False: the full
+        budget with no early stopping (a re-check trial, adsearch.daemon.recheck)."""
         budget = self.cfg.child_budget().to_dict()
-        if self.schedule is not None:
+        if self.schedule is not None and rungs:
             s = self.schedule
             budget.update(rungs=list(s.rungs), top_rung=s.top, keep=s.keep,
                           min_trials=s.min_trials, store_url=self.store_url, trial_id=trial_id)

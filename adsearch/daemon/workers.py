@@ -24,10 +24,12 @@ from adsearch.errors import StoreError
 def child_spec(owner: Any, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
     """The spec document of one child run (see :mod:`adsearch.daemon.child`). ``owner`` is
     the daemon or an ``adsearch worker``: its ``cfg``, ``scheduler``, ``search_id``. The
-    budget carries the rung schedule, the store URL and the trial id (early stopping)."""
+    budget carries the rung schedule, the store URL and the trial id (early stopping); a
+    re-check trial (``purpose == "recheck"``) gets the full budget and no rungs."""
+    full = trial.purpose == "recheck"
     return {"trial_id": trial.id, "attempt": attempt, "task": owner.cfg.task,
             "task_config": owner.cfg.task_config, "patterns": trial.pattern,
-            "budget": owner.scheduler.budget(trial.id), "device": slot.device,
+            "budget": owner.scheduler.budget(trial.id, rungs=not full), "device": slot.device,
             "seed": trial.seed, "threads": slot.threads, "space": owner.cfg.space}
 
 
@@ -44,6 +46,7 @@ class WorkerMixin(Stoppable):
     slots: list[Slot]
     active: set[int]
     unconsumed: list[int]
+    recheck_ids: set[int]  # re-check trials: their results never reach the controller
     latencies: list[float]
     busy: dict[int, float]
     _freed_at: dict[int, float]
@@ -79,7 +82,8 @@ class WorkerMixin(Stoppable):
                       outcome, code, child.kill_reason, log_path)
         if done.kind == "result" and outcome is not None:
             self.active.discard(child.trial_id)
-            self.unconsumed.append(child.trial_id)
+            if child.trial_id not in self.recheck_ids:
+                self.unconsumed.append(child.trial_id)
             self._observe(outcome.status != "ok", outcome.error, log_path)
         elif done.kind in ("config", "error"):
             self._stop_failed(child.trial_id, done.kind, done.reason or "", log_path)
@@ -204,7 +208,8 @@ class WorkerMixin(Stoppable):
             del self.children[index]
             if interrupt(self.store, self.queue, self.run, self.cfg, child, "cold stop"):
                 self.active.discard(child.trial_id)
-                self.unconsumed.append(child.trial_id)
+                if child.trial_id not in self.recheck_ids:
+                    self.unconsumed.append(child.trial_id)
             else:
                 requeued.append(child.trial_id)
         self.store.log_event(self.search_id, "daemon.cold_stop",

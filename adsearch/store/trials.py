@@ -43,6 +43,14 @@ def _states(expect: str | Collection[str]) -> list[str]:
     return states
 
 
+def _purposes(purposes: Collection[str]) -> list[str]:
+    out = list(purposes)
+    for p in out:
+        if p not in TRIAL_PURPOSES:
+            raise StoreError(f"invalid trial purpose {p!r}: use one of {', '.join(TRIAL_PURPOSES)}")
+    return out
+
+
 def chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     """Split ``ids`` into lists short enough for one ``IN (...)``."""
     for i in range(0, len(ids), _CHUNK):
@@ -264,11 +272,15 @@ class TrialMethods(StoreCore):
         states: Iterable[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        purposes: Collection[str] | None = None,
     ) -> list[TrialRecord]:
-        """Return a search's trials in id order, optionally only those in ``states``."""
+        """Return a search's trials in id order, optionally only those in ``states`` and with
+        one of ``purposes``."""
         stmt = select(TrialModel).where(TrialModel.search_id == search_id)
         if states is not None:
             stmt = stmt.where(TrialModel.state.in_(_states(list(states))))
+        if purposes is not None:
+            stmt = stmt.where(TrialModel.purpose.in_(_purposes(purposes)))
         stmt = stmt.order_by(TrialModel.id).offset(offset).limit(limit)
         with self._session(write=False) as s:
             return [convert.trial_record(r) for r in s.scalars(stmt)]
@@ -287,13 +299,16 @@ class TrialMethods(StoreCore):
             return [convert.result_record(r) for r in rows]
 
     def top_trials(self, search_id: int, k: int, *, full_only: bool = False,
-                   succeeded_only: bool = False) -> list[tuple[TrialRecord, ResultRecord]]:
+                   succeeded_only: bool = False, purposes: Collection[str] | None = None,
+                   distinct: bool = False) -> list[tuple[TrialRecord, ResultRecord]]:
         """Return the ``k`` done trials with the highest reward, best first (ties: first finished).
 
         ``full_only``: skip children stopped early by pruning (``metrics["truncated"]``),
         whose reward was measured before the end of training. ``succeeded_only``: skip bad
         patterns (``metrics["bad_pattern"]``), whose reward is the failure reward, earned by
-        failing rather than measured.
+        failing rather than measured. ``purposes``: only trials with one of these purposes
+        (``TRIAL_PURPOSES``; None: all). ``distinct``: one trial per ``pattern_hash`` (its
+        best), so the ``k`` rows are ``k`` different patterns.
         """
         stmt = (
             select(TrialModel, ResultModel)
@@ -305,8 +320,11 @@ class TrialMethods(StoreCore):
             )
             .order_by(ResultModel.reward.desc(), ResultModel.id)
         )
+        if purposes is not None:
+            stmt = stmt.where(TrialModel.purpose.in_(_purposes(purposes)))
         out: list[tuple[TrialRecord, ResultRecord]] = []
-        filtered = full_only or succeeded_only
+        seen: set[str] = set()
+        filtered = full_only or succeeded_only or distinct
         page = k if not filtered else max(4 * k, 32)  # pages, so status never loads every row
         offset = 0
         with self._session(write=False) as s:
@@ -315,20 +333,25 @@ class TrialMethods(StoreCore):
                 for t, r in rows:
                     m = r.metrics or {}
                     if len(out) < k and not (full_only and m.get("truncated")) and not (
-                            succeeded_only and m.get("bad_pattern")):
+                            succeeded_only and m.get("bad_pattern")) and not (
+                            distinct and t.pattern_hash in seen):
+                        seen.add(t.pattern_hash)
                         out.append((convert.trial_record(t), convert.result_record(r)))
                 if len(rows) < page:
                     break
                 offset += page
         return out
 
-    def counts(self, search_id: int) -> dict[str, int]:
-        """Return the number of trials in each state; every state of ``TRIAL_STATES`` is a key."""
+    def counts(self, search_id: int, purposes: Collection[str] | None = None) -> dict[str, int]:
+        """Return the number of trials in each state; every state of ``TRIAL_STATES`` is a key.
+        ``purposes``: count only trials with one of these purposes (None: all)."""
         stmt = (
             select(TrialModel.state, func.count())
             .where(TrialModel.search_id == search_id)
             .group_by(TrialModel.state)
         )
+        if purposes is not None:
+            stmt = stmt.where(TrialModel.purpose.in_(_purposes(purposes)))
         out = dict.fromkeys(TRIAL_STATES, 0)
         with self._session(write=False) as s:
             for state, n in s.execute(stmt):
@@ -356,3 +379,26 @@ class TrialMethods(StoreCore):
         )
         with self._session(write=False) as s:
             return [(t, r) for t, r in s.execute(stmt) if r is not None]
+
+    def pattern_runs(
+        self, search_id: int, pattern_hashes: Iterable[str]
+    ) -> list[tuple[TrialRecord, ResultRecord | None]]:
+        """Return every trial of ``search_id`` whose ``pattern_hash`` is one of
+        ``pattern_hashes``, with its result (None while it has none), in trial id order:
+        all runs of those patterns, on every seed and for every purpose (the re-check)."""
+        hashes = sorted(set(pattern_hashes))
+        if not hashes:
+            return []
+        out: list[tuple[TrialRecord, ResultRecord | None]] = []
+        with self._session(write=False) as s:
+            for i in range(0, len(hashes), _CHUNK):
+                stmt = (
+                    select(TrialModel, ResultModel)
+                    .outerjoin(ResultModel, ResultModel.trial_id == TrialModel.id)
+                    .where(TrialModel.search_id == search_id,
+                           TrialModel.pattern_hash.in_(hashes[i : i + _CHUNK]))
+                )
+                out += [(convert.trial_record(t), None if r is None else convert.result_record(r))
+                        for t, r in s.execute(stmt)]
+        out.sort(key=lambda tr: tr[0].id)
+        return out
