@@ -249,8 +249,11 @@ def export(
     store_url: str = READ_STORE,
     search_name: str = READ_SEARCH,
 ) -> None:
-    """Write the best patterns as PatternSet files for `adsearch train` and adsearch.ops."""
+    """Write the best patterns as PatternSet files for `adsearch train` and adsearch.ops.
+    Ranked on the re-check mean over seeds where the search re-checked them (docs/cli.md)."""
+    from adsearch.daemon.config import SearchConfig
     from adsearch.daemon.launch import open_search
+    from adsearch.daemon.recheck import ranking
     from adsearch.patterns import (
         PatternSet,
         Provenance,
@@ -265,7 +268,8 @@ def export(
         raise ConfigError(f"--top-k: invalid value {top_k}; use an integer >= 1")
     _, store, search = open_search(name, run_dir, store_url, search_name)
     try:
-        top = store.top_trials(search.id, top_k, full_only=True, succeeded_only=True)
+        ranked = ranking(store, search.id, SearchConfig.from_dict(search.config), top_k)
+        top = ranked.patterns
         n_bad, last_bad = store.bad_patterns(search.id) if not top else (0, None)
     finally:
         store.close()
@@ -279,9 +283,15 @@ def export(
     space = SearchSpace.from_name(search.config.get("space") or "")
     base = output or Path(f"{search.name}-best.json")
     paths = []
-    for i, (t, r) in enumerate(top, 1):
-        patterns = tuple(space.pattern_cls.from_dict(p) for p in t.pattern)  # type: ignore[attr-defined]
-        ps = PatternSet(space, patterns, Provenance(search=search.name, trial_id=t.id, reward=r.reward))
+    if not as_json:
+        for w in ranked.warnings:
+            console.print(f"warning: {w}", style="yellow", highlight=False, soft_wrap=True)
+    for i, score in enumerate(top, 1):
+        patterns = tuple(space.pattern_cls.from_dict(p) for p in score.pattern)  # type: ignore[attr-defined]
+        chosen = "recheck mean" if score.rechecked else "single value"
+        recheck = {"selected_on": chosen, **score.to_dict()} if score.rechecked else None
+        ps = PatternSet(space, patterns, Provenance(search=search.name, trial_id=score.trial_id,
+                                                    reward=score.reward, recheck=recheck))
         path = base if top_k == 1 else base.with_name(f"{base.stem}-{i}{base.suffix or '.json'}")
         if path.is_dir():
             raise ConfigError(f"-o {path}: is a directory; give a file name such as {path}/best.json")
@@ -291,11 +301,22 @@ def export(
             raise ConfigError(f"-o {path}: cannot write it ({exc.strerror}); choose a writable "
                               "file path") from None
         load_patternset(path)  # read back: what we wrote is what `adsearch train` reads
-        paths.append({"trial_id": t.id, "reward": r.reward, "path": str(path)})
+        paths.append({"trial_id": score.trial_id, "reward": score.reward, "path": str(path),
+                      "selected_on": chosen, "rechecked": score.rechecked,
+                      "mean": score.mean, "n": score.n,
+                      "seeds": [r.seed for r in score.runs],
+                      "values": [r.reward for r in score.runs]})
         if not as_json:
-            console.print(f"trial {t.id} (reward {r.reward:.4f}) -> {path}")
+            how = (f"re-check mean {score.mean:.4f} over {score.n} seeds "
+                   f"({', '.join(f'{r.reward:.4f}' for r in score.runs)}; its own "
+                   f"{score.reward:.4f})" if score.rechecked
+                   else f"reward {score.reward:.4f}, one seed, not re-checked")
+            console.print(f"trial {score.trial_id} ({how}) -> {path}", highlight=False,
+                          soft_wrap=True)
     if as_json:
-        typer.echo(json.dumps({"search": search.name, "space": space.name, "written": paths}))
+        typer.echo(json.dumps({"search": search.name, "space": space.name,
+                               "selected_on": "recheck mean" if ranked.on_mean else "single value",
+                               "warnings": ranked.warnings, "written": paths}))
 
 
 def plot(

@@ -107,6 +107,7 @@ def start(
     failure_reward: float = typer.Option(0.0, "--failure-reward", help="Reward of a bad pattern (child raised or diverged)."),
     seed: int = typer.Option(0, "--seed", help="Controller seed."),
     child_seed: int = typer.Option(None, "--child-seed", help="Train every child with this seed (same init and data order: rewards differ by pattern, not luck). Default: a fresh seed per trial."),
+    max_drop: float = typer.Option(0.5, "--max-drop", help="Drop cap: refuse, before it trains (a bad pattern, no child), a pattern that drops more than this share of a site's units, or a whole feature map at every placement (1: only the latter)."),
     foreground: bool = typer.Option(False, "--foreground", "-f", help="Run here with a live display (Ctrl-C: warm stop, twice: cold)."),
     executor: str = typer.Option("local", "--executor", help="local (subprocesses) or ray (Ray tasks; see docs/scale-out.md)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto or HOST:6379 (default: a local Ray)."),
@@ -117,6 +118,10 @@ def start(
     # the failure circuit breaker (docs/daemon.md, "Failures")
     max_consecutive_failures: int = typer.Option(10, "--max-consecutive-failures", help="Stop the search as failed after this many trials in a row failed (0: off)."),
     max_failure_share: float = typer.Option(0.8, "--max-failure-share", help="Stop the search as failed when more than this share of the last 20 trials failed (1: off)."),
+    # the re-check before export (docs/cli.md, "The re-check"; adsearch.daemon.recheck)
+    recheck_top: int = typer.Option(3, "--recheck-top", help="Once the budget is spent, train the K best patterns again on more seeds; export picks on the mean."),
+    recheck_seeds: int = typer.Option(2, "--recheck-seeds", help="More seeds per re-checked pattern (its first result counts too)."),
+    no_recheck: bool = typer.Option(False, "--no-recheck", help="Skip the re-check: export picks on one seed's value."),
 ) -> None:
     """Start a new search (in the background unless --foreground)."""
     from adsearch.daemon.config import SearchConfig
@@ -133,12 +138,13 @@ def start(
         budget_trials=budget_trials, budget_minutes=budget_minutes, gpus=_gpus(gpus),
         slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,
         child_steps=child_steps, child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
-        child_seed=child_seed, prune_epoch=prune_at_epoch, prune_quantile=prune_quantile,
+        child_seed=child_seed, max_drop=max_drop, prune_epoch=prune_at_epoch, prune_quantile=prune_quantile,
         scheduler=scheduler, min_epochs=min_epochs, max_epochs=max_epochs, eta=eta,
         max_attempts=max_attempts, failure_reward=failure_reward, data=data,
         executor=executor, ray_address=ray_address, ray_gpus=ray_gpus,
         max_consecutive_failures=max_consecutive_failures or None,
         max_failure_share=None if max_failure_share == 1 else max_failure_share,
+        recheck=not no_recheck, recheck_top=recheck_top, recheck_seeds=recheck_seeds,
     )
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
     steps = _Steps()

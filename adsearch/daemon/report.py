@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.recheck import SEARCH_PURPOSES
 from adsearch.daemon.rundir import RunDir, shown_state
 from adsearch.errors import AdsearchError
 
@@ -69,12 +70,14 @@ def _age(dt: datetime | None, now: float) -> float | None:
 
 def budget_progress(cfg: SearchConfig, counts: dict[str, int], elapsed_s: float | None,
                     state: str) -> dict[str, Any]:
-    """How far the budget is spent. ``budget_trials`` counts *drawn* trials (the daemon
+    """How far the budget is spent. ``counts`` are the search's own trials (re-check trials
+    cost no budget). ``budget_trials`` counts *drawn* trials (the daemon
     stops drawing at the budget and finishes what it drew); ``finished`` are those that
     ended (done, failed or stale). ``trials_per_hour`` is finished trials per hour of daemon
     run time; ``eta_s`` the seconds until the budget is spent at that rate (the sooner of the
     two budgets), None without a budget, a rate, or once the search ended. ``elapsed_s``
-    None (no run directory, which holds the run time): no rate, no time-budget estimate."""
+    None (no run directory, which holds the run time): no rate, no time-budget estimate.
+    The re-check that follows the budget is estimated by :func:`recheck_progress`."""
     drawn = sum(counts.values())
     finished = sum(counts.get(k, 0) for k in ("done", "failed", "stale"))
     rate = finished / (elapsed_s / 3600) if elapsed_s and finished else None
@@ -88,6 +91,52 @@ def budget_progress(cfg: SearchConfig, counts: dict[str, int], elapsed_s: float 
             "budget_trials": cfg.budget_trials, "budget_minutes": cfg.budget_minutes,
             "elapsed_s": elapsed_s, "trials_per_hour": rate,
             "eta_s": None if ended or not etas else min(etas)}
+
+
+def recheck_progress(cfg: SearchConfig, store: Any, search_id: int, state: str,
+                     top: list[Any], parallel: int, budget_eta_s: float | None) -> dict[str, Any]:
+    """The re-check stage (:mod:`adsearch.daemon.recheck`) as status shows it.
+
+    ``ended``/``total``: re-check trials that ended / exist. ``left``: children still to run,
+    the planned ``recheck_top * recheck_seeds`` (an upper bound) before the stage began.
+    ``eta_s``: those children in waves of ``parallel`` at the mean length of the full-budget
+    children in ``top``; ``done_eta_s``: the budget's ETA plus that, the time until the
+    search finishes. ``winner``: the best re-checked pattern on its mean (None before)."""
+    from adsearch.daemon import recheck
+
+    ended, total = recheck.progress(store, search_id)
+    enabled = cfg.rechecks()
+    ends = state in ("finished", "failed")
+    if total and ended < total:
+        stage = f"re-check: {ended} of {total} done"
+    elif ends:
+        stage = state + (f" (re-check: {ended} of {total} done)" if total else
+                         " (no re-check: --no-recheck)" if not enabled and cfg.verify is None
+                         else "")
+    else:
+        stage = "search"
+    if ends or not enabled:
+        left = 0
+    elif stage == "search":
+        left = cfg.recheck_top * cfg.recheck_seeds + total - ended
+    else:
+        left = total - ended
+    secs = [float(r[1].seconds) for r in top if r[1].seconds]
+    child_s = sum(secs) / len(secs) if secs else None
+    eta = -(-left // max(1, parallel)) * child_s if child_s is not None else None
+    winner = None
+    if total:
+        best = recheck.ranking(store, search_id, cfg, 1).patterns
+        if best and best[0].rechecked:
+            winner = {"trial_id": best[0].trial_id, "mean": best[0].mean, "n": best[0].n,
+                      "reward": best[0].reward}
+    return {"enabled": enabled, "top": cfg.recheck_top, "seeds": cfg.recheck_seeds,
+            "stage": stage, "ended": ended, "total": total, "left": left,
+            "eta_s": None if ends else eta,
+            "done_eta_s": (None if ends or eta is None or (budget_eta_s is None
+                                                          and stage == "search")
+                           else (budget_eta_s or 0.0) + eta),
+            "winner": winner}
 
 
 def entropy_max(space_name: str) -> float | None:
@@ -130,7 +179,9 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
     live = pid is not None and state.get("pid") == pid
     running = store.trials(search.id, states=["running"])
     remote = _remote_leases(store, search.id, cfg, now) if running else {}
-    top = store.top_trials(search.id, top_k, full_only=True, succeeded_only=True)
+    # the search's own trials; a re-check run shows as its pattern's mean and n
+    top = store.top_trials(search.id, top_k, full_only=True, succeeded_only=True,
+                           purposes=SEARCH_PURPOSES)
     n_bad, last_bad = store.bad_patterns(search.id)
     ctrl = dict(state.get("controller") or {}) if live else {}
     if not ctrl:
@@ -175,6 +226,12 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         # update are in the top table already, so the last point takes them in too
         tr["best_so_far"][-1] = max(tr["best_so_far"][-1], float(best[1].reward))
     elapsed = run.elapsed() if run is not None else None
+    own = store.counts(search.id, purposes=SEARCH_PURPOSES)
+    budget = budget_progress(cfg, own, elapsed, search.state)
+    parallel = len(state.get("slots") or []) if live else 0
+    parallel = parallel or cfg.workers or len(cfg.gpus or []) * cfg.slots_per_gpu or 1
+    rc = recheck_progress(cfg, store, search.id, search.state, top, parallel, budget["eta_s"])
+    checked = _rechecked(store, search.id, top) if rc["total"] else {}
     return {
         "search": search.name,
         "state": shown_state(search.state, pid is not None) if run is not None else search.state,
@@ -190,7 +247,9 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         "bad_patterns": {"count": n_bad, "last_error": last_bad},
         "controller_notes": notes,
         "elapsed_s": elapsed,
-        "budget": budget_progress(cfg, counts, elapsed, search.state),
+        "budget": budget,
+        "stage": rc["stage"],
+        "recheck": rc,
         "entropy_uniform": entropy_max(cfg.space) if cfg.space else None,
         "slots": [
             {**s, "elapsed_s": (now - s["started_at"]) if s.get("started_at") else None}
@@ -207,7 +266,8 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         "top": [
             {"trial_id": t.id, "reward": r.reward, "seconds": r.seconds,
              "controller_version": t.controller_version, "pattern": t.pattern,
-             "bad_pattern": bool((r.metrics or {}).get("bad_pattern"))}
+             "bad_pattern": bool((r.metrics or {}).get("bad_pattern")),
+             "recheck": checked.get(t.pattern_hash)}
             for t, r in top
         ],  # bad patterns never appear here: their reward was earned by failing
         "best": {"trial_id": best[0].id, "reward": best[1].reward} if best else None,
@@ -217,6 +277,19 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         "scheduling": state.get("scheduling") if live else None,
         "rungs": _rungs(cfg, store, search.id),
     }
+
+
+def _rechecked(store: Any, search_id: int, top: list[Any]) -> dict[str, dict[str, Any]]:
+    """pattern hash -> ``{"mean", "n", "seeds"}`` for the top rows whose pattern has a
+    re-check result (the mean is over every full-budget run of the pattern)."""
+    from adsearch.daemon.recheck import scores
+
+    out = {}
+    for h, s in scores(store, search_id, {t.pattern_hash for t, _ in top}).items():
+        if s.rechecked:
+            out[h] = {"mean": s.mean, "n": s.n, "seeds": [r.seed for r in s.runs],
+                      "pending": s.pending}
+    return out
 
 
 def _rungs(cfg: SearchConfig, store: Any, search_id: int) -> dict[str, Any] | None:
@@ -284,12 +357,19 @@ def render_status(snap: dict[str, Any]) -> Any:
         pace.append(f"{b['trials_per_hour']:.1f} trials/hour")
     if b["eta_s"] is not None:
         pace.append(f"budget spent in about {_fmt_s(b['eta_s'])}")
+    rc = snap.get("recheck") or {}
+    if rc.get("left") and rc.get("eta_s") is not None:
+        then = ("" if rc.get("done_eta_s") is None else
+                f": search done in about {_fmt_s(rc['done_eta_s'])}")
+        pace.append(f"then the re-check, {rc['left']} child(ren) of about "
+                    f"{_fmt_s(rc['eta_s'])}{then}")
     head = Text.assemble(
         (f"{snap['search']}", "bold"), f"  [{snap['state']}]  {daemon}  task {cfg['task']} "
         f"({cfg['space']}), controller {cfg['controller']}, batch {cfg['batch_size']}\n",
         f"trials: {c.get('done', 0)} done, {c.get('running', 0)} running, "
         f"{c.get('queued', 0)} queued, {c.get('failed', 0)} failed, {c.get('stale', 0)} stale"
         + (f"   budget: {', '.join(budget)}" if budget else "")
+        + (f"\nstage: {snap['stage']}" if snap.get("stage") not in (None, "search") else "")
         + (f"\n{', '.join(pace)}" if pace else ""),
     )
     parts: list[Any] = [head]
@@ -313,12 +393,22 @@ def render_status(snap: dict[str, Any]) -> Any:
                           f"idle: {', '.join(idle) or 'none'}"))
     if snap["top"]:
         t = Table(title=f"top {len(snap['top'])}", title_justify="left")
-        for col in ("trial", "reward", "ctrl v", "seconds", "pattern (size/stride x repeat, rotate)"):
+        checked = any(r.get("recheck") for r in snap["top"])
+        cols = ["trial", "reward", *(["re-check mean", "n"] if checked else []), "ctrl v",
+                "seconds", "pattern (size/stride x repeat, rotate)"]
+        for col in cols:
             t.add_column(col)
         for r in snap["top"]:
-            t.add_row(str(r["trial_id"]), f"{r['reward']:.4f}", str(r["controller_version"]),
-                      f"{r['seconds']:.1f}", _pattern_text(r["pattern"]))
+            rc_row = r.get("recheck")
+            mean = ([f"{rc_row['mean']:.4f}", str(rc_row["n"])] if rc_row else ["-", "1"])
+            t.add_row(str(r["trial_id"]), f"{r['reward']:.4f}", *(mean if checked else []),
+                      str(r["controller_version"]), f"{r['seconds']:.1f}",
+                      _pattern_text(r["pattern"]))
         parts.append(t)
+    win = (snap.get("recheck") or {}).get("winner")
+    if win:
+        parts.append(Text(f"re-check winner (export --best): trial {win['trial_id']}, mean "
+                          f"{win['mean']:.4f} over {win['n']} seeds (its own {win['reward']:.4f})"))
     tr = snap["trend"]
     if tr["batch_mean"]:
         parts.append(Text(

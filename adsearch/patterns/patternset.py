@@ -9,9 +9,16 @@ Format (``format_version`` 1)::
       "space_fingerprint": "3f2a...",    # SearchSpace.fingerprint() (optional on read)
       "patterns": [ {...}, {...}, {...} ],   # one pattern object per site
       "provenance": {                    # all keys optional / null when unknown
-        "search": "cifar-mini", "trial_id": 17, "reward": 0.612
+        "search": "cifar-mini", "trial_id": 17, "reward": 0.612,
+        "recheck": {                     # only when the search re-checked the pattern
+          "selected_on": "recheck mean", "mean": 0.598, "n": 3,
+          "seeds": [.., .., ..], "values": [.., .., ..], "trial_ids": [17, 40, 41]
+        }
       }
     }
+
+``reward`` is the trial's own (single-seed) value; ``recheck`` gives every full-budget
+result of the pattern and their mean, which ``export --best`` ranked it on.
 
 A file written for another space (a different kind or number of sites) or with a value
 table that no longer matches is refused with a :class:`~adsearch.errors.PatternError`.
@@ -37,10 +44,15 @@ FORMAT_VERSION = 1
 class Provenance:
     search: str | None = None
     trial_id: int | None = None
-    reward: float | None = None
+    reward: float | None = None  # the trial's own value (one seed)
+    recheck: dict[str, Any] | None = None  # the pattern's re-check: seeds, values, mean, n
 
     def to_dict(self) -> dict[str, Any]:
-        return {"search": self.search, "trial_id": self.trial_id, "reward": self.reward}
+        out: dict[str, Any] = {"search": self.search, "trial_id": self.trial_id,
+                               "reward": self.reward}
+        if self.recheck is not None:
+            out["recheck"] = dict(self.recheck)
+        return out
 
 
 @dataclass(frozen=True)
@@ -104,9 +116,13 @@ class PatternSet:
         prov = data.get("provenance") or {}
         if not isinstance(prov, dict):
             raise PatternError(f"{source}: 'provenance' must be an object")
+        recheck = prov.get("recheck")
+        if recheck is not None and not isinstance(recheck, dict):
+            raise PatternError(f"{source}: 'provenance.recheck' must be an object")
         try:
             provenance = Provenance(
-                search=prov.get("search"), trial_id=prov.get("trial_id"), reward=prov.get("reward")
+                search=prov.get("search"), trial_id=prov.get("trial_id"), reward=prov.get("reward"),
+                recheck=recheck,
             )
             return cls(space, pats, provenance)
         except PatternError as exc:
