@@ -71,6 +71,7 @@ def _guard_all(t: typer.Typer) -> None:
 
 def _register_all() -> None:
     from adsearch.cli import (
+        calibrate_cmd,
         db_cmd,
         delete_cmd,
         pattern_cmd,
@@ -83,7 +84,7 @@ def _register_all() -> None:
     )
 
     for mod in (search_cmd, read_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd,
-                verify_cmd, sites_cmd):
+                verify_cmd, sites_cmd, calibrate_cmd):
         mod.register(app)
     _guard_all(app)
 

@@ -18,7 +18,9 @@ the budget) with ``val_metric = clean * (1 - 2**(-4 e / E)) / (1 - 2**-4) + nois
 = the config's ``epochs``; the noise, ``noise_sd`` per point, is drawn from the trial seed
 and the epoch), so early values rank patterns like the final one, with noise. At ``E`` the
 value is the reward, unchanged from before curves existed. Each point calls
-``budget.prune_now``; ``sleep`` is spread evenly over the epochs.
+``budget.prune_now``; ``sleep`` is spread evenly over the epochs. ``curve="reverse"`` makes
+early epochs rank patterns backwards (see :func:`_early`), for tests of the rung checks.
+Baseline specs get the same per-epoch curve.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class SyntheticConfig:
     epochs: float = 4.0  # the full budget in epochs (a Budget's epochs override it)
     bad_fraction: float = 0.0  # share of patterns whose child raises (a bad pattern)
     nan_fraction: float = 0.0  # share of patterns whose child returns a NaN reward
+    curve: str = "agree"  # learning curves: "agree" (early epochs rank as the end does, with
+    # noise) or "reverse" (they rank backwards until half the budget, as over-fitting children
+    # did on the round-3 LM; for the rung checks of issue 19 §3)
     bug: str = ""  # a built-in exception type (e.g. "NameError") every child raises: stands in
     # for a bug in task code, which is no result (adsearch.daemon.failures); "" = none
 
@@ -109,6 +114,9 @@ class SyntheticTask:
                 getattr(builtins, cfg.bug), Exception)):
             raise ConfigError(f"synthetic task config: bug={cfg.bug!r}; give the name of a "
                               "built-in exception such as NameError, or omit it")
+        if cfg.curve not in CURVES:
+            raise ConfigError(f"synthetic task config: curve={cfg.curve!r}; choose one of "
+                              f"{', '.join(CURVES)}")
         if cfg.bad_fraction + cfg.nan_fraction > 1:
             raise ConfigError("synthetic task config: bad_fraction + nan_fraction must be <= 1")
         return cfg
@@ -157,8 +165,8 @@ class SyntheticTask:
             if abs(e - full) < 1e-9:
                 value = fn(tokens, rng=random.Random(seed))  # the reward as before curves
             else:
-                frac = (1 - 2 ** (-4 * e / full)) / (1 - 2**-4)
-                value = clean * frac + random.Random(f"{seed}-{e}").gauss(0.0, task_config.noise_sd)
+                value = (_early(task_config, clean, e)
+                         + random.Random(f"{seed}-{e}").gauss(0.0, task_config.noise_sd))
             curve.append({"step": e, "epoch": e, "val_metric": value})
             reward = value
             if budget.prune_now(e, value, last=e >= epochs - 1e-9):
@@ -170,14 +178,37 @@ class SyntheticTask:
     def _run_baseline(self, c: SyntheticConfig, spec: dict[str, Any], budget: Budget, seed: int,
                       started: float) -> ChildResult:
         """Score a baseline spec by :func:`baseline_reward` (plus the seed's noise)."""
+        if c.bug:  # every child raises it, baselines too
+            raise getattr(builtins, c.bug)(f"synthetic bug: {c.bug} (the task config's bug=...)")
         pause = c.sleep if budget.seconds is None else min(c.sleep, budget.seconds)
         if pause > 0:
             time.sleep(pause)
         clean = baseline_reward(spec)
         reward = clean + random.Random(seed).gauss(0.0, c.noise_sd)
         metrics = {"clean_reward": clean, "test_reward": test_reward(clean, spec, seed, c.noise_sd)}
-        curve = [{"step": float(k), "val_metric": clean * k / 4} for k in range(1, 5)]
+        full = float(c.epochs)  # one point per epoch, shaped as a pattern's (calibrate reads it)
+        epochs = float(budget.epochs) if budget.epochs is not None else full
+        points = [float(e) for e in range(1, int(epochs) + 1) if e < epochs - 1e-9] + [epochs]
+        curve = [{"step": e, "epoch": e, "val_metric": reward if abs(e - epochs) < 1e-9 else
+                  _early(c, clean, e) + random.Random(f"{seed}-{e}").gauss(0.0, c.noise_sd)}
+                 for e in points]
         return ChildResult(reward=reward, metrics=metrics, curve=curve, seconds=time.time() - started)
+
+
+CURVES = ("agree", "reverse")  # SyntheticConfig.curve
+
+
+def _early(c: SyntheticConfig, clean: float, epoch: float) -> float:
+    """The noise-free curve value at ``epoch`` before the full budget ``E = c.epochs``:
+    ``clean * (1 - 2**(-4 e / E)) / (1 - 2**-4)`` (curve "agree": ranks as ``clean``); for
+    curve "reverse" ``clean`` is first replaced by ``w * clean + (1 - w) * (1 - clean)``
+    with ``w = e / E``, which ranks backwards before ``E / 2`` and forwards after it."""
+    full = float(c.epochs)
+    frac = (1 - 2 ** (-4 * epoch / full)) / (1 - 2**-4)
+    if c.curve == "reverse":
+        w = min(1.0, epoch / full)
+        return frac * (w * clean + (1 - w) * (1 - clean))
+    return clean * frac
 
 
 def baseline_reward(spec: dict[str, Any]) -> float:

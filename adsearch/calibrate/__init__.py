@@ -1,0 +1,13 @@
+"""Rungs checked against the full budget (issue 19 §3).
+
+- :mod:`adsearch.calibrate.rank`: Spearman and Kendall rank correlations with ties (stdlib
+  only; the daemon's rung check uses it too);
+- :mod:`adsearch.calibrate.analysis`: learning curves -> per-epoch agreement with the final
+  value -> recommended rungs, and the calibration document (JSON); no torch;
+- :mod:`adsearch.calibrate.runner`: ``adsearch calibrate``'s training runs (child processes,
+  resumable work directory);
+- :mod:`adsearch.calibrate.use`: ``start --rungs auto --calibration FILE``;
+- :mod:`adsearch.calibrate.plot`: the PNG (matplotlib, the ``plot`` extra).
+
+This package imports nothing heavy at import time: ``status`` reads the rank maths.
+"""
