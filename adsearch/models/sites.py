@@ -24,8 +24,10 @@ from torch import nn
 
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SEQ_SITES, ConvPattern, PatternSet, SearchSpace, SeqPattern
+from adsearch.patterns.conv2 import ConvPattern2
+from adsearch.patterns.seq2 import SeqPattern2, SeqSub2
 
-Spec = Union[ConvPattern, SeqPattern, dict, None]  # noqa: UP007 (a runtime alias)
+Spec = Union[ConvPattern, SeqPattern, ConvPattern2, SeqPattern2, SeqSub2, dict, None]  # noqa: UP007
 
 #: Sub-layers where a baseline dict (dropout, variational) acts in the Transformer models.
 BASELINE_SEQ_SITES: tuple[str, ...] = ("emb", "attn_out", "ffn_out")
@@ -61,7 +63,7 @@ def regularizer_for_sites(regularizer: Any, space: SearchSpace) -> list[Spec]:
             pat = pattern_from_dict(regularizer.get("pattern"))
             return regularizer_for_sites([pat] * n, space)
         return [dict(regularizer) for _ in range(n)]
-    if isinstance(regularizer, (ConvPattern, SeqPattern)):
+    if isinstance(regularizer, (ConvPattern, SeqPattern, ConvPattern2, SeqPattern2)):
         raise PatternError(
             f"space {space.name}: got one {type(regularizer).__name__}, expected a list of "
             f"{n} pattern(s), one per site"
@@ -69,7 +71,8 @@ def regularizer_for_sites(regularizer: Any, space: SearchSpace) -> list[Spec]:
     if isinstance(regularizer, Sequence) and not isinstance(regularizer, (str, bytes)):
         pats = list(regularizer)
         # PatternError for a wrong count or pattern kind; an off site (**ours**) is no dropout
-        SearchSpace(space.kind, space.num_sites, off=True).encode(pats)
+        v2 = bool(pats) and isinstance(pats[0], (ConvPattern2, SeqPattern2))  # the v2 family
+        SearchSpace(space.kind, space.num_sites, off=True, version=2 if v2 else 1).encode(pats)
         return [None if p.off else p for p in pats]
     raise ConfigError(
         f"unsupported regularizer {regularizer!r}: pass a PatternSet, a list of patterns, a "
@@ -92,7 +95,7 @@ def is_active(spec: Spec) -> bool:
 def conv_residual(spec: Spec) -> bool:
     """Whether a ConvNet site also drops its shortcut branch (the pattern's residual flag;
     always False for baseline dicts, which act after batch norms only)."""
-    return isinstance(spec, ConvPattern) and spec.residual
+    return isinstance(spec, (ConvPattern, ConvPattern2)) and spec.residual
 
 
 def seq_sublayer_specs(specs: Sequence[Spec]) -> dict[str, list[Spec]]:
@@ -105,6 +108,9 @@ def seq_sublayer_specs(specs: Sequence[Spec]) -> dict[str, list[Spec]]:
         if isinstance(spec, SeqPattern):
             for s in spec.sites:
                 out[s].append(spec)
+        elif isinstance(spec, SeqPattern2):  # v2: each sub-layer has its own rate and kind
+            for s in spec.sites:
+                out[s].append(spec.sub(s))
         elif isinstance(spec, dict):
             if spec["kind"] not in SEQ_BASELINE_KINDS:
                 raise ConfigError(

@@ -29,8 +29,11 @@ from adsearch.ops.baselines import Dropout, Identity, SpatialDropout, Variationa
 from adsearch.ops.conv import PatternDropout2d, pattern_dropout_2d
 from adsearch.ops.dropblock import DropBlock2d
 from adsearch.ops.seq import PatternDropoutSeq, pattern_dropout_seq
+from adsearch.ops.v2 import ConvDropout2, SeqDropout2, conv2_dropped, seq2_keep
 from adsearch.patterns.conv import CONV_FIELDS, ConvPattern
+from adsearch.patterns.conv2 import ConvPattern2
 from adsearch.patterns.seq import SEQ_FIELDS, SeqPattern
+from adsearch.patterns.seq2 import SeqSub2
 
 __all__ = ["SPEC_KEYS", "make_dropout", "pattern_from_dict", "render_mask", "set_progress"]
 
@@ -75,8 +78,13 @@ def make_dropout(spec: Any) -> nn.Module:
         PatternError: unknown kind or key, or a value out of range; the message lists the
             allowed kinds/keys.
     """
-    if spec is None or (isinstance(spec, (ConvPattern, SeqPattern)) and spec.off):
+    if spec is None or (isinstance(spec, (ConvPattern, SeqPattern, ConvPattern2, SeqSub2))
+                        and spec.off):
         return Identity()  # an off site (**ours**): no dropout here
+    if isinstance(spec, ConvPattern2):  # the v2 spaces (issue 20)
+        return ConvDropout2(spec)
+    if isinstance(spec, SeqSub2):  # one sub-layer of a v2 SeqPattern2
+        return SeqDropout2(spec)
     if isinstance(spec, ConvPattern):
         return PatternDropout2d(spec)
     if isinstance(spec, SeqPattern):
@@ -158,7 +166,9 @@ def set_progress(model: nn.Module, progress: float) -> int:
             _active.state = None
 
 
-def render_mask(pattern: ConvPattern | SeqPattern, shape: Sequence[int], seed: int = 0) -> torch.Tensor:
+def render_mask(
+    pattern: ConvPattern | SeqPattern | ConvPattern2 | SeqSub2, shape: Sequence[int], seed: int = 0
+) -> torch.Tensor:
     """One random draw of ``pattern``'s mask as a CPU ``torch.BoolTensor`` (True = kept).
 
     Args:
@@ -175,8 +185,15 @@ def render_mask(pattern: ConvPattern | SeqPattern, shape: Sequence[int], seed: i
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
         raise PatternError(f"render_mask: shape must be positive ints, got {dims!r}")
     gen = torch.Generator().manual_seed(int(seed))
-    if isinstance(pattern, (ConvPattern, SeqPattern)) and pattern.off:
+    if isinstance(pattern, (ConvPattern, SeqPattern, ConvPattern2, SeqSub2)) and pattern.off:
         return torch.ones(dims, dtype=torch.bool)  # an off site keeps everything
+    if isinstance(pattern, ConvPattern2) and 2 <= len(dims) <= 4:
+        n, c, h, w = (1,) * (4 - len(dims)) + dims
+        return ~conv2_dropped(pattern, (n, c, h, w), torch.device("cpu"), gen).expand(
+            n, c, h, w).reshape(dims)
+    if isinstance(pattern, SeqSub2) and 2 <= len(dims) <= 3:
+        n, t, d = (1,) * (3 - len(dims)) + dims
+        return seq2_keep(pattern, (n, t, d), torch.device("cpu"), gen).expand(n, t, d).reshape(dims)
     if isinstance(pattern, ConvPattern):
         if not 2 <= len(dims) <= 4:
             raise PatternError(

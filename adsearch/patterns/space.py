@@ -17,9 +17,11 @@ from typing import Any, TypeAlias
 
 from adsearch.errors import PatternError
 from adsearch.patterns.conv import CONV_VALUES, OFF_VALUES, ConvPattern
+from adsearch.patterns.conv2 import CONV2_VALUES, ConvPattern2
 from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
+from adsearch.patterns.seq2 import SEQ2_VALUES, SeqPattern2
 
-Pattern: TypeAlias = "ConvPattern | SeqPattern"
+Pattern: TypeAlias = "ConvPattern | SeqPattern | ConvPattern2 | SeqPattern2"
 
 OFF_SUFFIX = "+off"
 
@@ -33,6 +35,12 @@ _KINDS: dict[str, tuple[type[ConvPattern] | type[SeqPattern], dict[str, tuple[An
     "conv": (ConvPattern, CONV_VALUES),
     "seq": (SeqPattern, SEQ_VALUES),
 }
+#: The v2 family (issue 20): ``conv2-K`` and ``seq2-K``, a rate grid with 0 (off) per site.
+_KINDS_V2: dict[str, tuple[type[ConvPattern2] | type[SeqPattern2], dict[str, tuple[Any, ...]]]] = {
+    "conv": (ConvPattern2, CONV2_VALUES),
+    "seq": (SeqPattern2, SEQ2_VALUES),
+}
+VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -47,11 +55,18 @@ class SearchSpace:
     token per site, ``off`` (False, True), after the paper's fields: the controller can answer
     "no dropout here". Spaces without the suffix keep their value table, token layout and
     fingerprint unchanged.
+
+    ``version`` 2 (**ours**, issue 20) is the v2 family, named ``"conv2-K"``/``"seq2-K"``
+    (see :mod:`adsearch.patterns.conv2` and :mod:`adsearch.patterns.seq2`): its rate grid
+    holds 0, so it always has the off choice (``off`` is True, and ``"conv2-3+off"`` names
+    the same space as ``"conv2-3"``). A model runs the patterns of either family
+    (:meth:`same_sites`); a search refuses a file of the other family (:meth:`same_family`).
     """
 
     kind: str
     num_sites: int
     off: bool = False
+    version: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -63,11 +78,21 @@ class SearchSpace:
             raise PatternError(
                 f"SearchSpace.num_sites: invalid value {self.num_sites!r}; must be a positive integer"
             )
+        if self.version not in VERSIONS:
+            raise PatternError(f"SearchSpace.version: invalid value {self.version!r}; allowed 1, 2")
+        if self.version == 2:
+            object.__setattr__(self, "off", True)  # rate 0 is in every v2 site's grid
 
     # ------------------------------------------------------------------ description
     @property
     def name(self) -> str:
+        if self.version == 2:
+            return f"{self.kind}2-{self.num_sites}"
         return f"{self.kind}-{self.num_sites}" + (OFF_SUFFIX if self.off else "")
+
+    def same_family(self, other: SearchSpace) -> bool:
+        """True when both spaces are of one family (v1, the paper's, or v2) and kind."""
+        return (self.kind, self.version) == (other.kind, other.version)
 
     def same_sites(self, other: SearchSpace) -> bool:
         """True when ``other`` has the same kind and number of sites (a model built for one
@@ -75,12 +100,14 @@ class SearchSpace:
         return (self.kind, self.num_sites) == (other.kind, other.num_sites)
 
     @property
-    def pattern_cls(self) -> type[ConvPattern] | type[SeqPattern]:
-        return _KINDS[self.kind][0]
+    def pattern_cls(self) -> type[ConvPattern] | type[SeqPattern] | type[ConvPattern2] | type[SeqPattern2]:
+        return (_KINDS_V2 if self.version == 2 else _KINDS)[self.kind][0]
 
     @property
     def values(self) -> dict[str, tuple[Any, ...]]:
         """Field name -> its discrete values, in token order."""
+        if self.version == 2:
+            return _KINDS_V2[self.kind][1]
         table = _KINDS[self.kind][1]
         return {**table, **OFF_VALUES} if self.off else table
 
@@ -113,13 +140,16 @@ class SearchSpace:
         text = str(name)
         off = text.endswith(OFF_SUFFIX)
         kind, sep, n = text.removesuffix(OFF_SUFFIX).rpartition("-")
+        version = 1
+        if kind.endswith("2") and kind[:-1] in _KINDS_V2:
+            kind, version = kind[:-1], 2
         if not sep or not n.isdigit():
             raise PatternError(
                 f"SearchSpace: invalid space name {name!r}; expected '<kind>-<sites>' such as "
                 f"'conv-3' or 'seq-2' (add '{OFF_SUFFIX}' for an off choice per site), with "
                 f"kind one of {', '.join(_KINDS)}"
             )
-        return cls(kind, int(n), off)
+        return cls(kind, int(n), off, version)
 
     # ------------------------------------------------------------------ coding
     def _check_patterns(self, patterns: Sequence[Pattern]) -> None:
@@ -168,6 +198,23 @@ class SearchSpace:
             out.append(self.pattern_cls(**kw))
         return out
 
+    def pattern_from_dict(self, data: Any) -> Pattern:
+        """A pattern of this space from its JSON object; a pattern of the other family is
+        refused with a message that names both (a v2 file in a v1 search, or the reverse)."""
+        try:
+            return self.pattern_cls.from_dict(data)
+        except PatternError as exc:
+            other = SearchSpace(self.kind, self.num_sites, version=3 - self.version)
+            try:
+                other.pattern_cls.from_dict(data)
+            except PatternError:
+                raise exc from None
+            raise PatternError(
+                f"space {self.name}: the pattern is of space family {other.name} (v"
+                f"{other.version}), not {self.name}'s (v{self.version}); use a file of this "
+                f"family, or search in --space {other.name}"
+            ) from None
+
     def sample(self, rng: random.Random | None = None) -> list[Pattern]:
         """Uniformly random patterns, one per site."""
         rng = rng or random.Random()
@@ -179,3 +226,4 @@ class SearchSpace:
         for c in self.choices():
             n *= c
         return n
+
