@@ -22,8 +22,9 @@ from typer.testing import CliRunner
 
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.pruning import controller_rewards, decide, rung_reward, rungs_for
+from adsearch.daemon.pruning import decide, rungs_for
 from adsearch.daemon.rundir import RunDir
+from adsearch.reward import learned_rewards
 from adsearch.store import Store
 from adsearch.store.records import NewTrial
 from adsearch.tasks import Budget, get_task
@@ -73,14 +74,14 @@ def test_a_child_is_decided_by_the_values_live_at_its_rung(store: Store) -> None
     assert summary[1]["reached"] == 1 and summary[1]["threshold"] is None
 
 
-def test_truncated_rewards_are_ranked_into_the_full_budget_distribution(store: Store) -> None:
-    assert rung_reward([0.1, 0.2, 0.3, 0.4], [0.6, 0.7, 0.8, 0.9], 0.1) == pytest.approx(0.6375)
-    assert rung_reward([0.1, 0.2, 0.3, 0.4], [0.6, 0.7, 0.8, 0.9], 0.4) > rung_reward([0.1, 0.2, 0.3, 0.4], [0.6, 0.7, 0.8, 0.9], 0.2)
-    assert rung_reward([0.1], [], 0.1) == 0.1  # no full-budget value yet: the raw value
+def test_truncated_rewards_are_moved_onto_the_full_budget_scale(store: Store) -> None:
+    """A stopped child learns from its rung value plus the median gain from that rung to
+    the full budget (adsearch.reward; the rule's own tests are in test_reward.py), read
+    from the store's rung tables: the order at the rung is kept."""
     sid = store.create_search("s", {}).id
     t = _trials(store, sid, 4)
     for tid, v in ((t[0].id, 0.1), (t[1].id, 0.3), (t[2].id, 0.5)):
-        store.record_rung(tid, 1.0, 1.0, v, None if False else _rule(0.5, 9))
+        store.record_rung(tid, 1.0, 1.0, v, _rule(0.5, 9))
     store.record_rung(t[2].id, 3.0, 3.0, 0.8, None)
     store.record_rung(t[3].id, 3.0, 3.0, 0.9, None)
     for rec, reward, metrics in ((t[0], 0.1, {"truncated": 1.0, "truncated_at_rung": 1.0}),
@@ -88,10 +89,10 @@ def test_truncated_rewards_are_ranked_into_the_full_budget_distribution(store: S
                                  (t[2], 0.8, {}), (t[3], 0.9, {})):
         store.update_trial(rec.id, state="running")
         store.finish_trial(rec.id, reward, metrics, [], 1.0, state="done")
-    results = {r.trial_id: r for r in store.results(sid)}
-    out = controller_rewards(store, sid, results)
+    out = learned_rewards(store, sid, [x.id for x in t], 0.0)
     assert out[t[2].id] == 0.8 and out[t[3].id] == 0.9  # full results keep their reward
-    assert 0.8 <= out[t[0].id] < out[t[1].id] <= 0.9  # stopped ones: by rank at their rung
+    # D_1 = 0.8 - 0.5 (the one trial with both values): 0.1 + 0.3 and 0.3 + 0.3
+    assert out[t[0].id] == pytest.approx(0.4) and out[t[1].id] == pytest.approx(0.6)
 
 
 @pytest.fixture
@@ -196,7 +197,7 @@ def test_bad_asha_options_are_refused_and_nothing_is_written(tmp_path: Path, arg
 def test_controller_learns_on_the_synthetic_task_with_asha(tmp_path: Path) -> None:
     """The real pieces in one process: the synthetic child with its curve and a live ASHA
     budget against a SQLite store, truncated results turned into rewards by
-    controller_rewards, and the transformer controller updated on them. The controller
+    adsearch.reward.learned_rewards, and the transformer controller updated on them. The controller
     must reach a rolling mean clean reward of 0.85 (random search: ~0.28), and ASHA must
     have stopped many children early."""
     import torch
@@ -224,8 +225,7 @@ def test_controller_learns_on_the_synthetic_task_with_asha(tmp_path: Path) -> No
                 store.update_trial(rec.id, state="running")
                 store.finish_trial(rec.id, res.reward, res.metrics, res.curve, 0.0, state="done")
                 window.append(res.metrics["clean_reward"])
-            results = {r.trial_id: r for r in store.results(sid, [r.id for r in recs])}
-            rewards = controller_rewards(store, sid, results)
+            rewards = learned_rewards(store, sid, [r.id for r in recs], 0.0)
             ctrl.update([(s, rewards[r.id]) for s, r in zip(samples, recs, strict=True)])
             n += len(samples)
             if len(window) == 16:

@@ -287,3 +287,47 @@ def test_dual_clip_bounds_negative_advantages() -> None:
     free = _grads_after_update({"dual_clip": 0.0}, -3.0, rewards)
     assert all(float(g.abs().max()) == 0.0 for g in capped)
     assert any(float(g.abs().max()) > 0.0 for g in free)
+
+
+# ---------------------------------------------------------------------- the advantage scale
+def test_near_tied_batches_give_bounded_advantages() -> None:
+    """Round 3: a batch tied at x below a baseline of x + 0.18 met the old 1e-3 std floor,
+    an advantage of -176. The scale is now max(batch std, the running std of past batches,
+    1% of the reward level, 1e-3) and advantages are clipped to adv_clip; here, whatever the
+    history, no advantage exceeds the clip, and the batch [x, x, x, x - 0.18] gets the
+    z-scores it should: the batch's own std sets the scale."""
+    x = 0.6119213
+    cfg = get_default_config()
+    # 1. no history, the round-3 case: a tied batch 0.18 below the baseline
+    ctrl = make_controller("transformer", CONV, seed=0)
+    ctrl.baseline = x + 0.18
+    st_tied = ctrl.update([(s, x) for s in ctrl.sample(4)])
+    assert st_tied.adv_scale == pytest.approx(cfg.adv_rel_floor * (x + 0.18))
+    assert st_tied.adv_max == cfg.adv_clip  # -0.18 / 0.0079 = -22.7, clipped to -5
+    assert math.isfinite(st_tied.loss) and abs(st_tied.loss) <= 3.0 * cfg.adv_clip + 1.0
+    # 2. with history: a first batch with spread sets the running std, then a tied batch
+    ctrl = make_controller("transformer", CONV, seed=0)
+    spread = [x + 0.36, x, x, x]
+    ctrl.update([(s, r) for s, r in zip(ctrl.sample(4), spread, strict=True)])
+    s0 = float(torch.tensor(spread).std())
+    assert ctrl.reward_std == pytest.approx(s0)
+    st2 = ctrl.update([(s, x) for s in ctrl.sample(4)])
+    assert st2.adv_scale == pytest.approx(s0, rel=1e-6)  # the past spread, not the floor
+    assert st2.adv_max == pytest.approx((st2.baseline - x) / s0, rel=1e-5)
+    assert st2.adv_max < 1.0  # round 3 gave 176 here
+    assert ctrl.reward_std == pytest.approx(cfg.adv_std_decay * s0)  # a tied batch: std 0
+    # 3. the batch [x, x, x, x - 0.18] with its own mean as baseline: z-scores, bounded
+    ctrl = make_controller("transformer", CONV, seed=0)
+    batch = [x, x, x, x - 0.18]
+    st3 = ctrl.update([(s, r) for s, r in zip(ctrl.sample(4), batch, strict=True)])
+    z = 0.135 / float(torch.tensor(batch).std())  # the drop: 0.75 * 0.18 below the mean
+    assert st3.adv_scale == pytest.approx(float(torch.tensor(batch).std()), rel=1e-6)
+    assert st3.adv_max == pytest.approx(z, rel=1e-5) and z <= (4 - 1) / math.sqrt(4) + 1e-9
+    assert math.isfinite(st3.grad_norm) and st3.grad_norm < 50.0
+
+
+def test_advantage_options_are_checked() -> None:
+    for name, value in (("adv_clip", -1.0), ("adv_rel_floor", float("nan")),
+                        ("adv_std_decay", 1.5)):
+        with pytest.raises(ConfigError, match=f"ControllerConfig.{name}"):
+            ControllerConfig(**{name: value})

@@ -209,3 +209,19 @@ def test_bad_arguments(tmp_path: Path) -> None:
     ctrl = make_controller("random", CONV)
     with pytest.raises(ConfigError, match="trial id"):
         CheckpointManager(tmp_path).save(ctrl, consumed_ids=[1, True])  # type: ignore[list-item]
+
+
+def test_running_reward_std_is_saved_and_old_states_load(tmp_path: Path) -> None:
+    """The advantage scale's running std is part of the state (exact resume covers it);
+    a state written before it existed loads with none (the first batch then sets it)."""
+    ctrl = make_controller("transformer", CONV, seed=3)
+    step(ctrl)
+    state = ctrl.state_dict()
+    assert state["reward_std"] == ctrl.reward_std is not None and ctrl.reward_std > 0
+    old = {k: v for k, v in state.items() if k != "reward_std"}
+    restored = make_controller("transformer", CONV, seed=3)
+    restored.load_state_dict(old)
+    assert restored.reward_std is None and restored.version == ctrl.version
+    again = make_controller("transformer", CONV, seed=3)
+    again.load_state_dict(state)
+    assert again.reward_std == ctrl.reward_std

@@ -38,8 +38,11 @@ class ControllerConfig:
     update_epochs: int = 1  # gradient steps per update() on the same batch
     # --- REINFORCE estimator
     baseline_decay: float = 0.5  # EMA baseline: b <- decay * b + (1 - decay) * mean(rewards)
-    normalize_advantage: bool = True  # divide advantages by max(batch std, adv_std_floor)
-    adv_std_floor: float = 1e-3  # reward spread below this counts as ties (no blow-up)
+    normalize_advantage: bool = True  # divide advantages by their scale (see transformer.py)
+    adv_std_floor: float = 1e-3  # absolute floor of that scale (reward units)
+    adv_rel_floor: float = 0.01  # floor relative to the reward level: spread below 1% = ties
+    adv_std_decay: float = 0.9  # EMA of batch reward std: s <- decay * s + (1 - decay) * std
+    adv_clip: float = 5.0  # advantages are clipped to [-adv_clip, adv_clip] (0 disables)
     entropy_coef: float = 1e-3  # weight of the entropy bonus (entropy summed over tokens)
     # --- staleness correction
     correction: str = "clip"  # "clip" (PPO surrogate), "truncate" (min(r, c) weights), "none"
@@ -82,6 +85,7 @@ class ControllerConfig:
             "adam_beta1": (0.0, 1.0),
             "adam_beta2": (0.0, 1.0),
             "baseline_decay": (0.0, 1.0),
+            "adv_std_decay": (0.0, 1.0),
         }
         for name, (lo, hi) in unit.items():
             v = getattr(self, name)
@@ -89,7 +93,7 @@ class ControllerConfig:
                 raise bad(name, f"must be a number in [{lo}, {hi}]")
         if self.baseline_decay == 1.0:
             raise bad("baseline_decay", "must be < 1, or the baseline never moves")
-        for name in ("grad_clip", "entropy_coef"):
+        for name in ("grad_clip", "entropy_coef", "adv_rel_floor", "adv_clip"):
             v = getattr(self, name)
             if (
                 isinstance(v, bool)

@@ -157,6 +157,9 @@ class UpdateStats:
         mean_staleness: mean of ``version_before - sample.version`` over the batch.
         max_staleness: largest staleness in the batch.
         grad_norm: gradient norm before clipping (first step), 0.0 for the random controller.
+        adv_scale: what the advantages were divided by (reward units; 1.0 when they were
+            not normalised, 0.0 for the random controller).
+        adv_max: the largest ``|advantage|`` used, after clipping (0.0 for random).
     """
 
     baseline: float
@@ -169,6 +172,8 @@ class UpdateStats:
     mean_staleness: float = 0.0
     max_staleness: int = 0
     grad_norm: float = 0.0
+    adv_scale: float = 0.0
+    adv_max: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -6,8 +6,18 @@ Estimator (**ours**; the paper says only "REINFORCE"; full derivation in
 by an older or equal controller version with behaviour log-probability ``log mu(x_k)``:
 
 - baseline: ``b`` is an exponential moving average of batch-mean rewards (the first batch
-  uses its own mean); advantages ``A_k = R_k - b``, optionally divided by their batch std;
-  after the step ``b <- d * b + (1 - d) * mean(R)``.
+  uses its own mean); advantages ``A_k = R_k - b``; after the step
+  ``b <- d * b + (1 - d) * mean(R)``.
+- scale (``normalize_advantage``): ``A_k`` is divided by
+  ``s = max(std(R), s_ema, adv_rel_floor * max(|b|, |mean(R)|), adv_std_floor)``, where
+  ``s_ema`` is an exponential moving average of past batches' reward std (decay
+  ``adv_std_decay``, updated after the step, kept in the checkpoint). Dividing by the batch
+  std alone exploded when a batch was nearly tied: round 3 divided a 0.18 gap to the
+  baseline by the 1e-3 floor, an advantage of -176. The running std keeps the scale the
+  search has seen; the relative floor says a spread below 1% of the reward level is a tie.
+- clip: ``A_k`` is clipped to ``[-adv_clip, adv_clip]`` (5 by default). Inside one batch
+  a z-score cannot exceed ``(n - 1) / sqrt(n)`` (2.5 for n = 8), so the clip binds only
+  when the baseline is far from the batch; it bounds every sample's weight in the loss.
 - ratio: ``r_k = exp(log q_theta(x_k) - log mu(x_k))``, with ``q_theta`` the *current*
   behaviour-form policy (same temperature and epsilon mixing), so a fresh sample has
   ``r = 1``.
@@ -61,6 +71,7 @@ class TransformerController:
         self.seed = seed
         self.version = 0
         self.baseline: float | None = None
+        self.reward_std: float | None = None  # running std of batch rewards (advantage scale)
         self.generator = torch.Generator().manual_seed(seed)
         self._build(config or get_default_config())
 
@@ -120,9 +131,11 @@ class TransformerController:
         stale = [max(0, self.version - s.version) for s in samples]
         mean_r = float(r.mean())
         base = mean_r if self.baseline is None else self.baseline
-        adv = r - base
-        if cfg.normalize_advantage and len(samples) > 1:
-            adv = adv / r.std().clamp_min(cfg.adv_std_floor)
+        batch_std = float(r.std()) if len(samples) > 1 else 0.0
+        scale = self.advantage_scale(batch_std, base, mean_r) if cfg.normalize_advantage else 1.0
+        adv = (r - base) / scale
+        if cfg.adv_clip > 0:
+            adv = adv.clamp(-cfg.adv_clip, cfg.adv_clip)
         self.policy.train()
         first: dict[str, float] = {}
         for epoch in range(cfg.update_epochs):
@@ -171,6 +184,10 @@ class TransformerController:
                 }
         d = cfg.baseline_decay
         self.baseline = mean_r if self.baseline is None else d * self.baseline + (1 - d) * mean_r
+        if len(samples) > 1:  # one sample has no spread: the running std is left as it was
+            ds = cfg.adv_std_decay
+            self.reward_std = (batch_std if self.reward_std is None
+                               else ds * self.reward_std + (1 - ds) * batch_std)
         self.version += 1
         return UpdateStats(
             baseline=float(base),
@@ -183,15 +200,27 @@ class TransformerController:
             mean_staleness=sum(stale) / len(stale),
             max_staleness=max(stale),
             grad_norm=first["grad_norm"],
+            adv_scale=float(scale),
+            adv_max=float(adv.abs().max()),
         )
+
+    def advantage_scale(self, batch_std: float, base: float, mean_r: float) -> float:
+        """What advantages are divided by (reward units): the batch's reward std, the running
+        std of past batches, a floor relative to the reward level and an absolute floor,
+        whichever is largest (module docstring)."""
+        cfg = self.config
+        level = max(abs(base), abs(mean_r))
+        return max(batch_std, self.reward_std or 0.0, cfg.adv_rel_floor * level,
+                   cfg.adv_std_floor)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Everything needed for an exact resume, as plain data and tensors.
 
         Keys: ``kind``, ``space`` (name, fingerprint), ``config`` (dict), ``seed``,
-        ``version``, ``baseline``, ``model`` (policy weights), ``optimizer`` (Adam state),
-        ``rng`` (``{"torch": sampling generator state}``). Tensors are cloned.
+        ``version``, ``baseline``, ``reward_std`` (running std of batch rewards, None before
+        the first batch of two or more), ``model`` (policy weights), ``optimizer`` (Adam
+        state), ``rng`` (``{"torch": sampling generator state}``). Tensors are cloned.
         """
         return {
             "kind": self.kind,
@@ -200,6 +229,7 @@ class TransformerController:
             "seed": self.seed,
             "version": self.version,
             "baseline": self.baseline,
+            "reward_std": self.reward_std,
             "model": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": _clone_tensors(self.optimizer.state_dict()),
             "rng": {"torch": self.generator.get_state().clone()},
@@ -217,6 +247,7 @@ class TransformerController:
             seed = int(state["seed"])
             version = int(state["version"])
             baseline = state["baseline"]
+            reward_std = state.get("reward_std")  # absent from checkpoints before issue 19
             if config != self.config or seed != self.seed:
                 self.seed = seed
                 self._build(config)
@@ -231,6 +262,7 @@ class TransformerController:
             ) from None
         self.version = version
         self.baseline = None if baseline is None else float(baseline)
+        self.reward_std = None if reward_std is None else float(reward_std)
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.policy.parameters())

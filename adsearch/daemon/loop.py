@@ -32,7 +32,7 @@ from typing import Any
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
 from adsearch.daemon.failures import FailureBreaker
-from adsearch.daemon.pruning import Scheduler, controller_rewards
+from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.recheck import RECHECK, SEARCH_PURPOSES
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
@@ -40,6 +40,7 @@ from adsearch.daemon.stopping import COLD
 from adsearch.daemon.workers import WorkerMixin
 from adsearch.errors import CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
+from adsearch.reward import learned_rewards
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -393,31 +394,31 @@ class Daemon(WorkerMixin):
         bs = self.cfg.batch_size
         while len(self.unconsumed) >= bs or (final and self.unconsumed):
             ids = self.unconsumed[:bs]
-            results = {r.trial_id: r for r in self.store.results(self.search_id, ids)
-                       if r.reward is not None}
-            # truncated results learn from their rung rank (adsearch.daemon.pruning.rung_reward)
-            rewards = controller_rewards(self.store, self.search_id, results)
+            # the one rule for what the controller learns from (failures, stopped children)
+            rewards = learned_rewards(self.store, self.search_id, ids, self.cfg.failure_reward)
             batch = []
             for tid in ids:
                 t = self.store.get_trial(tid)
                 sample = Sample.from_dict({"tokens": t.tokens, "logp": t.logp,
                                            "version": t.controller_version}, space=self.space)
-                reward = rewards.get(tid)
-                batch.append((sample, self.cfg.failure_reward if reward is None else float(reward)))
+                batch.append((sample, rewards[tid]))
             stats = self.controller.update(batch)
-            top = self.store.top_trials(self.search_id, 1)
-            best = max([r for _, r in batch] + ([top[0][1].reward] if top else []))
+            # best so far: full-budget results only (a stopped child's value is not one)
+            top = self.store.top_trials(self.search_id, 1, full_only=True, succeeded_only=True)
+            best = top[0][1].reward if top else None
             self.consumed.update(ids)
             event = {"kind": "controller.update",
                      "message": f"controller v{stats.version}: mean reward "
                                 f"{stats.mean_reward:.4f}, baseline {stats.baseline:.4f}, "
                                 f"entropy {stats.entropy:.3f}",
-                     "data": {**stats.to_dict(), "trial_ids": ids, "best_so_far": best}}
+                     "data": {**stats.to_dict(), "trial_ids": ids,
+                              "rewards": [rewards[t] for t in ids], "best_so_far": best}}
             path = self.ckpts.save(self.controller, self.consumed, event=event)
-            # the checkpoint record and its event in one transaction: a kill keeps both or
-            # neither (and neither is rebuilt from the file at the next start)
+            # the checkpoint record, its event and the learned rewards in one transaction: a
+            # kill keeps all or none (and none is rebuilt from the file at the next start)
             self.store.add_checkpoint(self.search_id, self.controller.version, str(path), ids,
-                                      event=(event["kind"], event["message"], event["data"]))
+                                      event=(event["kind"], event["message"], event["data"]),
+                                      learned=rewards)
             del self.unconsumed[: len(ids)]
             self.controller_stats = stats.to_dict()
 

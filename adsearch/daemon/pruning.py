@@ -10,7 +10,8 @@ included (:func:`decide`), i.e. when it is in the top ``1/E``. Otherwise it stop
 its result is marked ``truncated`` (``truncated_at_epoch``, ``truncated_at_rung``,
 ``prune_below`` = the threshold it missed). No child is stopped at a rung until it holds
 ``min_trials`` values (``ceil(E)`` for ASHA). The top rung's value is recorded without a
-decision, so ``status`` and :func:`rung_reward` know the full-budget distribution.
+decision, so ``status`` and the controller's reward for a stopped child
+(:func:`adsearch.reward.rung_offsets`) know the full-budget values.
 
 ``--prune-at-epoch E --prune-quantile q`` (the older one-rung option) is the same mechanism
 with one decision rung ``E``, keep fraction ``1 - q`` and ``min_trials = prune_min_trials``.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,42 +110,3 @@ class Scheduler:
             budget.update(rungs=list(s.rungs), top_rung=s.top, keep=s.keep,
                           min_trials=s.min_trials, store_url=self.store_url, trial_id=trial_id)
         return budget
-
-
-# --------------------------------------------------------------------- the controller's reward
-def rung_reward(rung_values: Iterable[float], top_values: Iterable[float], value: float) -> float:
-    """The reward the controller learns from for a child stopped at a rung (**ours**).
-
-    A value at an early rung is not comparable with full-budget values (every child is
-    worse after 1 epoch than after 10), so it is mapped by rank: ``p`` = the mid-rank of
-    ``value`` among the values recorded at its rung (0 = worst, 1 = best), and the reward is
-    the ``p`` quantile of the full-budget (top-rung) values recorded so far. A stopped child
-    ranks in the bottom ``1 - keep`` of its rung, so its reward lands in the lower part of
-    the full-budget distribution, below the rewards of children that beat it there. With no
-    full-budget value yet, the raw value is returned.
-    """
-    top = sorted(float(v) for v in top_values)
-    xs = [float(v) for v in rung_values]
-    if not top or not xs:
-        return float(value)
-    below = sum(1 for v in xs if v < value)
-    equal = sum(1 for v in xs if v == value)
-    p = (below + 0.5 * max(equal, 1)) / max(len(xs), 1) if len(xs) > 1 else 0.5
-    return quantile(top, min(1.0, max(0.0, p)))
-
-
-def controller_rewards(store: Any, search_id: int, results: dict[int, Any]) -> dict[int, float]:
-    """Rewards for ``results`` (trial id -> ResultRecord): full results keep their reward,
-    truncated ones get :func:`rung_reward` from the rung tables of the moment."""
-    cut = {tid: r for tid, r in results.items()
-           if r.metrics.get("truncated") and r.metrics.get("truncated_at_rung") is not None}
-    out = {tid: float(r.reward) for tid, r in results.items() if tid not in cut}
-    if not cut:
-        return out
-    rows = store.rung_rows(search_id)
-    top = [r.value for r in rows if r.promoted is None]
-    for tid, r in cut.items():
-        rung = float(r.metrics["truncated_at_rung"])
-        at_rung = [row.value for row in rows if abs(row.rung - rung) < EPS]
-        out[tid] = rung_reward(at_rung, top, float(r.reward))
-    return out

@@ -26,6 +26,7 @@ from typing import Any
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.failures import BAD_PATTERN, FAILURE_CLASSES
 from adsearch.daemon.rundir import RunDir, read_json
+from adsearch.reward import failure
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -99,7 +100,7 @@ def record_outcome(store: Any, queue: Any, cfg: SearchConfig, trial_id: int,
     if outcome.status == "ok" and outcome.reward is not None:
         reward, metrics = float(outcome.reward), outcome.metrics
     else:
-        reward = cfg.failure_reward
+        reward = failure(cfg.failure_reward)  # the one rule: adsearch.reward
         metrics = {**outcome.metrics, "bad_pattern": 1.0}
         error = (outcome.error or "bad pattern")[:2000]
     store.finish_trial(trial_id, reward, metrics, outcome.curve, outcome.seconds, state="done",

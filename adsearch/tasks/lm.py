@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from adsearch import reward
 from adsearch.errors import ConfigError
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
@@ -35,7 +36,7 @@ from adsearch.tasks.lm_data import (
 )
 from adsearch.tasks.result import Budget, ChildResult
 
-REWARD_CONSTANT = 80.0  # reward = REWARD_CONSTANT / val_ppl (ENAS)
+REWARD_CONSTANT = reward.rule("val_ppl").scale  # reward = 80 / val_ppl (ENAS; adsearch.reward)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ class _LMTask:
                         vl = evaluate(model, corpus.valid, c, dev, c.curve_eval_tokens)
                     curve.append(_point(step, per_epoch, losses, vl))
                     losses = []
-                    value = REWARD_CONSTANT / curve[-1]["val_metric"]  # higher is better
+                    value = reward.from_metric("val_ppl", curve[-1]["val_metric"])  # higher is better
                     if budget is not None and budget.prune_now(step / per_epoch, value, last=False):
                         metrics.update(budget.truncation())
                         stopped = True
@@ -184,12 +185,12 @@ class _LMTask:
         if stopped:  # stopped at a rung: its value is the result (no full evaluation, no test)
             vl = curve[-1]["val_loss"]
             metrics.update(val_loss=vl, val_ppl=curve[-1]["val_metric"], train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
-            return ChildResult(REWARD_CONSTANT / curve[-1]["val_metric"], metrics, curve, clock.wall())
+            return ChildResult(reward.from_metric("val_ppl", curve[-1]["val_metric"]), metrics, curve, clock.wall())
         with clock.pause():
             vl = evaluate(model, corpus.valid, c, dev, c.max_eval_tokens)
         curve.append(_point(step, per_epoch, losses, vl))
         if budget is not None and math.isfinite(vl):  # the top rung's value, for status
-            budget.prune_now(step / per_epoch, REWARD_CONSTANT / curve[-1]["val_metric"], last=True)
+            budget.prune_now(step / per_epoch, reward.from_metric("val_ppl", curve[-1]["val_metric"]), last=True)
         if not math.isfinite(vl):
             metrics.update(common.diverged_metrics(step))
             return ChildResult(0.0, metrics, curve, clock.wall())
@@ -198,7 +199,7 @@ class _LMTask:
         if c.test:
             tl = evaluate(model, corpus.test, c, dev)
             metrics.update(test_loss=tl, test_ppl=math.exp(min(tl, 50.0)))
-        return ChildResult(REWARD_CONSTANT / val_ppl, metrics, curve, clock.wall())
+        return ChildResult(reward.from_metric("val_ppl", val_ppl), metrics, curve, clock.wall())
 
 
 def _point(step: int, per_epoch: int, losses: list[float], val_loss: float) -> dict[str, float]:

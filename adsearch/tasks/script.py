@@ -45,6 +45,7 @@ from typing import Any
 
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SearchSpace
+from adsearch.reward import from_metric
 from adsearch.tasks.result import Budget, ChildResult
 from adsearch.trial import CURVE_FILE, ENV_TRIAL, EXCEPTION_FILE, RESULT_FILE
 
@@ -282,10 +283,10 @@ def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float
         metrics.update({"truncated": 1.0, "truncated_at_epoch": float(pruned["epoch"]),
                         **{k: float(v) for k, v in marks.items()}})
     if isinstance(result, dict):
-        reward = float(result["reward"])
+        reward = from_metric("reward", float(result["reward"]))  # the script's, as is
         metrics = {**{k: float(v) for k, v in result.get("metrics", {}).items()}, **metrics}
     elif pruned is not None:
-        reward = float(pruned["val_metric"])
+        reward = from_metric("reward", float(pruned["val_metric"]))
     else:
         raise ScriptError("the script exited with status 0 without calling "
                           "adsearch.trial.current().finish(reward)", adsearch_failure="bad_pattern")

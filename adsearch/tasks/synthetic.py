@@ -35,6 +35,7 @@ from typing import Any
 
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SearchSpace
+from adsearch.reward import from_metric
 from adsearch.tasks.fields import check_field_types
 from adsearch.tasks.result import Budget, ChildResult
 
@@ -168,7 +169,7 @@ class SyntheticTask:
                 value = (_early(task_config, clean, e)
                          + random.Random(f"{seed}-{e}").gauss(0.0, task_config.noise_sd))
             curve.append({"step": e, "epoch": e, "val_metric": value})
-            reward = value
+            reward = from_metric("reward", value)  # identity: the value is the reward
             if budget.prune_now(e, value, last=e >= epochs - 1e-9):
                 metrics.update(budget.truncation())
                 break

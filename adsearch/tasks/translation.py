@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from adsearch import reward
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
 from adsearch.tasks.result import Budget, ChildResult
@@ -174,13 +175,13 @@ class TranslationTask:
                         bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
                     curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses)), "val_loss": vloss, "val_metric": bleu})
                     losses = []
-                    if budget.prune_now(step / per_epoch, bleu / 100.0, last=False):
+                    if budget.prune_now(step / per_epoch, reward.from_metric("val_bleu", bleu), last=False):
                         metrics.update(budget.truncation())
                         stopped = True
                         break
             if stopped:  # stopped at a rung: its BLEU is the result (no test decoding)
                 metrics.update(val_bleu=curve[-1]["val_metric"], val_loss=curve[-1]["val_loss"], train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
-                return ChildResult(curve[-1]["val_metric"] / 100.0, metrics, curve, clock.wall())
+                return ChildResult(reward.from_metric("val_bleu", curve[-1]["val_metric"]), metrics, curve, clock.wall())
             if step < total and not common.out_of_time(clock, seconds):  # end of an epoch: a cheap point
                 curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses))})
                 losses = []
@@ -188,8 +189,8 @@ class TranslationTask:
             bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
         curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses)), "val_loss": vloss, "val_metric": bleu})
         if budget is not None:  # the top rung's value, for status
-            budget.prune_now(step / per_epoch, bleu / 100.0, last=True)
+            budget.prune_now(step / per_epoch, reward.from_metric("val_bleu", bleu), last=True)
         metrics.update(val_bleu=bleu, val_loss=vloss, train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
         if data.test is not None:
             metrics["test_bleu"], metrics["test_loss"], _ = evaluate(model, data.test, data, c, dev)
-        return ChildResult(bleu / 100.0, metrics, curve, clock.wall())
+        return ChildResult(reward.from_metric("val_bleu", bleu), metrics, curve, clock.wall())
