@@ -53,6 +53,8 @@ class SearchConfig:
     child_seed: int | None = None  # every child trains with this seed (common random numbers:
     # init, data order and augmentation are shared, so rewards differ by the pattern, not by
     # luck); None: a fresh seed per trial, derived from ``seed``
+    max_drop: float = 0.5  # the drop cap (adsearch.ops.cap): a pattern that drops more than this
+    # share of a site's units (or a whole map at every placement) is refused before it trains
     prune_epoch: float | None = None  # early stopping: check children at this epoch (None: off)
     prune_quantile: float = 0.25  # ... and stop those below this quantile of earlier children
     prune_min_trials: int = 8  # ... once this many children have a value there
@@ -175,6 +177,11 @@ class SearchConfig:
                                             or not 0 <= self.child_seed < 2**31):
             raise ConfigError(f"--child-seed: invalid value {self.child_seed!r}; use an integer "
                               "in [0, 2**31)")
+        md = self.max_drop
+        if isinstance(md, bool) or not isinstance(md, (int, float)) or not 0 < md <= 1:
+            raise ConfigError(f"--max-drop: invalid value {md!r}; use a share in (0, 1] (0.5: "
+                              "refuse patterns that drop more than half of a site's units; 1: "
+                              "refuse only those that drop a whole map)")
         if self.heartbeat_seconds * 2 > self.lease_seconds:
             raise ConfigError(
                 f"heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of "

@@ -109,6 +109,23 @@ class NewTrial:
 
 
 @dataclass(frozen=True)
+class FinishedTrial:
+    """A drawn trial stored already ``done``, with its result and one event, in one
+    transaction (input of ``add_finished_trials``): a cache hit, which reuses the result of
+    trial ``cache_of``, or a pattern refused before training (adsearch.daemon.dedup)."""
+
+    trial: NewTrial
+    reward: float | None  # the reward (the source's for a hit, the failure reward if refused)
+    metrics: dict[str, Any]
+    curve: list[dict[str, Any]]
+    seconds: float  # wall-clock seconds of a child run: 0, none ran
+    error: str | None = None  # the trial's error (a refusal's reason)
+    cache_of: int | None = None  # a cache hit: the trial whose stored result it reuses
+    event: tuple[str, str, dict[str, Any]] | None = None  # (kind, message, data); the message
+    # is prefixed with "trial ID " and data gets "trial_id"
+
+
+@dataclass(frozen=True)
 class TrialRecord:
     """One stored trial: a drawn pattern and the life of its child training run."""
 

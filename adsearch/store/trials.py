@@ -11,11 +11,12 @@ from sqlalchemy import Select, func, insert, select, update
 from adsearch.errors import StoreError
 from adsearch.store import convert
 from adsearch.store.base import StoreCore
-from adsearch.store.models import ResultModel, TrialModel
+from adsearch.store.models import EventModel, ResultModel, TrialModel
 from adsearch.store.records import (
     TERMINAL_TRIAL_STATES,
     TRIAL_PURPOSES,
     TRIAL_STATES,
+    FinishedTrial,
     NewTrial,
     ResultRecord,
     TrialRecord,
@@ -99,6 +100,83 @@ class TrialMethods(StoreCore):
             stmt = insert(TrialModel).returning(TrialModel.id, sort_by_parameter_order=True)
             ids = s.scalars(stmt, rows).all()
         return [TrialRecord(id=i, **row) for i, row in zip(ids, rows, strict=True)]  # type: ignore[arg-type]
+
+    def add_finished_trials(self, search_id: int,
+                            items: Sequence[FinishedTrial]) -> list[TrialRecord]:
+        """Store drawn trials that are finished already (state ``done``, 0 attempts: no child
+        ran), each with its result and event, all in one transaction: the cache hits and the
+        refused patterns of :mod:`adsearch.daemon.dedup`.
+
+        Args:
+            search_id: The search they belong to.
+            items: The trials with their results, in the order their ids are assigned (and
+                the results their finish order).
+
+        Returns:
+            The stored trials, in the order of ``items``.
+
+        Raises:
+            StoreError: Unknown search, an unknown ``purpose``, a ``cache_of`` that is not a
+                trial of the same search, or a value that is not JSON-able; nothing is
+                written then.
+        """
+        if not items:
+            return []
+        for it in items:
+            if it.trial.purpose not in TRIAL_PURPOSES:
+                raise StoreError(f"invalid trial purpose {it.trial.purpose!r}: use one of "
+                                 f"{', '.join(TRIAL_PURPOSES)}")
+        now = utcnow()
+        rows = [
+            {
+                "search_id": search_id, "pattern": list(it.trial.pattern),
+                "pattern_hash": it.trial.pattern_hash,
+                "tokens": [int(t) for t in it.trial.tokens],
+                "controller_version": int(it.trial.controller_version),
+                "logp": float(it.trial.logp), "seed": int(it.trial.seed), "state": "done",
+                "slot": None, "attempts": 0, "pid": None, "error": it.error,
+                "created_at": now, "started_at": None, "finished_at": now,
+                "purpose": it.trial.purpose,
+            }
+            for it in items
+        ]  # fmt: skip
+        sources = sorted({int(it.cache_of) for it in items if it.cache_of is not None})
+        with self._session() as s:
+            self._search_row(s, search_id)
+            if sources:
+                found = set(s.scalars(select(TrialModel.id).where(
+                    TrialModel.id.in_(sources), TrialModel.search_id == search_id)))
+                if found != set(sources):
+                    raise StoreError(f"cannot reuse the result of trial(s) "
+                                     f"{sorted(set(sources) - found)}: not trials of search "
+                                     f"{search_id}")
+            stmt = insert(TrialModel).returning(TrialModel.id, sort_by_parameter_order=True)
+            ids = s.scalars(stmt, rows).all()
+            for tid, it in zip(ids, items, strict=True):
+                s.add(ResultModel(
+                    trial_id=tid, search_id=search_id, reward=clean_reward(it.reward),
+                    metrics=dict(it.metrics), curve=list(it.curve), seconds=float(it.seconds),
+                    created_at=now, cache_of=None if it.cache_of is None else int(it.cache_of)))
+                s.flush()  # results in item order: their ids are the finish order
+                if it.event is not None:
+                    kind, message, data = it.event
+                    s.add(EventModel(search_id=search_id, at=now, kind=kind,
+                                     message=f"trial {tid} {message}",
+                                     data={**data, "trial_id": tid}))
+        return [TrialRecord(id=i, **row) for i, row in zip(ids, rows, strict=True)]  # type: ignore[arg-type]
+
+    def dedup_counts(self, search_id: int) -> dict[str, int]:
+        """``{"cache_hits": n, "refused": m}``: trials that reused a stored result
+        (``results.cache_of``) and patterns refused by the drop cap (``metrics["refused"]``),
+        neither of which ran a child (adsearch.daemon.dedup)."""
+        hits = select(func.count()).select_from(ResultModel).where(
+            ResultModel.search_id == search_id, ResultModel.cache_of.is_not(None))
+        refused = select(func.count()).select_from(ResultModel).where(
+            ResultModel.search_id == search_id,
+            ResultModel.metrics["refused"].as_float() == 1.0)
+        with self._session(write=False) as s:
+            return {"cache_hits": int(s.execute(hits).scalar_one()),
+                    "refused": int(s.execute(refused).scalar_one())}
 
     def get_trial(self, trial_id: int) -> TrialRecord:
         """Return one trial.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -237,6 +238,53 @@ class _ImageTask:
         if test is not None:
             metrics["test_acc"], metrics["test_loss"] = self.evaluate(model, test, c, dev)
         return ChildResult(reward.from_metric(c.reward_metric, metrics[c.reward_metric]), metrics, curve, clock.wall())
+
+
+    def site_maps(self, config: ImageConfig) -> list[tuple[tuple[int, int], ...]]:
+        """Per site, the ``(H, W)`` feature maps its patterns act on, largest first: what the
+        drop cap checks a pattern on (:mod:`adsearch.ops.cap`). One forward pass of the
+        model (every site active, shortcuts too) on one input of the training images' size,
+        which reads at most one image (:func:`input_shape`)."""
+        from adsearch.ops.cap import probe_site_maps
+        from adsearch.patterns import ConvPattern
+
+        h, w = input_shape(config)
+        sites = self.space(config).num_sites
+        model = self.build_model(config, 10, [ConvPattern(residual=True)] * sites)
+        return probe_site_maps(model, torch.zeros(1, 3, h, w))
+
+
+def input_shape(c: ImageConfig) -> tuple[int, int]:
+    """``(H, W)`` of the images a child of ``c`` trains on, reading at most one image:
+    ``image_size`` when set (a square crop); else the first image of the data (the embedded
+    sample or a ``.npz`` sample, an ImageFolder tree), or 32 x 32 for torchvision CIFAR-10."""
+    import numpy as np
+
+    from adsearch.tasks.image_data import EMBEDDED_PATH, IMAGE_EXTENSIONS, decode_image
+
+    if c.image_size is not None:
+        return c.image_size, c.image_size
+    path = EMBEDDED_PATH if c.data is None else Path(c.data)
+    if path.is_file() and path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                first = z["jpeg"][int(z["offsets"][0]) : int(z["offsets"][1])].tobytes()
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(f"{path} is not an adsearch image sample: {exc}") from None
+        arr = decode_image(first, None, f"{path}[0]")
+    elif c.download or (path / "cifar-10-batches-py").is_dir():
+        return 32, 32
+    else:
+        root = path / "train" if (path / "train").is_dir() else path
+        classes = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")) \
+            if root.is_dir() else []
+        files = (f for d in classes for f in sorted(d.iterdir())
+                 if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+        image = next(files, None)
+        if image is None:
+            raise DataError(f"image data path {path} holds no images in class folders")
+        arr = decode_image(image, None, str(image))
+    return int(arr.shape[1]), int(arr.shape[2])
 
 
 class Cifar10Task(_ImageTask):

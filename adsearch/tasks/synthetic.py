@@ -54,6 +54,9 @@ class SyntheticConfig:
     curve: str = "agree"  # learning curves: "agree" (early epochs rank as the end does, with
     # noise) or "reverse" (they rank backwards until half the budget, as over-fitting children
     # did on the round-3 LM; for the rung checks of issue 19 §3)
+    input_side: int = 0  # > 0: the patterns stand for a network whose conv sites act on maps
+    # of side input_side, /2, /4, ... px (site i: input_side >> i), so the drop cap applies
+    # (adsearch.ops.cap; seq spaces: the cap's map-free rule); 0: no network, no cap
     bug: str = ""  # a built-in exception type (e.g. "NameError") every child raises: stands in
     # for a bug in task code, which is no result (adsearch.daemon.failures); "" = none
 
@@ -106,6 +109,9 @@ class SyntheticTask:
                 f"synthetic task config: unknown reward {cfg.reward!r}; choose one of "
                 f"{', '.join(REWARDS)}"
             )
+        if cfg.input_side < 0:
+            raise ConfigError(f"synthetic task config: input_side={cfg.input_side!r}; must be "
+                              "an integer >= 0 (0: no network)")
         for name in ("noise_sd", "sleep", "bad_fraction", "nan_fraction"):
             v = getattr(cfg, name)
             if not isinstance(v, (int, float)) or v < 0:
@@ -124,6 +130,17 @@ class SyntheticTask:
 
     def space(self, config: SyntheticConfig) -> SearchSpace:
         return SearchSpace.from_name(config.space)
+
+    def site_maps(self, config: SyntheticConfig) -> list[tuple[tuple[int, int], ...]] | None:
+        """The maps the drop cap checks (adsearch.daemon.dedup.task_site_maps): None (no
+        network, no cap) unless ``input_side`` is set; then site ``i`` of a conv space acts on
+        one ``(input_side >> i)``-px square map, and a seq site needs none."""
+        if config.input_side <= 0:
+            return None
+        space = self.space(config)
+        if space.kind != "conv":
+            return [()] * space.num_sites
+        return [((max(1, config.input_side >> i),) * 2,) for i in range(space.num_sites)]
 
     def run_child(self, task_config: SyntheticConfig, regularizer: Any, budget: Budget,
                   device: str, seed: int) -> ChildResult:
