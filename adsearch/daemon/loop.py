@@ -423,13 +423,30 @@ class Daemon(WorkerMixin):
             self.controller_stats = stats.to_dict()
 
     def _produce(self) -> None:
+        """Draw new trials and pass them through the admission gate
+        (:mod:`adsearch.daemon.dedup`): canonical patterns, the drop cap, the cache. A refused
+        pattern or a cache hit is stored ``done`` at once (the controller gets it in finish
+        order); a duplicate of a trial still queued or running waits for it in memory."""
+        from adsearch.daemon.dedup import Admission, Admitted, task_site_maps
+        from adsearch.patterns.canonical import canonical_patterns
         from adsearch.store import NewTrial
 
+        adm = getattr(self, "admission", None)
+        if adm is None:  # made at the first draw: the site maps need the task (and torch)
+            adm = self.admission = Admission(self.store, self.search_id, self.cfg, self.space,
+                                             task_site_maps(self.task, self.task_config))
+
+        def take(out: Admitted) -> None:
+            self.queue.push(out.queued)
+            self.active.update(out.queued)
+            self.unconsumed.extend(out.finished)
+
+        take(adm.resolve(self.active))  # duplicates whose first copy has ended
         n_slots = len(self.slots)
         pending = len(self.queue)
         idle = n_slots - len(self.children)
         want = max(0, self.cfg.effective_lookahead(n_slots) + idle - pending)
-        ahead = len(self.active) + len(self.unconsumed)
+        ahead = len(self.active) + len(self.unconsumed) + adm.n_waiting
         want = min(want, max(0, self.cfg.effective_max_ahead(n_slots) - ahead))
         if self.cfg.budget_trials is not None:
             want = min(want, self.cfg.budget_trials - self.n_trials)
@@ -437,17 +454,15 @@ class Daemon(WorkerMixin):
             return
         items: list[Any] = []
         for sample in self.controller.sample(want):
-            pats = [p.to_dict() for p in sample.patterns]
+            pats = [p.to_dict() for p in canonical_patterns(sample.patterns)]
             seed = self.cfg.child_seed
             if seed is None:
                 seed = random.Random(f"{self.cfg.seed}-{self.n_trials + len(items)}").randrange(2**31)
             items.append(NewTrial(pattern=pats, pattern_hash=pattern_hash(pats),
                                   tokens=list(sample.tokens), controller_version=sample.version,
                                   logp=sample.logp, seed=seed))
-        records = self.store.add_trials(self.search_id, items)
-        self.queue.push(r.id for r in records)
-        self.active.update(r.id for r in records)
-        self.n_trials += len(records)
+        self.n_trials += len(items)  # drawn: stored now, or waiting for a first copy
+        take(adm.admit(items, self.active))
 
     # ------------------------------------------------------------------ state file
     def wait_reasons(self) -> list[str]:

@@ -245,6 +245,7 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         "counts": counts,
         "trials": sum(counts.values()),
         "bad_patterns": {"count": n_bad, "last_error": last_bad},
+        **_children(cfg, store, search.id),
         "controller_notes": notes,
         "elapsed_s": elapsed,
         "budget": budget,
@@ -277,6 +278,39 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         "scheduling": state.get("scheduling") if live else None,
         "rungs": _rungs(cfg, store, search.id),
     }
+
+
+def _children(cfg: SearchConfig, store: Any, search_id: int) -> dict[str, Any]:
+    """Issue 19 §4 (adsearch.daemon.dedup): ``child_seed``, which seed the children train
+    with (``{"mode": "shared", "value": S}``: every child ``--child-seed S``;
+    ``{"mode": "per-trial", "from_seed": S}``: each its own, drawn from the search seed;
+    ``{"mode": "planned"}``: a verify search's planned seeds); ``cache_hits``, trials that
+    reused a stored result with no child; ``refused``, patterns refused by the drop cap
+    ``max_drop``, with no child either."""
+    if cfg.controller == "fixed":
+        seed: dict[str, Any] = {"mode": "planned"}
+    elif cfg.child_seed is None:
+        seed = {"mode": "per-trial", "from_seed": cfg.seed}
+    else:
+        seed = {"mode": "shared", "value": cfg.child_seed}
+    counts = store.dedup_counts(search_id)
+    return {"child_seed": seed, "cache_hits": counts["cache_hits"],
+            "refused": counts["refused"], "max_drop": cfg.max_drop}
+
+
+def _children_text(snap: dict[str, Any]) -> str:
+    """One status line: the seed mode, the cache hits and the refused patterns."""
+    seed = snap.get("child_seed") or {}
+    mode = seed.get("mode")
+    if mode == "shared":
+        what = f"every child trains with seed {seed.get('value')} (--child-seed)"
+    elif mode == "per-trial":
+        what = f"each child its own seed, drawn from search seed {seed.get('from_seed')}"
+    else:
+        what = "seeds planned by verify"
+    return (f"children: {what}; {snap.get('cache_hits', 0)} cache hit(s) (a stored result of "
+            f"the same pattern and seed reused, no child); {snap.get('refused', 0)} refused by "
+            f"the drop cap {snap.get('max_drop', 0):.0%} (no child)")
 
 
 def _rechecked(store: Any, search_id: int, top: list[Any]) -> dict[str, dict[str, Any]]:
@@ -372,7 +406,7 @@ def render_status(snap: dict[str, Any]) -> Any:
         + (f"\nstage: {snap['stage']}" if snap.get("stage") not in (None, "search") else "")
         + (f"\n{', '.join(pace)}" if pace else ""),
     )
-    parts: list[Any] = [head]
+    parts: list[Any] = [head, Text(_children_text(snap))]
     bad = snap["bad_patterns"]
     if bad["count"]:
         last = (bad["last_error"] or "").splitlines()[0][:300] if bad["last_error"] else "?"
