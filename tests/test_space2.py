@@ -168,3 +168,30 @@ def test_baseline_refusals() -> None:
         baseline_patterns("dropblock", 0.1, v2, 4, (16, 8, 4))
     with pytest.raises(PatternError, match="not a point"):
         baseline_patterns("variational", 0.1, v2)
+
+
+def test_cli_pattern_baseline_and_show_json(tmp_path) -> None:
+    """`pattern baseline` writes a v2 file; `pattern show --json` reports each site's
+    expected and drawn drop and the op's geometry at its map side; a bad rate is a clear
+    error with no file and no traceback."""
+    from typer.testing import CliRunner
+
+    from adsearch.cli.main import app
+
+    runner = CliRunner()
+    out = tmp_path / "db.json"
+    res = runner.invoke(app, ["pattern", "baseline", "dropblock", "--rate", "0.2", "--block", "3",
+                              "--space", "conv2-3", "--sides", "16,8,4", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    ps = load_patternset(out)
+    assert ps.space.name == "conv2-3" and {p.kind for p in ps.patterns} == {"block"}
+    res = runner.invoke(app, ["pattern", "show", str(out), "--json", "--shape", "4", "4"])
+    doc = json.loads(res.stdout)
+    for site in doc["sites"]:
+        assert site["expected_drop"] == 0.2 and site["cap"] == 0.5
+        assert 1 <= site["geometry"]["side_px"] <= 3 and 0.0 <= site["drop_fraction"] < 1.0
+    bad = tmp_path / "bad.json"
+    res = runner.invoke(app, ["pattern", "baseline", "dropout", "--rate", "0.22", "--space",
+                              "conv2-3", "-o", str(bad)])
+    assert res.exit_code != 0 and "rate grid" in res.output and "Traceback" not in res.output
+    assert not bad.exists()

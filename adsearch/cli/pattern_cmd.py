@@ -19,6 +19,8 @@ from rich.text import Text
 
 from adsearch.errors import PatternError
 from adsearch.patterns import SITE_MAP_SIDES, ConvPattern, PatternSet, SearchSpace, load_patternset
+from adsearch.patterns.conv2 import RATE_CAP, ConvPattern2
+from adsearch.patterns.seq2 import SeqPattern2
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +41,10 @@ def _site_masks(pattern: Any, shape: tuple[int, int], seed: int) -> torch.Tensor
     """
     from adsearch.ops import render_mask
 
-    if isinstance(pattern, ConvPattern):
+    if isinstance(pattern, SeqPattern2):  # v2: draw its strongest sub-layer (JSON lists all)
+        subs = [pattern.sub(s) for s in pattern.sites] or [pattern.sub("emb")]
+        pattern = max(subs, key=lambda sub: sub.rate)
+    if isinstance(pattern, (ConvPattern, ConvPattern2)):
         return render_mask(pattern, (PANELS, *shape), seed)
     return render_mask(pattern, (PANELS, *shape), seed).transpose(1, 2)
 
@@ -147,9 +152,34 @@ def _json_doc(file: Path, ps: PatternSet, sites: list[int], shapes: list[tuple[i
     for i in sites:
         masks = _site_masks(ps.patterns[i], shapes[i], seed + i)
         out.append({"site": i, "pattern": ps.patterns[i].to_dict(), "shape": list(shapes[i]),
-                    "drop_fraction": round(_dropped(masks), 6)})
+                    "drop_fraction": round(_dropped(masks), 6),
+                    **_v2_json(ps.patterns[i], shapes[i], seed + i)})
     return {"file": str(file), "space": ps.space.name, "seed": seed,
             "provenance": ps.provenance.to_dict(), "sites": out}
+
+
+def _v2_json(pattern: Any, shape: tuple[int, int], seed: int) -> dict[str, Any]:
+    """v2 keys of ``pattern show --json`` (issue 20): the expected drop at this map side
+    (``expected_drop``, the rate: every v2 kind realises it), the cap, the geometry the op
+    uses there (conv) or each sub-layer's rate, kind and drawn drop (seq)."""
+    if isinstance(pattern, ConvPattern2):
+        from adsearch.patterns.conv2 import resolve
+
+        geo = resolve(pattern, shape[0], shape[1])
+        return {"expected_drop": pattern.rate, "cap": RATE_CAP,
+                "geometry": {"kind": geo.kind, "side_px": geo.side,
+                             "period_px": round(geo.period, 6), "seed_prob": round(geo.gamma, 9)}}
+    if isinstance(pattern, SeqPattern2):
+        from adsearch.ops import render_mask
+
+        subs = {}
+        for k, name in enumerate(pattern.sites):
+            sub = pattern.sub(name)
+            drawn = render_mask(sub, (PANELS, *shape), seed * 16 + k)
+            subs[name] = {"rate": sub.rate, "kind": sub.kind,
+                          "drop_fraction": round(_dropped(drawn), 6)}
+        return {"expected_drop": pattern.drop_fraction(), "cap": RATE_CAP, "sublayers": subs}
+    return {}
 
 
 ShapeOpt = Annotated[
@@ -214,6 +244,44 @@ def sample(
         console.print(f"# sample {k}: tokens {sp.encode(ps.patterns)}", highlight=False)
         console.print(ps.to_json(), highlight=False, soft_wrap=True)
         _render(console, ps, list(range(sp.num_sites)), _parse_shape(shape, sp), k, None)
+
+
+@pattern_app.command("baseline")
+def baseline(
+    kind: Annotated[str, typer.Argument(help="dropout, spatial, dropblock (conv) or dropout, "
+                                        "variational (seq).")],
+    rate: Annotated[float, typer.Option("--rate", help="Drop rate, on the v2 grid "
+                                        "(0.05 .. 0.5).")],
+    space: Annotated[str, typer.Option("--space", help="A v2 space, e.g. conv2-3 or seq2-2.")],
+    out: Annotated[Path, typer.Option("-o", "--output", help="Pattern file to write.")],
+    block: Annotated[Optional[int], typer.Option("--block", help="DropBlock's block side in px.")] = None,  # noqa: UP045
+    sides: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--sides", help="Each site's map side in px, comma-separated (dropblock; default: the "
+        "built-in network's at its standard input, e.g. conv2-3: 32,16,8).")] = None,
+) -> None:
+    """Write a hand-designed baseline as a pattern file of a v2 space: the same masks as the
+    baseline module (Dropout, SpatialDropout, variational) or the same law up to the rate
+    grid (DropBlock); docs/cli.md."""
+    from adsearch.patterns import save_patternset
+    from adsearch.patterns.baselines2 import baseline_patterns
+
+    sp = SearchSpace.from_name(space)
+    per_site: tuple[int, ...] | None = None
+    if sides is not None:
+        try:
+            per_site = tuple(int(v) for v in sides.split(","))
+        except ValueError:
+            raise PatternError(f"--sides {sides!r}: expected integers separated by commas, "
+                               "e.g. 16,8,4") from None
+    elif sp.kind == "conv":
+        per_site = SITE_MAP_SIDES.get(f"conv-{sp.num_sites}")
+    pats = baseline_patterns(kind, rate, sp, block, per_site)
+    from adsearch.patterns import Provenance
+
+    ps = PatternSet(sp, tuple(pats), Provenance(search=f"baseline {kind} {rate}"
+                                                + (f" b{block}" if block else "")))
+    save_patternset(ps, out)
+    typer.echo(f"wrote {out}: {kind} at rate {rate} as space {sp.name}")
 
 
 def register(app: typer.Typer) -> None:
