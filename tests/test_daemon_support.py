@@ -81,7 +81,8 @@ def alive(pid: int) -> bool:
 
 
 def check_exactly_once(run: Any) -> tuple[Any, Any]:
-    """Every trial terminal, one result per finished trial, each reward consumed once."""
+    """Every trial terminal, one result per finished trial, each reward consumed once; re-check
+    trials (purpose 'recheck') are never consumed: they are no sample of the policy."""
     from adsearch.store import Store
 
     store = Store(run.store_url(), readonly=True)
@@ -90,8 +91,9 @@ def check_exactly_once(run: Any) -> tuple[Any, Any]:
     assert {t.state for t in trials} <= {"done", "failed", "stale"}
     results = store.results(search.id)
     assert len({r.trial_id for r in results}) == len(results)
-    done = {t.id for t in trials if t.state == "done"}
-    assert {r.trial_id for r in results if r.reward is not None} == done
+    finished = {t.id for t in trials if t.state == "done"}
+    assert {r.trial_id for r in results if r.reward is not None} == finished
+    done = {t.id for t in trials if t.state == "done" and t.purpose != "recheck"}
     assert store.consumed_trial_ids(search.id) == done
     # the store's checkpoint records consumed disjoint sets: no reward was fed twice
     db = Path(run.path) / "adsearch.db"

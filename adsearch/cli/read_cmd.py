@@ -147,7 +147,8 @@ def _list_row(n: str, shared: Any) -> dict[str, Any]:
         store, search = load_search(run) if run is not None else (shared, shared.get_search(n))
         try:
             counts = store.counts(search.id)
-            top = store.top_trials(search.id, 1, full_only=True, succeeded_only=True)
+            top = store.top_trials(search.id, 1, full_only=True, succeeded_only=True,
+                                   purposes=("search", "enqueued"))  # not re-check runs
         finally:
             if run is not None:
                 store.close()
@@ -228,6 +229,8 @@ def show(
     doc = {"search": search.name, "run_dir": str(run.path) if run else None,
            "trial": rec.to_dict(),
            "result": results[0].to_dict() if results else None, "logs": logs,
+           # the reward the controller learned from (adsearch.reward); None until an update
+           "learned_reward": results[0].learned_reward if results else None,
            "placements": placed}
     if as_json:
         typer.echo(json.dumps(doc, default=str))

@@ -89,7 +89,7 @@ def start(
     workers: int = typer.Option(None, "--workers", help="CPU mode: children at once (threads split between them)."),
     store: str = typer.Option(None, "--store", envvar="ADSEARCH_STORE", help="Store URL (default: $ADSEARCH_STORE, else sqlite in the run directory)."),
     run_dir: str = RUN_DIR,
-    controller: str = typer.Option("transformer", "--controller", help="transformer or random (the baseline)."),
+    controller: str = typer.Option("transformer", "--controller", help="transformer (REINFORCE), random (the baseline) or tpe (Optuna's TPE; needs optuna)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Finished trials per controller update."),
     lookahead: int = typer.Option(None, "--lookahead", help="Trials queued ahead of the slots (default: one per slot)."),
     child_epochs: float = typer.Option(None, "--child-epochs", help="Child training epochs (default: the task's)."),

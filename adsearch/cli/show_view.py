@@ -56,7 +56,17 @@ def render_trial(doc: dict[str, Any], space: Any) -> Any:
             f"controller v{t['controller_version']}, seed {t['seed']}"]
     if r is not None:
         reward = "none" if r["reward"] is None else f"{r['reward']:.4f}"
+        m = r.get("metrics") or {}
+        if m.get("truncated"):  # a rung value, not a full-budget result
+            reward += (f" (truncated: stopped at epoch {m.get('truncated_at_epoch', 0):.4g}, "
+                       "a rung value, not a full-budget result)")
         head.append(f"reward {reward} in {r['seconds']:.1f} s")
+        learned = r.get("learned_reward")
+        head.append("learned reward " + ("none (no controller update has used it)"
+                                         if learned is None else f"{learned:.4f}")
+                    + " (what the controller learned from: adsearch.reward)")
+        if r.get("cache_of") is not None:
+            head.append(f"cache hit: the stored result of trial {r['cache_of']} (no child)")
         if r["metrics"]:
             head.append("metrics: " + ", ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items()))

@@ -23,7 +23,7 @@ NAME_RULE = "1 to 100 characters from A-Z a-z 0-9 . _ -, starting with a letter 
 of the default store URL, so it may hold no path separator, no ``..``, no URL character."""
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
-CONTROLLERS = ("transformer", "random", "fixed")  # fixed: `adsearch verify` (no sampling)
+CONTROLLERS = ("transformer", "random", "fixed", "tpe")  # fixed: `adsearch verify`; tpe: optuna
 EXECUTORS = ("local", "ray")  # see adsearch.daemon.executors
 
 

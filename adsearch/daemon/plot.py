@@ -1,4 +1,5 @@
-"""``adsearch plot``: reward over the search, best so far and batch mean, one PNG, one or
+"""``adsearch plot``: reward over the search, best so far (full-budget results only) and
+batch mean (every stored reward, a stopped child's rung value included), one PNG, one or
 several searches (e.g. the controller against random search). Needs matplotlib
 (``pip install adsearch[plot]``); no torch."""
 
@@ -25,11 +26,15 @@ def plot_searches(searches: list[tuple[Any, Any]], output: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = 0
     for store, search in searches:
-        rewards = [r for _, r in store.reward_series(search.id)]
+        results = [r for r in store.results(search.id) if r.reward is not None]
+        rewards = [float(r.reward) for r in results]
         if not rewards:
             continue
         bs = int(search.config.get("batch_size") or 8)
-        tr = trend(rewards, bs)
+        # best so far: full-budget results only (a stopped child's rung value is not one)
+        full = [not (r.metrics or {}).get("truncated") and not (r.metrics or {}).get("bad_pattern")
+                for r in results]
+        tr = trend(rewards, bs, full)
         x = [min(len(rewards), (i + 1) * bs) for i in range(len(tr["batch_mean"]))]
         line, = ax.plot(x, tr["best_so_far"], label=f"{search.name}: best so far")
         ax.plot(x, tr["batch_mean"], linestyle="--", color=line.get_color(),

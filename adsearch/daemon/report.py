@@ -39,26 +39,31 @@ def update_trend(events: list[Any]) -> dict[str, list[Any]]:
     """Batch means and best-so-far from the controller's update events (one point per
     controller batch), so that status never reads the whole reward series."""
     means: list[float] = []
-    best: list[float] = []
+    best: list[float | None] = []
     versions: list[int] = []
     for ev in events:
         if ev.kind == "controller.update":
             means.append(float(ev.data.get("mean_reward", 0.0)))
-            b = ev.data.get("best_so_far")
-            best.append(max(float(b) if b is not None else means[-1], best[-1] if best else -1e300))
+            b = ev.data.get("best_so_far")  # full-budget results only (None: none yet)
+            prev = best[-1] if best else None
+            best.append(prev if b is None else float(b) if prev is None else max(float(b), prev))
             versions.append(int(ev.data.get("version", 0)))
     return {"batch_mean": means, "best_so_far": best, "version": versions}
 
 
-def trend(rewards: list[float], batch_size: int) -> dict[str, list[float]]:
+def trend(rewards: list[float], batch_size: int,
+          full: list[bool] | None = None) -> dict[str, list[float]]:
     """Batch means (consecutive groups of ``batch_size`` in finish order) and best-so-far
-    at the end of each batch."""
+    at the end of each batch, over the rewards flagged ``full`` only (full-budget results,
+    not children stopped at a rung nor bad patterns; NaN until there is one). ``full`` None:
+    every reward counts."""
+    flags = [True] * len(rewards) if full is None else list(full)
     means, best, top = [], [], float("-inf")
     for i in range(0, len(rewards), batch_size):
         chunk = rewards[i:i + batch_size]
         means.append(sum(chunk) / len(chunk))
-        top = max(top, max(chunk))
-        best.append(top)
+        top = max([top] + [r for r, f in zip(chunk, flags[i:i + batch_size], strict=True) if f])
+        best.append(top if top > float("-inf") else float("nan"))
     return {"batch_mean": means, "best_so_far": best}
 
 
@@ -189,6 +194,7 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
             if ev.kind == "controller.update":
                 ctrl = {"kind": cfg.controller, **ev.data}
                 ctrl.pop("trial_ids", None)
+                ctrl.pop("rewards", None)  # in "updates"
                 break
     waiting = list(state.get("waiting") or []) if live else []
     if run is None:  # the header says NO_RUN_DIR; a search the store calls active gets why
@@ -223,8 +229,9 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
     best = top[0] if top else None
     if best is not None and best[1].reward is not None and tr["best_so_far"]:
         # the trend has one point per controller update; trials finished since the last
-        # update are in the top table already, so the last point takes them in too
-        tr["best_so_far"][-1] = max(tr["best_so_far"][-1], float(best[1].reward))
+        # update are in the top table already, so the last point is the best full-budget
+        # result now (events written before issue 19 may hold a stopped child's rung value)
+        tr["best_so_far"][-1] = float(best[1].reward)
     elapsed = run.elapsed() if run is not None else None
     own = store.counts(search.id, purposes=SEARCH_PURPOSES)
     budget = budget_progress(cfg, own, elapsed, search.state)
@@ -277,6 +284,7 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         "waiting": waiting,
         "scheduling": state.get("scheduling") if live else None,
         "rungs": _rungs(cfg, store, search.id),
+        "updates": controller_updates(store, search.id),
     }
 
 
@@ -311,6 +319,39 @@ def _children_text(snap: dict[str, Any]) -> str:
     return (f"children: {what}; {snap.get('cache_hits', 0)} cache hit(s) (a stored result of "
             f"the same pattern and seed reused, no child); {snap.get('refused', 0)} refused by "
             f"the drop cap {snap.get('max_drop', 0):.0%} (no child)")
+
+
+#: Controller updates ``status --json`` lists (the latest), with the rewards of each batch.
+UPDATES_SHOWN = 200
+
+
+def controller_updates(store: Any, search_id: int) -> list[dict[str, Any]]:
+    """The latest :data:`UPDATES_SHOWN` controller updates, oldest first: ``version``,
+    ``trial_ids`` and ``rewards`` (aligned: the reward the controller learned from for each
+    trial, adsearch.reward), ``mean``, ``baseline``, ``entropy`` and ``adv_scale`` (what the
+    advantages were divided by). Updates logged before issue 19 have ``rewards`` None."""
+    out = []
+    for ev in store.events(search_id, limit=UPDATES_SHOWN, kinds=["controller.update"]):
+        d = ev.data or {}
+        out.append({"version": d.get("version"), "trial_ids": list(d.get("trial_ids") or []),
+                    "rewards": d.get("rewards"), "mean": d.get("mean_reward"),
+                    "baseline": d.get("baseline"), "entropy": d.get("entropy"),
+                    "adv_scale": d.get("adv_scale")})
+    return out
+
+
+def updates_text(updates: list[dict[str, Any]]) -> str:
+    """Status lines: the learned rewards of the last batch, and how many batches had none
+    of their rewards differ (a controller learns nothing from such a batch)."""
+    known = [u for u in updates if u.get("rewards")]
+    if not known:
+        return "learned rewards: not recorded by the updates shown (written before issue 19)"
+    last = known[-1]
+    rs = [float(r) for r in last["rewards"]]
+    flat = sum(1 for u in known if len(u["rewards"]) > 1 and max(u["rewards"]) == min(u["rewards"]))
+    return (f"learned rewards of the last batch (v{last['version']}): "
+            f"{' '.join(f'{r:.4f}' for r in rs)}  (spread {max(rs) - min(rs):.4f}); "
+            f"batches with no spread: {flat} of {len(known)}")
 
 
 def _rechecked(store: Any, search_id: int, top: list[Any]) -> dict[str, dict[str, Any]]:
@@ -447,7 +488,11 @@ def render_status(snap: dict[str, Any]) -> Any:
     if tr["batch_mean"]:
         parts.append(Text(
             f"batch mean  {sparkline(tr['batch_mean'])}  last {tr['batch_mean'][-1]:.4f}\n"
-            f"best so far {sparkline(tr['best_so_far'])}  {tr['best_so_far'][-1]:.4f}"))
+            f"best so far {sparkline(tr['best_so_far'])}  " + (
+                "none yet (no full-budget result)" if tr["best_so_far"][-1] is None
+                else f"{tr['best_so_far'][-1]:.4f} (full-budget results only)")))
+    if snap.get("updates"):
+        parts.append(Text(updates_text(snap["updates"])))
     ctrl = snap["controller"]
     if ctrl:
         bits = [f"controller {ctrl.get('kind', cfg['controller'])} v{ctrl.get('version', 0)}"]
