@@ -212,6 +212,7 @@ def test_light_commands_never_import_torch(runs: Path, tmp_path: Path, args: lis
                 if ln.startswith("import time:")]
     assert "adsearch.store" in imported
     assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
+    assert not [m for m in imported if m == "optuna" or m.startswith("optuna.")]  # issue 20
 
 
 def test_console_script_smoke(runs: Path) -> None:

@@ -14,7 +14,7 @@ from adsearch.errors import CheckpointError, ConfigError, PatternError
 from adsearch.patterns import SearchSpace
 
 #: Controller kinds accepted by :func:`make_controller`.
-KINDS: tuple[str, ...] = ("transformer", "random", "fixed")
+KINDS: tuple[str, ...] = ("transformer", "random", "fixed", "tpe")
 
 
 class Controller(Protocol):
@@ -68,6 +68,10 @@ def make_controller(
         from adsearch.controller.fixed import FixedController
 
         return FixedController(space, config, seed)
+    if kind == "tpe":  # Optuna's TPE (issue 20); imports optuna here, never at start-up
+        from adsearch.controller.tpe import TPEController
+
+        return TPEController(space, config, seed)
     raise ConfigError(
         f"unknown controller kind {kind!r}; known kinds are {', '.join(map(repr, KINDS))}"
     )
