@@ -19,6 +19,13 @@ class PatternError(AdsearchError, ValueError):
     """
 
 
+class SpaceMismatchError(PatternError):
+    """Patterns written for another space than the model's sites (another site count, or
+    conv patterns for a Transformer). In a search that is a configuration error of the search
+    (its ``--space``), not a result of one pattern: the daemon stops the search as ``failed``
+    on the first child that raises it (adsearch/daemon/failures.py)."""
+
+
 class DataError(AdsearchError, ValueError):
     """A data path is missing, empty, corrupt or laid out wrongly."""
 

@@ -20,7 +20,7 @@ from adsearch.daemon.failures import FailureBreaker, classify
 from adsearch.daemon.launch import create_search
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.runner import run_daemon
-from adsearch.errors import ConfigError, DataError, PatternError
+from adsearch.errors import ConfigError, DataError, PatternError, SpaceMismatchError
 from adsearch.store import Store
 from adsearch.tasks.synthetic import BadPatternError
 
@@ -55,6 +55,9 @@ def _tagged(exc: Exception, **attrs: str) -> Exception:
     (_tagged(RuntimeError("exit 1"), user_exception="PatternError"), "bad_pattern"),
     (_tagged(NameError("x"), adsearch_failure="bad_pattern"), "bad_pattern"),
     (_tagged(ValueError("x"), adsearch_failure="nonsense"), "bad_pattern"),  # unknown tag: ignored
+    # patterns for another site count: the search's space is wrong, not one pattern (issue 23)
+    (SpaceMismatchError("attach: written for space conv-5 (5 site(s)), model has 4"), "config"),
+    (_tagged(RuntimeError("exit 1"), user_exception="SpaceMismatchError"), "config"),
 ])
 def test_classify(exc: Exception, want: str) -> None:
     assert classify(exc) == want
@@ -282,3 +285,109 @@ def test_a_diverged_child_is_a_bad_pattern_not_a_result_of_zero(tmp_path: Path) 
                      "device": "cpu", "seed": 0, "threads": 1})
     assert doc["status"] == "bad_pattern" and doc["reward"] is None, doc
     assert doc["error"].startswith("training diverged at step ") and doc["metrics"]["diverged"] == 1.0
+
+
+# ---------------------------------------------------------------- issue 23 §1
+_MISFIT_SCRIPT = """\
+import torch
+from torch import nn
+
+import adsearch.sites
+import adsearch.trial
+
+trial = adsearch.trial.current()
+model = nn.Sequential(  # two stages (32 px, then 16 px): space conv-2
+    nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+    nn.Conv2d(4, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+adsearch.sites.attach(model, trial.patterns, example_input=torch.zeros(1, 3, 32, 32))
+trial.finish(0.5)
+"""
+
+
+def test_a_space_that_does_not_fit_the_model_stops_the_search(tmp_path: Path) -> None:
+    """A --script search whose --space has more sites than the model (the issue's conv-5 for
+    a 4-stage ResNet, here conv-3 for a 2-stage net): attach's SpaceMismatchError is a config
+    error of the search, so the first child stops it as failed (not a "finished" search of
+    bad patterns), with attach's whole message in status, and start exits 1."""
+    import shlex
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(_MISFIT_SCRIPT)
+    runs = tmp_path / "runs"
+    res = cli(runs, "start", "--script", shlex.join([sys.executable, str(script)]),
+              "--space", "conv-3", "--name", "misfit", "--controller", "random",
+              "--workers", "2", "--budget-trials", "3", "--batch-size", "3", "--foreground")
+    assert res.exit_code == 1, res.output
+    assert "the search's space conv-3 does not fit the model" in " ".join(res.stderr.split())
+    with Store(RunDir(runs / "misfit").store_url(), readonly=True) as st:
+        search = st.get_search("misfit")
+        counts = st.counts(search.id)
+        assert search.state == "failed" and counts["done"] == 0 and counts["failed"] == 0
+        assert st.bad_patterns(search.id)[0] == 0  # no trial was taken for a result
+        assert [e.kind for e in st.events(search.id) if e.kind == "daemon.config_error"] == [
+            "daemon.config_error"]
+    snap = json.loads(cli(runs, "status", "misfit", "--json").stdout)
+    assert snap["state"] == "failed" and snap["counts"]["done"] == 0
+    why = snap["waiting"][0]
+    whole = ("attach: the regularizer is written for space conv-3 (3 site(s)), but this model "
+             "has 2 site(s) (2 stage(s): stage0 32x32, stage1 16x16); search or write a conv-2 "
+             "pattern set for this model (`adsearch sites` prints its table), or pass the "
+             "example_input it trains at: the stage count follows the feature-map resolutions")
+    assert why.startswith("search failed: trial ") and whole in why, why
+    assert "SpaceMismatchError" in why and "attempt-1.log" in why
+    text = " ".join(cli(runs, "status", "misfit").stdout.split())  # Rich wraps at 80 columns
+    assert "waiting: search failed:" in text and " ".join(whole.split()) in text
+
+
+def test_a_search_in_which_no_child_succeeded_ends_failed(tmp_path: Path) -> None:
+    """A budget below the breaker's threshold: 3 trials, every one a bad pattern, ended
+    "finished" with exit 0. A search with not one result is failed (exit 1 in the
+    foreground), saying why; one good result among bad ones finishes as before."""
+    runs = tmp_path / "runs"
+    res = cli(runs, "start", "--task", "synthetic", "--name", "nogood", "--task-config",
+              '{"bad_fraction": 1.0}', "--budget-trials", "3", "--workers", "2",
+              "--controller", "random", "--batch-size", "3", "--foreground")
+    assert res.exit_code == 1, res.output
+    err = " ".join(res.stderr.split())
+    assert "no child succeeded: 3 bad pattern(s) and 0 trial(s) given up" in err, err
+    assert "BadPatternError" in err
+    snap = json.loads(cli(runs, "status", "nogood", "--json").stdout)
+    assert snap["state"] == "failed" and snap["counts"]["done"] == 3
+    assert snap["waiting"][0].startswith("search failed: ") and "no child succeeded" in (
+        snap["waiting"][0])
+    # trials given up (out of attempts) are no result either
+    run = _make(tmp_path, "lost", task_config={"sleep": 5.0}, child_timeout=0.5,
+                max_attempts=1, budget_trials=2, workers=2, batch_size=2)
+    daemon = run_daemon(str(run.path))
+    assert daemon.fatal and "no child succeeded: 0 bad pattern(s) and 2 trial(s) given up" in (
+        daemon.fatal) and "timed out" in daemon.fatal
+    with Store(run.store_url(), readonly=True) as st:
+        assert st.get_search("lost").state == "failed"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_breaker_records_exactly_its_count(tmp_path: Path, workers: int) -> None:
+    """--max-consecutive-failures 3 records exactly 3 trials: the one that trips the breaker
+    is the last one recorded. Children still running then (with 2 workers, and with 1 the
+    slot's next child, started the moment the 3rd ended) are killed and requeued uncounted.
+    It recorded 4 before (issue 23 §1)."""
+    name = f"exact{workers}"
+    run = _make(tmp_path, name, task_config={"bad_fraction": 1.0, "sleep": 0.6},
+                max_consecutive_failures=3, workers=workers, budget_trials=12, batch_size=4)
+    daemon = run_daemon(str(run.path))
+    assert daemon.fatal and "3 trials in a row failed" in daemon.fatal
+    with Store(run.store_url(), readonly=True) as st:
+        search = st.get_search(name)
+        counts = st.counts(search.id)
+        assert search.state == "failed"
+        assert counts["done"] == 3 and st.bad_patterns(search.id)[0] == 3, counts
+        assert counts.get("failed", 0) == 0 and counts.get("running", 0) == 0
+        done = [t for t in st.trials(search.id) if t.state == "done"]
+        last = max(done, key=lambda t: t.finished_at)
+        # the message names the trial that tripped it, which is the last to end
+        assert f"(log of trial {last.id}: " in daemon.fatal, daemon.fatal
+        assert str(run.trial_dir(last.id) / "attempt-1.log") in daemon.fatal
+        for t in st.trials(search.id, states=["queued"]):
+            assert t.attempts == 0  # an interrupted run is not counted

@@ -12,8 +12,11 @@ reward). :func:`classify` maps an exception to one of them:
   uncounted and the search stops as ``failed`` with the error and the child's log;
 - ``"infra"``: the machine, not the pattern (out of memory, killed, timed out, disk full):
   the trial is retried up to ``max_attempts`` times;
-- ``"config"``: an adsearch error about the data or the task config (``DataError``,
-  ``ConfigError``): handled like ``"error"`` (the search stops as ``failed``).
+- ``"config"``: an adsearch error about the data, the task config or the search's space
+  (``DataError``, ``ConfigError``, and ``SpaceMismatchError``: patterns for another site
+  count than the model has, e.g. ``--space conv-5`` for a 4-stage ResNet, which every
+  pattern of the space would hit alike): handled like ``"error"`` (the search stops as
+  ``failed``, with the whole message in ``status``).
 
 An exception may say which it is, so that a failure in another process keeps its class:
 ``exc.adsearch_failure`` (one of the four strings) wins; else ``exc.user_exception`` (the
@@ -48,9 +51,10 @@ INFRA_TEXT = ("CUDA out of memory", "CUDA error: out of memory", "No space left 
 #: ... that the pattern caused: results of that pattern.
 BAD_PATTERN_TYPES = frozenset({"PatternError", "FloatingPointError", "ZeroDivisionError",
                                "OverflowError"})
-#: adsearch's own errors about data or settings (``PatternError`` comes first in its MRO).
-CONFIG_TYPES = frozenset({"DataError", "ConfigError", "CheckpointError", "StoreError",
-                          "SchemaOutOfDateError", "DaemonError", "AdsearchError"})
+#: adsearch's own errors about data or settings (checked in MRO order, so a
+#: ``SpaceMismatchError`` is a config error although it is also a ``PatternError``).
+CONFIG_TYPES = frozenset({"SpaceMismatchError", "DataError", "ConfigError", "CheckpointError",
+                          "StoreError", "SchemaOutOfDateError", "DaemonError", "AdsearchError"})
 
 
 def classify(exc: BaseException) -> str:

@@ -526,6 +526,8 @@ class Daemon(WorkerMixin):
         try:
             if self.children or self.prepared:  # an exception ended the loop
                 self._cold_stop()
+            if self.finished and not self.fatal:  # a search with no result is no success
+                self.fatal = self._nothing_succeeded()
             if self.fatal:  # a code error or the failure breaker: never "finished"
                 state = "failed"
             elif self.finished:
@@ -543,6 +545,27 @@ class Daemon(WorkerMixin):
         finally:
             self.store.close()
             self.lock.release()
+
+    def _nothing_succeeded(self) -> str | None:
+        """Why a search whose budget is spent failed although nothing stopped it: not one
+        child succeeded (every trial was a bad pattern or given up, or none ended in time).
+        None when at least one child has a result that is not a bad pattern."""
+        counts = self.store.counts(self.search_id)
+        n_bad, last = self.store.bad_patterns(self.search_id)
+        if counts.get("done", 0) > n_bad:
+            return None
+        given_up = counts.get("failed", 0)
+        if not n_bad and not given_up:
+            return (f"the budget was spent before any child finished ({sum(counts.values())} "
+                    f"trial(s) drawn, none ended): there is no result; give it more with "
+                    f"`adsearch resume {self.name} --budget-minutes M`")
+        last = last or next((t.error for t in self.store.trials(self.search_id,
+                                                                 states=["failed"])), None)
+        first = (last or "no error text").splitlines()[0]
+        return (f"no child succeeded: {n_bad} bad pattern(s) and {given_up} trial(s) given "
+                f"up, not one result (last error: {first}); so many failures look like a "
+                "problem of the task, its config or the space, not of the patterns: fix it, "
+                f"then `adsearch resume {self.name} --budget-trials N` (or start a new search)")
 
     @property
     def state_path(self) -> Path:

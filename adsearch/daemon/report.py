@@ -218,7 +218,9 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
         for ev in reversed(events):
             if ev.kind in ("daemon.config_error", "daemon.code_error", "daemon.breaker",
                            "worker.code_error", "daemon.failed"):
-                waiting.insert(0, f"search failed: {ev.message}")
+                # the daemon's exit event holds its whole reason (not "daemon pid N exited")
+                why = (ev.data or {}).get("fatal") if ev.kind == "daemon.failed" else None
+                waiting.insert(0, f"search failed: {why or ev.message}")
                 break
     notes = ctrl.pop("notes", None) if live else None
     if notes is None:  # how the latest daemon restored its controller (fallback, fresh)

@@ -15,7 +15,7 @@ from typing import Any
 
 from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome, recover_lease
 from adsearch.daemon.rundir import write_json_atomic
-from adsearch.daemon.settle import interrupt, settle
+from adsearch.daemon.settle import interrupt, requeue_uncounted, settle
 from adsearch.daemon.slots import ChildProcess, Slot, ended_children
 from adsearch.daemon.stopping import Stoppable
 from adsearch.errors import StoreError
@@ -61,6 +61,8 @@ class WorkerMixin(Stoppable):
     breaker: Any  # adsearch.daemon.failures.FailureBreaker: stops a search that only fails
     scheduler: Any  # adsearch.daemon.pruning.Scheduler: each child's budget and rungs
     executor: Any  # adsearch.daemon.executors.Executor: local subprocesses or Ray tasks
+    #: The failure breaker tripped: no trial is recorded from then on (see :meth:`_observe`).
+    tripped: bool = False
 
     # ------------------------------------------------------------------ reaping
     def _reap(self, now: float) -> None:
@@ -78,30 +80,43 @@ class WorkerMixin(Stoppable):
         stop the search on a code error (not a result) or when the failure breaker trips."""
         self._beats.pop(child.trial_id, None)
         log_path = str(child.log_path)
+        if self.tripped:  # ended in the same pass as the failure that tripped the breaker
+            requeue_uncounted(self.store, self.queue, child.trial_id, "not recorded: the "
+                              "failure breaker had stopped the search; requeued")
+            return
         done = settle(self.store, self.queue, self.cfg, self.search_id, child.trial_id,
                       outcome, code, child.kill_reason, log_path)
         if done.kind == "result" and outcome is not None:
             self.active.discard(child.trial_id)
             if child.trial_id not in self.recheck_ids:
                 self.unconsumed.append(child.trial_id)
-            self._observe(outcome.status != "ok", outcome.error, log_path)
+            self._observe(outcome.status != "ok", outcome.error, log_path, child.trial_id)
         elif done.kind in ("config", "error"):
             self._stop_failed(child.trial_id, done.kind, done.reason or "", log_path)
         elif done.kind == "failed":
             self.active.discard(child.trial_id)
-            self._observe(True, done.reason, None)
+            self._observe(True, done.reason, log_path, child.trial_id)
 
-    def _observe(self, failed: bool, error: str | None, log_path: str | None) -> None:
-        """Feed the failure breaker one ended trial; stop the search when it trips."""
+    def _observe(self, failed: bool, error: str | None, log_path: str | None,
+                 trial_id: int | None = None) -> None:
+        """Feed the failure breaker one ended trial; stop the search when it trips.
+
+        The count is exact: ``--max-consecutive-failures 3`` records 3 failed trials. The
+        trip is a cold stop: children still running are killed and their trials requeued
+        uncounted, and so is a child that ended in the same pass (:meth:`_settle`), so the
+        trial that tripped the breaker is the last one recorded. (Trials that ``adsearch
+        worker`` hosts finish on their own are recorded by them, and may still land.)"""
         why = self.breaker.observe(failed, error)
         if why is None or self.fatal:
             return
-        self.fatal = why + (f" (log of the last: {log_path})" if log_path else "")
+        which = f"trial {trial_id}" if trial_id is not None else "the trial that tripped it"
+        self.fatal = why + (f" (log of {which}: {log_path})" if log_path else "")
+        self.tripped = True
         self.store.log_event(self.search_id, "daemon.breaker", self.fatal,
-                             {"streak": self.breaker.streak, "failures": self.breaker.failures})
+                             {"streak": self.breaker.streak, "failures": self.breaker.failures,
+                              "trial_id": trial_id})
         log.error("%s", self.fatal)
-        if not self.stop_level:
-            self.request_stop(reason="failures")
+        self.request_stop(cold=True, reason="failures")
 
     def _stop_failed(self, trial_id: int, status: str, message: str, log_path: str) -> None:
         """A child hit a code error (``status`` "error") or a data/config error ("config"),
@@ -110,7 +125,13 @@ class WorkerMixin(Stoppable):
         pattern."""
         if self.fatal:  # a second failing child: the first one's message stands
             return
-        if status == "config":
+        if status == "config" and "SpaceMismatchError" in message:
+            self.fatal = (f"trial {trial_id} stopped the search: the search's space "
+                          f"{self.cfg.space} does not fit the model: {message}; every pattern "
+                          "of this space would fail alike, so start a new search with the "
+                          "model's space (`adsearch sites` prints it) (log: "
+                          f"{log_path})")
+        elif status == "config":
             self.fatal = (f"trial {trial_id} stopped the search: {message}; fix the task config "
                           f"or data, then `adsearch resume` (log: {log_path})")
         else:
@@ -206,7 +227,13 @@ class WorkerMixin(Stoppable):
         requeued = []
         for index, child in list(self.children.items()):
             del self.children[index]
-            if interrupt(self.store, self.queue, self.run, self.cfg, child, "cold stop"):
+            if self.tripped:  # the breaker tripped: nothing is recorded after its trial
+                child.kill("failure breaker")
+                child.reap()
+                requeue_uncounted(self.store, self.queue, child.trial_id, "interrupted (the "
+                                  "failure breaker stopped the search); requeued")
+                requeued.append(child.trial_id)
+            elif interrupt(self.store, self.queue, self.run, self.cfg, child, "cold stop"):
                 self.active.discard(child.trial_id)
                 if child.trial_id not in self.recheck_ids:
                     self.unconsumed.append(child.trial_id)

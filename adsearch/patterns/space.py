@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from adsearch.errors import PatternError
+from adsearch.errors import PatternError, SpaceMismatchError
 from adsearch.patterns.conv import CONV_VALUES, OFF_VALUES, ConvPattern
 from adsearch.patterns.conv2 import CONV2_VALUES, ConvPattern2
 from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
@@ -149,23 +149,31 @@ class SearchSpace:
                 f"'conv-3' or 'seq-2' (add '{OFF_SUFFIX}' for an off choice per site), with "
                 f"kind one of {', '.join(_KINDS)}"
             )
+        if kind not in _KINDS or int(n) < 1:  # say it in the user's words, not the fields'
+            what = f"unknown kind {kind!r}" if kind not in _KINDS else "no site"
+            raise PatternError(
+                f"invalid space name {name!r}: {what}; a space is conv-K (K stages of a "
+                "ConvNet) or seq-K (a Transformer), e.g. conv-3 or seq-2, with "
+                f"'{OFF_SUFFIX}' for an off choice per site (`adsearch sites MODEL` prints a "
+                "model's)"
+            )
         return cls(kind, int(n), off, version)
 
     # ------------------------------------------------------------------ coding
     def _check_patterns(self, patterns: Sequence[Pattern]) -> None:
         if len(patterns) != self.num_sites:
-            raise PatternError(
+            raise SpaceMismatchError(
                 f"space {self.name}: expected {self.num_sites} pattern(s), one per site, "
                 f"got {len(patterns)}"
             )
         for i, p in enumerate(patterns):
             if not isinstance(p, self.pattern_cls):
-                raise PatternError(
+                raise SpaceMismatchError(
                     f"space {self.name}: site {i} holds a {type(p).__name__}, "
                     f"expected {self.pattern_cls.__name__}"
                 )
             if p.off and not self.off:
-                raise PatternError(
+                raise SpaceMismatchError(
                     f"space {self.name}: site {i} is off, but this space has no off choice; "
                     f"use space {self.name}{OFF_SUFFIX}"
                 )
@@ -209,7 +217,7 @@ class SearchSpace:
                 other.pattern_cls.from_dict(data)
             except PatternError:
                 raise exc from None
-            raise PatternError(
+            raise SpaceMismatchError(
                 f"space {self.name}: the pattern is of space family {other.name} (v"
                 f"{other.version}), not {self.name}'s (v{self.version}); use a file of this "
                 f"family, or search in --space {other.name}"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from adsearch.errors import ConfigError, PatternError
+from adsearch.errors import ConfigError, SpaceMismatchError
 from adsearch.models.sites import (
     chain,
     conv_residual,
@@ -194,7 +194,7 @@ def _specs(regularizer: Any, space: SearchSpace, sites: Sequence[Site]) -> list[
             if isinstance(regularizer, PatternSet)
             else f"{len(regularizer)} pattern(s)"
         )
-        raise PatternError(
+        raise SpaceMismatchError(
             f"attach: the regularizer is written for {count} ({got.num_sites} site(s)), but this "
             f"model has {space.num_sites} site(s) ({detail}); {fix}"
         )
@@ -219,7 +219,9 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
 
     Raises:
         ConfigError: no site, or ops already attached (detach first).
-        PatternError: a regularizer for another number of sites or the wrong pattern kind.
+        SpaceMismatchError: a regularizer for another number of sites or the wrong pattern
+            kind (a ``PatternError``; in a search it stops the search, see
+            adsearch/daemon/failures.py).
     """
     if not isinstance(model, nn.Module):
         raise ConfigError(f"attach: expected a torch.nn.Module, got {type(model).__name__}")
