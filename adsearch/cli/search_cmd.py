@@ -103,6 +103,12 @@ def start(
     min_epochs: float = typer.Option(None, "--min-epochs", help="With --scheduler asha: the first rung, in epochs (fractions allowed)."),
     max_epochs: float = typer.Option(None, "--max-epochs", help="With --scheduler asha: the full budget (top rung), in epochs."),
     eta: float = typer.Option(3.0, "--eta", help="With --scheduler asha: rungs grow by eta; the top 1/eta at each rung go on (> 1)."),
+    # -- rungs checked against the full budget (issue 19 §3, adsearch.calibrate)
+    rungs: str = typer.Option(None, "--rungs", help="auto: the first rung (and the full budget) from --calibration FILE; no rung recommended there: no early stopping."),
+    calibration: str = typer.Option(None, "--calibration", help="With --rungs auto: a file written by `adsearch calibrate -o FILE` on this task and task config."),
+    rung_check_min: float = typer.Option(0.3, "--rung-check-min", help="Stop pruning at a rung whose Spearman with the full budget (over trials that reached both) falls below this."),
+    rung_check_pairs: int = typer.Option(8, "--rung-check-pairs", help="... once this many trials reached both."),
+    no_rung_check: bool = typer.Option(False, "--no-rung-check", help="Never stop pruning at a rung, whatever its agreement with the full budget."),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Runs of a trial whose child died before it is failed."),
     failure_reward: float = typer.Option(0.0, "--failure-reward", help="Reward of a bad pattern (child raised or diverged)."),
     seed: int = typer.Option(0, "--seed", help="Controller seed."),
@@ -122,6 +128,9 @@ def start(
     recheck_top: int = typer.Option(3, "--recheck-top", help="Once the budget is spent, train the K best patterns again on more seeds; export picks on the mean."),
     recheck_seeds: int = typer.Option(2, "--recheck-seeds", help="More seeds per re-checked pattern (its first result counts too)."),
     no_recheck: bool = typer.Option(False, "--no-recheck", help="Skip the re-check: export picks on one seed's value."),
+    # a seeded search (issue 20 §2, adsearch.daemon.enqueue)
+    enqueue: list[str] = typer.Option(None, "--enqueue", help="Run this pattern file's patterns first (repeatable; a file of the search's space, e.g. from `adsearch pattern baseline`)."),
+    seed_baselines: bool = typer.Option(False, "--seed-baselines", help="Run the tuned-baseline grid of the space's family first (v2 spaces: conv2-K, seq2-K)."),
 ) -> None:
     """Start a new search (in the background unless --foreground)."""
     from adsearch.daemon.config import SearchConfig
@@ -129,6 +138,10 @@ def start(
     from adsearch.daemon.rundir import RunDir
 
     task, overrides = _task_and_config(task, task_config, script, workdir, space, data)
+    from adsearch.calibrate.use import auto_rungs
+
+    auto, said = auto_rungs(rungs, calibration, scheduler=scheduler, min_epochs=min_epochs,
+                            max_epochs=max_epochs, child_epochs=child_epochs)
     if name is None:  # an empty --name is refused by validate(), not replaced
         # a plug-in module:Class is named by its class (a name may hold no ':')
         name = f"{task.rsplit(':', 1)[-1]}-{controller}-{seed}"
@@ -145,7 +158,16 @@ def start(
         max_consecutive_failures=max_consecutive_failures or None,
         max_failure_share=None if max_failure_share == 1 else max_failure_share,
         recheck=not no_recheck, recheck_top=recheck_top, recheck_seeds=recheck_seeds,
+        enqueue=list(enqueue) if enqueue else None, seed_baselines=seed_baselines,
+        rung_check_min=None if no_rung_check else rung_check_min,
+        rung_check_pairs=rung_check_pairs,
     )
+    if auto:
+        from dataclasses import replace
+
+        cfg = replace(cfg, **auto)
+    if said:
+        console.print(said, highlight=False, soft_wrap=True, markup=False)
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
     steps = _Steps()
     create_search(cfg, run, store, progress=steps)

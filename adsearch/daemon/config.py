@@ -62,6 +62,14 @@ class SearchConfig:
     min_epochs: float | None = None  # asha: the first rung, in epochs
     max_epochs: float | None = None  # asha: the full budget (the top rung), in epochs
     eta: float = 3.0  # asha: rungs grow by eta; the top 1/eta at a rung go on
+    # rungs checked against the full budget (issue 19 §3, adsearch.daemon.agreement, **ours**)
+    calibration: dict[str, Any] | None = None  # `--rungs auto --calibration FILE`: what that
+    # calibration measured and recommended (adsearch.calibrate.use); None: rungs set by hand
+    rung_check_min: float | None = 0.3  # stop pruning at a rung whose Spearman with the full
+    # budget, over the trials that reached both, falls below this (None: never)
+    rung_check_pairs: int = 8  # ... once at least this many trials reached both
+    rungs_off: list[float] = field(default_factory=list)  # rungs where pruning was stopped
+    # (the daemon appends them; every child there is promoted)
     max_attempts: int = 3  # runs of a trial whose child process died before it is failed
     lease_seconds: float = 60.0  # a queue lease without heartbeat this long has expired
     heartbeat_seconds: float = 5.0  # how often a worker renews its lease
@@ -210,6 +218,7 @@ class SearchConfig:
         from adsearch.tasks.registry import PRUNABLE
 
         self._validate_asha()
+        self._validate_rung_check()
 
         if not (isinstance(self.prune_quantile, (int, float)) and 0 < self.prune_quantile < 1):
             raise ConfigError(f"--prune-quantile: invalid value {self.prune_quantile!r}; use a "
@@ -230,6 +239,31 @@ class SearchConfig:
             raise ConfigError(f"--prune-at-epoch: {e:g} is not before the end of training "
                               f"({epochs:g} epochs), so no child would be stopped; pick a smaller "
                               "epoch or train longer")
+
+    def _validate_rung_check(self) -> None:
+        m = self.rung_check_min
+        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float))
+                              or not -1 < m <= 1):
+            raise ConfigError(f"--rung-check-min: invalid value {m!r}; give a Spearman "
+                              "correlation in (-1, 1], e.g. 0.3 (or --no-rung-check)")
+        if isinstance(self.rung_check_pairs, bool) or not isinstance(self.rung_check_pairs, int) \
+                or self.rung_check_pairs < 3:
+            raise ConfigError(f"--rung-check-pairs: invalid value {self.rung_check_pairs!r}; "
+                              "use an integer >= 3 (a rank correlation of fewer says nothing)")
+        if not isinstance(self.rungs_off, list) or any(
+                isinstance(r, bool) or not isinstance(r, (int, float)) for r in self.rungs_off):
+            raise ConfigError(f"rungs_off: invalid value {self.rungs_off!r}; a list of epochs")
+        cal = self.calibration
+        if cal is None:
+            return
+        first = cal.get("first_rung") if isinstance(cal, dict) else "?"
+        if first is None:
+            if self.scheduler is not None or self.prune_epoch is not None:
+                raise ConfigError("the calibration recommends no early stopping, but the search "
+                                  "has a scheduler; drop --scheduler or --rungs auto")
+        elif self.scheduler != "asha" or self.min_epochs != first:
+            raise ConfigError(f"--rungs auto: the calibration's first rung is {first!r}, but "
+                              f"the search has --min-epochs {self.min_epochs!r}; give one of them")
 
     def _validate_breaker(self) -> None:
         if self.max_consecutive_failures is not None:

@@ -128,6 +128,14 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
     loader = getattr(task, "load", None)
     if callable(loader):  # the task's own data check: DataError/ConfigError before any write
         loader(task_config)
+    if cfg.enqueue or cfg.seed_baselines:  # issue 20: read and check the files now, once
+        from adsearch.daemon.enqueue import baseline_grid, read_enqueue_files
+
+        paths = [e for e in cfg.enqueue or [] if isinstance(e, str)]
+        entries = [e for e in cfg.enqueue or [] if not isinstance(e, str)]
+        cfg = cfg.with_changes(enqueue=entries + read_enqueue_files(paths, space.name) or None)
+        if cfg.seed_baselines:
+            baseline_grid(space)  # a v1 space is refused here, before anything is written
     return cfg.with_changes(task_config=task_config.to_dict(), space=space.name)
 
 
@@ -159,6 +167,10 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None,
     cfg = cfg.validate()
     say(f"checking task {cfg.task}: its config, space and data (loads torch and the task)")
     cfg = check_task(cfg)
+    if cfg.calibration is not None:  # --rungs auto: measured on this very protocol?
+        from adsearch.calibrate.use import check_calibration
+
+        check_calibration(cfg)
     if cfg.controller not in KINDS:
         raise ConfigError(f"--controller: unknown kind {cfg.controller!r}; use {', '.join(KINDS)}")
     check_slots(cfg)

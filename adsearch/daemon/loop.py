@@ -267,6 +267,7 @@ class Daemon(WorkerMixin):
         if not self.stop_level:  # freed slots first: scheduling latency is what keeps them busy
             self._dispatch(now)
         self._heartbeat(now)
+        self._check_rungs(now)
         self._update_controller(final=False)
         if not self.stop_level:
             if not self.rechecking():  # the re-check stage draws no new search trials
@@ -275,6 +276,23 @@ class Daemon(WorkerMixin):
         done = self._check_done()
         self._write_state(now, force=done)
         return not done
+
+    def _check_rungs(self, now: float) -> None:
+        """Stop pruning at a rung whose ranking disagrees with the full budget's (issue 19
+        §3, :mod:`adsearch.daemon.agreement`); at most every 2 s (one indexed query)."""
+        from dataclasses import replace
+
+        from adsearch.daemon.agreement import check_rungs
+
+        if self.cfg.rung_check_min is None or self.scheduler.schedule is None:
+            return
+        if now - getattr(self, "_rungs_checked_at", 0.0) < 2.0:
+            return
+        self._rungs_checked_at = now
+        for a in check_rungs(self.store, self.search_id, self.cfg):
+            self.cfg = replace(self.cfg, rungs_off=sorted([*self.cfg.rungs_off, a.rung]))
+            log.info("search %s: pruning stopped at rung %g (Spearman %.2f over %d pairs)",
+                     self.name, a.rung, a.spearman or 0.0, a.n)
 
     def elapsed(self, now: float) -> float:
         return self._elapsed_base + (now - self._started)
@@ -452,8 +470,17 @@ class Daemon(WorkerMixin):
             want = min(want, self.cfg.budget_trials - self.n_trials)
         if want <= 0:
             return
-        items: list[Any] = []
-        for sample in self.controller.sample(want):
+        from adsearch.daemon.enqueue import next_enqueued
+
+        def child_seed(k: int) -> int:
+            if self.cfg.child_seed is not None:
+                return self.cfg.child_seed
+            return random.Random(f"{self.cfg.seed}-{self.n_trials + k}").randrange(2**31)
+
+        # issue 20: enqueued patterns (--enqueue, --seed-baselines) before any draw
+        items: list[Any] = next_enqueued(self.store, self.search_id, self.cfg, self.space,
+                                         self.controller, adm.maps, want, child_seed)
+        for sample in self.controller.sample(want - len(items)) if want > len(items) else []:
             pats = [p.to_dict() for p in canonical_patterns(sample.patterns)]
             seed = self.cfg.child_seed
             if seed is None:

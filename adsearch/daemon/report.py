@@ -372,19 +372,72 @@ def _rechecked(store: Any, search_id: int, top: list[Any]) -> dict[str, dict[str
 def _rungs(cfg: SearchConfig, store: Any, search_id: int) -> dict[str, Any] | None:
     """Early stopping: the schedule and, per rung, trials that reached it, the threshold the
     latest decision there used and how many were promoted (None when the search has none)."""
+    from adsearch.daemon.agreement import rung_agreement
+
     sched = cfg.schedule()
+    cal = cfg.calibration
+    calibration = None if cal is None else {"file": cal.get("file"),
+                                            "first_rung": cal.get("first_rung"),
+                                            "recommended_rungs": cal.get("recommended_rungs")}
     if sched is None:
-        return None
+        if cal is None:
+            return None
+        return {"scheduler": None, "calibration": calibration, "rungs": [],
+                "note": f"no early stopping: calibration {cal.get('file')} recommends none "
+                        f"(no epoch before the full budget of {cal.get('full_epochs')} ranks as "
+                        "it does); every child trains the full budget"}
     rows = {round(r["rung"], 6): r for r in store.rung_summary(search_id)}
+    agree = {round(a.rung, 6): a for a in rung_agreement(store, search_id, cfg) or []}
     points = [*sched.rungs, *([sched.top] if sched.top is not None else [])]
     out = []
     for rung in points:
         r = rows.get(round(rung, 6), {})
+        a = agree.get(round(rung, 6))
         out.append({"rung": rung, "top": rung == sched.top, "reached": r.get("reached", 0),
                     "threshold": r.get("threshold"), "promoted": r.get("promoted", 0),
-                    "stopped": r.get("stopped", 0), "best": r.get("best")})
+                    "stopped": r.get("stopped", 0), "best": r.get("best"),
+                    # rank agreement with the full budget (adsearch.daemon.agreement)
+                    "agreement": None if a is None else {"spearman": a.spearman,
+                                                         "kendall": a.kendall, "n": a.n},
+                    "off": bool(a and a.off)})
     kind = cfg.scheduler or "one rung (--prune-at-epoch)"
-    return {"scheduler": kind, "keep": sched.keep, "min_trials": sched.min_trials, "rungs": out}
+    return {"scheduler": kind, "keep": sched.keep, "min_trials": sched.min_trials, "rungs": out,
+            "check": {"min": cfg.rung_check_min, "pairs": cfg.rung_check_pairs},
+            "rungs_off": list(cfg.rungs_off), "calibration": calibration}
+
+
+def _agreement_text(r: dict[str, Any]) -> str:
+    """A rung's rank agreement with the full budget: ``Spearman +0.52 (n=9)``, and
+    ``pruning off`` once the daemon stopped pruning there."""
+    a = r.get("agreement")
+    if r.get("top") or a is None:
+        return "-"
+    rho = "-" if a["spearman"] is None else f"{a['spearman']:+.2f}"
+    return f"Spearman {rho} (n={a['n']})" + ("; pruning off" if r.get("off") else "")
+
+
+def _rung_notes(rungs: dict[str, Any]) -> list[Any]:
+    """Lines under the rung table: where the rungs came from, and rungs turned off."""
+    from rich.text import Text
+
+    out: list[Any] = []
+    cal = rungs.get("calibration")
+    if cal:
+        out.append(Text(f"rungs from calibration {cal.get('file')} (first rung "
+                        f"{cal.get('first_rung')})"))
+    check = rungs.get("check") or {}
+    for r in rungs["rungs"]:
+        if r.get("off"):
+            a = r.get("agreement") or {}
+            rho = "-" if a.get("spearman") is None else f"{a['spearman']:+.2f}"
+            out.append(Text(f"rung {r['rung']:g}: pruning stopped: its ranking disagrees with "
+                            f"the full budget's (Spearman {rho} over {a.get('n')} trials, "
+                            f"minimum {check.get('min')}); every child there goes on",
+                            style="yellow"))
+    if check.get("min") is None:
+        out.append(Text("rung check off (--no-rung-check): rungs prune whatever their "
+                        "agreement with the full budget"))
+    return out
 
 
 def _fmt_s(v: float | None) -> str:
@@ -508,17 +561,21 @@ def render_status(snap: dict[str, Any]) -> Any:
                 "and it falls as the controller settles)" if top_h else ""))
         parts.append(Text(", ".join(bits)))
     rungs = snap.get("rungs")
-    if rungs:
+    if rungs and rungs.get("scheduler") is None:  # --rungs auto, no rung recommended
+        parts.append(Text(rungs.get("note", "no early stopping"), style="yellow"))
+    elif rungs:
         t = Table(title=f"rungs ({rungs['scheduler']}: the top {rungs['keep']:.0%} go on, once "
                         f"{rungs['min_trials']} reached a rung)", title_justify="left")
-        for col in ("epochs", "reached", "threshold", "promoted", "stopped", "best"):
+        for col in ("epochs", "reached", "threshold", "promoted", "stopped", "best",
+                    "vs full budget"):
             t.add_column(col)
         for r in rungs["rungs"]:
             thr = "full budget" if r["top"] else ("-" if r["threshold"] is None else f"{r['threshold']:.4f}")
             t.add_row(f"{r['rung']:g}", str(r["reached"]), thr,
                       "-" if r["top"] else str(r["promoted"]), "-" if r["top"] else str(r["stopped"]),
-                      "-" if r["best"] is None else f"{r['best']:.4f}")
+                      "-" if r["best"] is None else f"{r['best']:.4f}", _agreement_text(r))
         parts.append(t)
+        parts.extend(_rung_notes(rungs))
     for note in snap.get("controller_notes") or []:
         parts.append(Text(f"controller: {note}", style="yellow"))
     for w in snap["waiting"]:

@@ -26,7 +26,9 @@ How the figures are computed, exactly and without sampling:
   :meth:`SeqPattern.drop_fraction` on any ``(T, D)``; since ``stride >= 1`` some phase keeps
   a step, so no sequence pattern wipes its map at every placement.
 
-Off sites drop nothing. The daemon runs this check when it draws a trial
+Off sites drop nothing. A pattern of another family (the v2 spaces) is checked by its
+``drop_fraction()``, the rate it realises on any map (their ops bound it by construction).
+The daemon runs this check when it draws a trial
 (:mod:`adsearch.daemon.dedup`): a refused trial is a bad pattern (the failure reward, with
 the reason as its error) that costs no child process.
 """

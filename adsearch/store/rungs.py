@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import case, delete, func, select
 
 from adsearch.errors import StoreError
 from adsearch.store.base import StoreCore
-from adsearch.store.models import RungModel, SearchModel, TrialModel
+from adsearch.store.models import EventModel, RungModel, SearchModel, TrialModel
+from adsearch.store.records import utcnow
 from adsearch.store.retry import retrying_methods
 
 EPS = 1e-6
@@ -64,7 +66,9 @@ class RungMethods(StoreCore):
 
         ``decide`` gets every value recorded at the rung so far, this one included, and
         returns ``(promoted, threshold)``; None records without deciding (the last rung).
-        A second record of the same trial and rung (a retried child) replaces the first.
+        A rung in the search config's ``rungs_off`` (see :meth:`turn_rung_off`) promotes
+        every child, with threshold None. A second record of the same trial and rung (a
+        retried child) replaces the first.
 
         Raises:
             StoreError: unknown trial, or a database error.
@@ -74,7 +78,10 @@ class RungMethods(StoreCore):
             if trial is None:
                 raise StoreError(f"record_rung: no trial with id {trial_id}")
             sid = trial.search_id
-            s.execute(select(SearchModel.id).where(SearchModel.id == sid).with_for_update())
+            config = s.execute(select(SearchModel.config).where(SearchModel.id == sid)
+                               .with_for_update()).scalar_one()
+            if decide is not None and _is_off(config, rung):  # pruning stopped at this rung
+                decide = _promote_all
             s.execute(delete(RungModel).where(RungModel.trial_id == trial_id,
                                               RungModel.rung > rung - EPS, RungModel.rung < rung + EPS))
             others = s.scalars(select(RungModel.value).where(
@@ -87,6 +94,31 @@ class RungMethods(StoreCore):
                             recorded_at=time.time()))
         return RungDecision(rung=float(rung), value=float(value), promoted=promoted,
                             threshold=threshold, count=len(values))
+
+    def turn_rung_off(self, search_id: int, rung: float, message: str,
+                      data: dict[str, Any]) -> bool:
+        """Stop pruning at ``rung`` for good: add it to the search config's ``rungs_off``
+        and log a ``rung.off`` event (``message``, ``data``), in one transaction that holds
+        the search row's lock (as :meth:`record_rung` does), so every later decision at the
+        rung promotes. Returns False (and writes nothing) when the rung was off already.
+
+        Raises:
+            StoreError: unknown search, or a database error.
+        """
+        with self._session() as s:
+            row = s.execute(select(SearchModel).where(SearchModel.id == search_id)
+                            .with_for_update()).scalar_one_or_none()
+            if row is None:
+                raise StoreError(f"turn_rung_off: no search with id {search_id}")
+            config = dict(row.config or {})
+            if _is_off(config, rung):
+                return False
+            config["rungs_off"] = sorted([*(config.get("rungs_off") or []), float(rung)])
+            row.config = config
+            row.updated_at = utcnow()
+            s.add(EventModel(search_id=search_id, at=utcnow(), kind="rung.off", message=message,
+                             data=dict(data)))
+        return True
 
     def rung_rows(self, search_id: int) -> list[RungRow]:
         """Every rung value of a search, by rung then trial id."""
@@ -117,3 +149,14 @@ class RungMethods(StoreCore):
         return [{"rung": float(r), "reached": int(n), "best": float(b),
                  "promoted": int(p or 0), "stopped": int(x or 0),
                  "threshold": latest.get(float(r))} for r, n, b, p, x, _ in groups]
+
+
+def _is_off(config: dict[str, Any] | None, rung: float) -> bool:
+    """Whether ``rung`` is in a search config's ``rungs_off``."""
+    off = (config or {}).get("rungs_off") or []
+    return any(abs(float(r) - rung) < EPS for r in off)
+
+
+def _promote_all(values: list[float], own: float) -> tuple[bool, float | None]:
+    """The rule at a rung whose pruning was stopped: everyone goes on."""
+    return True, None
