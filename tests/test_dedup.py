@@ -370,3 +370,19 @@ def test_which_results_may_be_reused(tmp_path: Path) -> None:
         assert not gate.reusable(result(truncated=1.0, truncated_at_rung=1.0))
     finally:
         store.close()
+
+
+def test_a_cache_hit_is_not_another_seed_of_its_pattern(tmp_path: Path) -> None:
+    """The re-check's mean over a pattern's runs counts a trained (pattern, seed) once: its
+    cache hits repeat that run, they are no new measurement."""
+    from adsearch.daemon import recheck
+
+    store, search, gate = _gate(tmp_path)
+    try:
+        src = gate.admit([_draw()], set()).queued[0]
+        store.finish_trial(src, 0.6, {}, [], 2.0)
+        assert len(gate.admit([_draw(), _draw()], set()).finished) == 2
+        (score,) = recheck.scores(store, search.id, {_draw().pattern_hash}).values()
+        assert [(r.trial_id, r.reward) for r in score.runs] == [(src, 0.6)]
+    finally:
+        store.close()

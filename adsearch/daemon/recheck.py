@@ -175,8 +175,8 @@ def _score(pattern_hash: str, rows: Sequence[tuple[Any, Any]]) -> PatternScore |
     runs = []
     best: tuple[Any, float] | None = None
     for t, r in rows:
-        if t.state != "done" or r is None or r.reward is None:
-            continue
+        if t.state != "done" or r is None or r.reward is None or r.cache_of is not None:
+            continue  # (a cache hit repeats its source's run: one seed, counted once)
         m = r.metrics or {}
         if m.get("truncated"):
             continue
