@@ -130,6 +130,8 @@ def test_same_pattern_same_meaning_at_every_map_side() -> None:
     """A block side is a fraction of the map: 3/16 of the map is 3 px at 16 and 6 px at 32."""
     p = ConvPattern2(rate=0.2, kind="block", side=0.1875)
     assert [resolve(p, s, s).side for s in (16, 32, 56)] == [3, 6, 11]
+    q = ConvPattern2(rate=0.2, kind="block", side=0.09375)
+    assert [resolve(q, s, s).side for s in (32, 16, 8, 4)] == [3, 2, 1, 1]
 
 
 @pytest.mark.parametrize("entry", ROUND3_BASELINES, ids=lambda e: f"{e[0]}-{e[1]}-{e[2]}")
@@ -195,3 +197,22 @@ def test_cli_pattern_baseline_and_show_json(tmp_path) -> None:
                               "conv2-3", "-o", str(bad)])
     assert res.exit_code != 0 and "rate grid" in res.output and "Traceback" not in res.output
     assert not bad.exists()
+
+
+def test_canonical_v2_patterns_keep_what_acts() -> None:
+    from adsearch.patterns.canonical import canonical_pattern
+
+    a = ConvPattern2(rate=0.2, kind="element", side=0.5, rotate=30)
+    b = ConvPattern2(rate=0.2, kind="element", side=0.125, shear_x=0.5)
+    assert canonical_pattern(a) == canonical_pattern(b) != a
+    t = ConvPattern2(rate=0.2, kind="tile", side=0.5, rotate=30)
+    assert canonical_pattern(t) == t
+    assert canonical_pattern(ConvPattern2(rate=0.0, kind="tile")) == ConvPattern2(rate=0.0)
+    s = SeqPattern2(emb_rate=0.1, emb_kind="token", qkv_kind="group", groups=16)
+    assert canonical_pattern(s) == SeqPattern2(emb_rate=0.1, emb_kind="token")
+    rng = random.Random(0)
+    for name in ("conv2-3", "seq2-2"):
+        sp = SearchSpace.from_name(name)
+        for _ in range(100):  # canonical is idempotent and stays in the space
+            c = [canonical_pattern(p) for p in sp.sample(rng)]
+            assert [canonical_pattern(p) for p in c] == c and sp.decode(sp.encode(c)) == c

@@ -33,7 +33,12 @@ def test_same_history_same_next_pattern(name: str) -> None:
     b = controller_from_state(state, sp)  # e.g. after kill -9 and resume from the checkpoint
     na, nb = a.sample(3), b.sample(3)
     assert [s.tokens for s in na] == [s.tokens for s in nb]
-    assert len({s.tokens for s in na}) == 3  # constant liar: a batch's draws differ
+    assert len({s.tokens for s in na}) == 3  # a batch's draws differ
+    one_by_one = controller_from_state(state, sp)
+    assert [one_by_one.sample(1)[0].tokens for _ in range(3)] == [s.tokens for s in na]
+    late = controller_from_state(state, sp)  # a resume: the draw index comes from the store
+    late.sync_drawn(state["drawn"] + 1)
+    assert late.sample(1)[0].tokens == na[1].tokens
     assert all(s.logp == 0.0 for s in na)
     # another seed or another history gives another draw
     c = controller_from_state({**state, "seed": 6}, sp)

@@ -129,7 +129,7 @@ def start(
     recheck_seeds: int = typer.Option(2, "--recheck-seeds", help="More seeds per re-checked pattern (its first result counts too)."),
     no_recheck: bool = typer.Option(False, "--no-recheck", help="Skip the re-check: export picks on one seed's value."),
     # a seeded search (issue 20 §2, adsearch.daemon.enqueue)
-    enqueue: list[str] = typer.Option(None, "--enqueue", help="Run this pattern file's patterns first (repeatable; a file of the search's space, e.g. from `adsearch pattern baseline`)."),
+    enqueue: list[str] = typer.Option(None, "--enqueue", help="Run this pattern file's patterns first (repeatable; a file of the search's space, e.g. from `adsearch pattern baseline`)."),  # noqa: B008
     seed_baselines: bool = typer.Option(False, "--seed-baselines", help="Run the tuned-baseline grid of the space's family first (v2 spaces: conv2-K, seq2-K)."),
 ) -> None:
     """Start a new search (in the background unless --foreground)."""

@@ -9,12 +9,13 @@ exactly reproducible:
   group counts; their grids are sorted, so the index is ordinal), else a
   ``CategoricalDistribution`` (kinds, flags, sub-layer sets, ``repeat`` with None);
 - the state is the told history ``(tokens, reward)`` in the order of the updates, plus the
-  number of samples drawn so far. :meth:`TPEController.sample` builds a fresh in-memory
-  study from that history each time, with the sampler seeded from ``(seed, len(history),
-  drawn)``: the same history gives the same next pattern, after a kill and a resume too
-  (the daemon restores the state from the checkpoint and replays the unconsumed results
-  from the store, as for every controller). A batch of ``n`` uses Optuna's constant liar,
-  so its draws differ.
+  number of samples drawn so far. Each draw builds a fresh in-memory study from that
+  history, with the sampler seeded from ``(seed, len(history), index of the draw)``: the
+  same history gives the same next pattern, whether the draws come one by one or in a batch.
+  At resume the daemon restores the history from the checkpoint, replays the unconsumed
+  results from the store (as for every controller) and sets the draw index from the store
+  (:meth:`TPEController.sync_drawn`: the search trials stored), so a kill -9 and a resume
+  draw the same next pattern as a run without the kill.
 - learning: every reward passed to :meth:`update` joins the history, enqueued trials
   included (TPE is off-policy by construction: it models the observed rewards, not the
   sampling policy). ``logp`` is 0 for every sample (TPE has no sampling probability); the
@@ -96,15 +97,18 @@ class TPEController:
                 else dist.CategoricalDistribution(list(range(c)))
             )
 
+    def sync_drawn(self, drawn: int) -> None:
+        """Set the draw index from the store at resume: the number of trials this controller
+        drew (the search's stored trials of purpose ``search``)."""
+        self.drawn = int(drawn)
+
     def _sampler_seed(self) -> int:
         blob = f"{self.seed}:{len(self.history)}:{self.drawn}".encode()
         return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
 
     def _study(self) -> Any:
         opt = self._opt
-        sampler = opt.samplers.TPESampler(
-            seed=self._sampler_seed(), n_startup_trials=N_STARTUP, constant_liar=True
-        )
+        sampler = opt.samplers.TPESampler(seed=self._sampler_seed(), n_startup_trials=N_STARTUP)
         study = opt.create_study(direction="maximize", sampler=sampler)
         for tokens, reward in self.history:
             params = {n: int(t) for n, t in zip(self._names, tokens, strict=True)}
@@ -116,13 +120,12 @@ class TPEController:
         """``n`` patterns from TPE given the history, stamped with the current version."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError(f"controller.sample: n={n!r}; expected a positive integer")
-        study = self._study()
         out = []
-        for _ in range(n):
-            trial = study.ask(self._dists)
+        for _ in range(n):  # one study per draw: a batch equals the same draws one by one
+            trial = self._study().ask(self._dists)
             toks = tuple(int(trial.params[name]) for name in self._names)
             out.append(Sample(toks, tuple(self.space.decode(toks)), 0.0, self.version))
-        self.drawn += n
+            self.drawn += 1
         return out
 
     def log_prob(self, samples: Sequence[Sample]) -> list[float]:

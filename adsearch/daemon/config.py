@@ -55,6 +55,9 @@ class SearchConfig:
     # luck); None: a fresh seed per trial, derived from ``seed``
     max_drop: float = 0.5  # the drop cap (adsearch.ops.cap): a pattern that drops more than this
     # share of a site's units (or a whole map at every placement) is refused before it trains
+    enqueue: list[Any] | None = None  # `start --enqueue FILE`: patterns run first (issue 20;
+    # adsearch.daemon.enqueue): the CLI gives paths, launch stores {file, space, patterns} each
+    seed_baselines: bool = False  # `start --seed-baselines`: the tuned-baseline grid runs first
     prune_epoch: float | None = None  # early stopping: check children at this epoch (None: off)
     prune_quantile: float = 0.25  # ... and stop those below this quantile of earlier children
     prune_min_trials: int = 8  # ... once this many children have a value there

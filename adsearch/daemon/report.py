@@ -277,7 +277,7 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
             {"trial_id": t.id, "reward": r.reward, "seconds": r.seconds,
              "controller_version": t.controller_version, "pattern": t.pattern,
              "bad_pattern": bool((r.metrics or {}).get("bad_pattern")),
-             "recheck": checked.get(t.pattern_hash)}
+             "recheck": checked.get(t.pattern_hash), "purpose": t.purpose}
             for t, r in top
         ],  # bad patterns never appear here: their reward was earned by failing
         "best": {"trial_id": best[0].id, "reward": best[1].reward} if best else None,
@@ -531,7 +531,8 @@ def render_status(snap: dict[str, Any]) -> Any:
         for r in snap["top"]:
             rc_row = r.get("recheck")
             mean = ([f"{rc_row['mean']:.4f}", str(rc_row["n"])] if rc_row else ["-", "1"])
-            t.add_row(str(r["trial_id"]), f"{r['reward']:.4f}", *(mean if checked else []),
+            enq = " (enqueued)" if r.get("purpose") == "enqueued" else ""  # issue 20 §2
+            t.add_row(f"{r['trial_id']}{enq}", f"{r['reward']:.4f}", *(mean if checked else []),
                       str(r["controller_version"]), f"{r['seconds']:.1f}",
                       _pattern_text(r["pattern"]))
         parts.append(t)

@@ -54,11 +54,12 @@ RATE_CAP = 0.5
 CONV2_KINDS: tuple[str, ...] = ("element", "channel", "block", "tile")
 
 #: The discrete choices of every field, in token order. Sides are fractions of the map side;
-#: 3/16, 3/8 and 3/4 give a 3 px block at 16, 8 and 4 px maps (round 3's DropBlock b3).
+#: 3/32, 3/16, 3/8 and 3/4 give a 3 px block at 32, 16, 8 and 4 px maps (DropBlock b3), and
+#: 1/8, 1/4, 1/2 a 7 px one at 56, 28, 14 px (the paper's b7 on ResNet-50).
 CONV2_VALUES: dict[str, tuple[Any, ...]] = {
     "rate": RATES,
     "kind": CONV2_KINDS,
-    "side": (0.0625, 0.125, 0.1875, 0.25, 0.375, 0.5, 0.75),
+    "side": (0.0625, 0.09375, 0.125, 0.1875, 0.25, 0.375, 0.5, 0.75),
     "rotate": (0, 15, 30, 45),
     "shear_x": (0.0, 0.25, 0.5),
     "shear_y": (0.0, 0.25, 0.5),
@@ -97,6 +98,20 @@ class ConvPattern2:
     def drop_fraction(self, height: int | None = None, width: int | None = None) -> float:
         """Expected dropped fraction: ``rate`` at every map side (see :func:`resolve`)."""
         return self.rate
+
+    def canonical(self) -> ConvPattern2:
+        """This pattern with the fields its kind ignores at their defaults (rate 0: all of
+        them), so patterns that act alike store alike (adsearch.patterns.canonical)."""
+        if self.off:
+            return ConvPattern2(rate=0.0)
+        keep: dict[str, Any] = {"rate": self.rate, "kind": self.kind, "residual": self.residual}
+        if self.kind in ("element", "block", "tile"):
+            keep["share_c"] = self.share_c
+        if self.kind in ("block", "tile"):
+            keep["side"] = self.side
+        if self.kind == "tile":
+            keep.update(rotate=self.rotate, shear_x=self.shear_x, shear_y=self.shear_y)
+        return ConvPattern2(**keep)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

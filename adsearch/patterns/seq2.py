@@ -126,6 +126,16 @@ class SeqPattern2:
         """The largest rate of any sub-layer (each sub-layer drops its own rate)."""
         return max((self.sub(s).rate for s in SEQ_SITES), default=0.0)
 
+    def canonical(self) -> SeqPattern2:
+        """The off sub-layers' kinds, and ``groups`` unless a group kind uses it, at their
+        defaults (adsearch.patterns.canonical)."""
+        kw: dict[str, Any] = {}
+        for s in self.sites:
+            kw[f"{s}_rate"], kw[f"{s}_kind"] = self.sub(s).rate, self.sub(s).kind
+        if any(self.sub(s).kind in ("group", "interleave") for s in self.sites):
+            kw["groups"] = self.groups
+        return SeqPattern2(**kw)
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.values)
 
