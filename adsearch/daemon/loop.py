@@ -139,6 +139,9 @@ class Daemon(WorkerMixin):
                                if tid not in self.consumed and tid not in self.recheck_ids]
             self.n_trials = sum(self.store.counts(self.search_id,
                                                   purposes=SEARCH_PURPOSES).values())
+            sync = getattr(self.controller, "sync_drawn", None)  # TPE: its draw index (issue 20)
+            if callable(sync):
+                sync(sum(self.store.counts(self.search_id, purposes=["search"]).values()))
             self._elapsed_base = self.run.elapsed()
             if self.new_budget != (None, None):  # every check passed: now write the budget
                 from adsearch.daemon.launch import apply_budget, plan_budget
