@@ -248,6 +248,9 @@ def test_duplicates_reuse_the_stored_result_and_no_child_trains_twice(tmp_path: 
         events = store.events(search.id, 200, kinds=["trial.cache_hit"])
         assert sorted(e.data["trial_id"] for e in events) == sorted(t.id for t in hits)
         assert store.dedup_counts(search.id) == {"cache_hits": len(hits), "refused": 0}
+        (start,) = store.events(search.id, 200, kinds=["dedup.start"])
+        assert "no drop cap (the task trains no network)" in start.message
+        assert "every child seed 0" in start.message
     finally:
         store.close()
     snap = json.loads(cli(tmp_path, "status", "dup", "--run-dir", str(run.path), "--json").stdout)
@@ -285,6 +288,8 @@ def test_a_capped_pattern_is_a_bad_pattern_without_a_child(tmp_path: Path) -> No
             assert refusal([space.pattern_cls.from_dict(p) for p in t.pattern], maps, 0.5) is None
         n_bad, _ = store.bad_patterns(search.id)
         assert n_bad == len(refused)
+        (start,) = store.events(search.id, 200, kinds=["dedup.start"])
+        assert "drop cap 50% at the site maps (site 0: 4x4; site 1: 2x2; site 2: 1x1)" in start.message
     finally:
         store.close()
     snap = json.loads(cli(tmp_path, "status", "cap", "--run-dir", str(run.path), "--json").stdout)

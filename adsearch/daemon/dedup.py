@@ -56,7 +56,6 @@ from typing import Any
 
 from adsearch import reward
 from adsearch.daemon.config import SearchConfig
-from adsearch.errors import AdsearchError
 from adsearch.patterns import SearchSpace
 
 log = logging.getLogger("adsearch.daemon")
@@ -95,8 +94,9 @@ def task_site_maps(task: Any, task_config: Any) -> tuple[bool, list[Any] | None,
         return True, None, f"task {getattr(task, 'name', '?')} states no site maps"
     try:
         maps = fn(task_config)
-    except AdsearchError as exc:  # e.g. the data is missing: the children will say so
-        return True, None, f"site maps unknown ({exc})"
+    except Exception as exc:  # noqa: BLE001 - e.g. missing data: the children will say so;
+        # the search goes on with the map-free rules rather than die in its daemon
+        return True, None, f"site maps unknown ({type(exc).__name__}: {exc})"
     if maps is None:
         return False, None, None
     return True, [tuple(tuple(int(v) for v in shape) for shape in site) for site in maps], None
@@ -132,6 +132,26 @@ class Admission:
         self.cap_applies, self.maps, self.maps_note = maps
         self.fidelity = fidelity_key(cfg)
         self.waiting: dict[int, list[Any]] = {}  # first copy's trial id -> waiting draws
+        store.log_event(search_id, "dedup.start", self.describe(),
+                        {"max_drop": cfg.max_drop, "cap": self.cap_applies, "maps": self.maps,
+                         "maps_note": self.maps_note, "fidelity": self.fidelity,
+                         "child_seed": cfg.child_seed})
+
+    def describe(self) -> str:
+        """One line: what the gate checks in this search (logged when the daemon starts)."""
+        if not self.cap_applies:
+            cap = "no drop cap (the task trains no network)"
+        elif self.maps is not None:
+            shown = "; ".join(f"site {i}: " + ", ".join(f"{h}x{w}" for h, w in site)
+                              for i, site in enumerate(self.maps) if site)
+            cap = f"drop cap {self.cfg.max_drop:.0%}" + (f" at the site maps ({shown})"
+                                                        if shown else "")
+        else:
+            cap = f"drop cap {self.cfg.max_drop:.0%} by the map-free rules ({self.maps_note})"
+        seed = ("every child seed " + str(self.cfg.child_seed) if self.cfg.child_seed is not None
+                else "a seed per trial (a repeated pattern is a new measurement)")
+        return (f"admission: canonical patterns; {cap}; cache of (pattern, seed) at fidelity "
+                f"{self.fidelity}, {seed}")
 
     @property
     def n_waiting(self) -> int:
