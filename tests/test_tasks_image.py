@@ -224,3 +224,10 @@ def test_val_loss_reward_is_exp_of_minus_loss_at_every_point_and_at_the_rungs(
         assert acc.reward == acc.metrics["val_acc"] == acc.curve[-1]["val_metric"]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("key", "value"), [("val_per_class", 0), ("val_fraction", 0.0),
+                                            ("val_fraction", 1.0)])
+def test_an_empty_or_whole_validation_split_is_refused(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"{key}={value!r}"):
+        get_task("cifar10").config_from_dict({key: value})

@@ -81,6 +81,12 @@ class ImageConfig:
     reward_metric: str = "val_acc"  # the reward: val_acc (accuracy) or val_loss (exp(-loss))
 
     def __post_init__(self) -> None:
+        if self.val_per_class is not None and self.val_per_class < 1:
+            raise ConfigError(f"val_per_class={self.val_per_class!r}: use a positive number of "
+                              "validation images a class, or null for the default")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction!r}: use a share in (0, 1), "
+                              "or set val_per_class")
         if self.reward_metric not in REWARD_METRICS:
             raise ConfigError(f"reward_metric={self.reward_metric!r}: use one of "
                               f"{', '.join(REWARD_METRICS)} (see adsearch.reward.RULES)")
