@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +257,13 @@ def test_duplicates_reuse_the_stored_result_and_no_child_trains_twice(tmp_path: 
         store.close()
     snap = json.loads(cli(tmp_path, "status", "dup", "--run-dir", str(run.path), "--json").stdout)
     assert snap["cache_hits"] == len(hits) and snap["child_seed"] == {"mode": "shared", "value": 0}
+    # the audit script of the benchmarks reads the same from the store
+    audit = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" /
+                                                "dedup_audit.py"), "dup", "--store",
+                            run.store_url()], capture_output=True, text=True, check=True)
+    figures = json.loads(audit.stdout)
+    assert figures["trained_twice"] == 0 and figures["cache_hits"] == len(hits)
+    assert figures["children"] == {"search": 16 - len(hits)}
     text = cli(tmp_path, "status", "dup", "--run-dir", str(run.path)).stdout
     assert "every child trains with seed 0 (--child-seed)" in text
     assert f"{len(hits)} cache hit(s)" in text
