@@ -63,7 +63,7 @@ REGS: dict[str, dict[str, Any] | None] = {
 }
 SIZES = (1000, 2000, 5000)
 SLICES = ("val_acc", "val_loss")
-TARGETS = ("test_acc", "test_loss")
+TARGETS = ("test_acc", "test_loss", "rest_acc")
 
 
 def protocol(pool_per_class: int) -> dict[str, Any]:
@@ -215,8 +215,19 @@ def analyse(subsets: int, rng_seed: int = 0) -> dict[str, Any]:
     tc = np.stack([[got[(r, s)]["test_correct"] for r in labels] for s in seeds]).astype(float)
     tl = np.stack([[got[(r, s)]["test_loss"] for r in labels] for s in seeds]).astype(float)
     target = {"test_acc": tc.mean(-1), "test_loss": -tl.mean(-1)}  # (seed, reg), higher better
+    # all held-out images a model saw at the end: test + the pool outside a subset
+    held_sum, held_n = tc.sum(-1) + vc.sum(-1), ty.size + y.size
     rng = np.random.default_rng(rng_seed)
     by_class = [np.flatnonzero(y == c) for c in classes]
+    # noise: two models scored on the same n images differ by a paired proportion whose
+    # standard error is about sqrt(d / n), d = the share of images exactly one gets right
+    pairs = [(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels))]
+    discord = float(np.mean([np.mean(vc[:, i] != vc[:, j]) for i, j in pairs]))
+    # signal: the accuracy gaps between regularizers on all 15,000 held-out images
+    held = np.sort(held_sum / held_n, axis=1)  # (seed, reg) ascending
+    signal = {"adjacent_gap_mean": float(np.diff(held, axis=1).mean()),
+              "range_mean": float((held[:, -1] - held[:, 0]).mean()),
+              "discordant_share": discord}
     table: dict[str, Any] = {}
     for size in SIZES:
         per = size // len(classes)
@@ -227,11 +238,13 @@ def analyse(subsets: int, rng_seed: int = 0) -> dict[str, Any]:
         for _ in range(draws):
             idx = np.concatenate([rng.choice(ix, per, replace=False) for ix in by_class])
             val = {"val_acc": vc[:, :, idx].mean(-1), "val_loss": -vl[:, :, idx].mean(-1)}
+            target["rest_acc"] = (held_sum - vc[:, :, idx].sum(-1)) / (held_n - idx.size)
             for v in SLICES:
                 for t in TARGETS:
                     rho[f"{v} vs {t}"].append(float(np.nanmean(spearman(val[v], target[t]))))
         table[str(size)] = {
             "per_class": per, "subsets": draws,
+            "paired_se_acc": float(np.sqrt(discord / size)),
             **{k: {"mean": float(np.nanmean(x)), "std": float(np.nanstd(x)),
                    "p10": float(np.nanpercentile(x, 10)), "p90": float(np.nanpercentile(x, 90))}
                for k, x in rho.items()}}
@@ -254,21 +267,27 @@ def analyse(subsets: int, rng_seed: int = 0) -> dict[str, Any]:
             "no augmentation, 30 epochs, batch 50, SGD lr 0.05 cosine, wd 5e-4",
             "statistic": "Spearman across regularizers within a seed, averaged over seeds; "
             "mean/std/p10/p90 over random class-balanced validation subsets",
-            "sizes": table,
+            "sizes": table, "signal": signal,
             "ceiling_test_halves": {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
                                     for k, v in ceil.items()},
             "per_run": per_run}
 
 
 def render(s: dict[str, Any]) -> str:
-    out = ["| val images | subsets | val acc vs test acc | val loss vs test acc "
-           "| val acc vs test loss | val loss vs test loss |",
-           "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    keys = ("val_acc vs test_acc", "val_loss vs test_acc", "val_acc vs test_loss",
+            "val_loss vs test_loss", "val_acc vs rest_acc", "val_loss vs rest_acc")
+    out = ["| val images | subsets | paired SE of an acc gap | " + " | ".join(
+        k.replace("_", " ").replace("rest", "held-out") for k in keys) + " |",
+           "| ---: | ---: | ---: |" + " ---: |" * len(keys)]
     for size, row in s["sizes"].items():
-        cells = [f"{row[k]['mean']:+.2f} ± {row[k]['std']:.2f}" for k in
-                 ("val_acc vs test_acc", "val_loss vs test_acc", "val_acc vs test_loss",
-                  "val_loss vs test_loss")]
-        out.append(f"| {int(size):,} | {row['subsets']} | " + " | ".join(cells) + " |")
+        cells = [f"{row[k]['mean']:+.2f} ± {row[k]['std']:.2f}" for k in keys]
+        out.append(f"| {int(size):,} | {row['subsets']} | {100 * row['paired_se_acc']:.2f} pt | "
+                   + " | ".join(cells) + " |")
+    g = s["signal"]
+    out.append(f"\nsignal: mean gap between adjacent regularizers {100 * g['adjacent_gap_mean']:.2f}"
+               f" pt, best - worst {100 * g['range_mean']:.2f} pt (accuracy on all held-out "
+               f"images); share of images exactly one of two models gets right "
+               f"{g['discordant_share']:.3f}")
     c = s["ceiling_test_halves"]
     out.append(f"\nceiling (test half vs test half, 2,500 each): acc {c['acc']['mean']:+.2f} ± "
                f"{c['acc']['std']:.2f}, loss {c['loss']['mean']:+.2f} ± {c['loss']['std']:.2f}")
