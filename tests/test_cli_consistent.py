@@ -80,7 +80,9 @@ def test_show_name_trial_json_and_readable_view(runs: Path) -> None:
     snap = json.loads(ok(cli(runs, "status", "one", "--json")).stdout)
     tid = snap["best"]["trial_id"]
     doc = json.loads(ok(cli(runs, "show", "one", str(tid), "--json")).stdout)
-    assert set(doc) == {"search", "run_dir", "trial", "result", "logs", "placements"}
+    assert set(doc) == {"search", "run_dir", "trial", "result", "logs", "placements",
+                        "learned_reward"}
+    assert doc["learned_reward"] == doc["result"]["learned_reward"] is not None
     assert doc["search"] == "one" and doc["run_dir"] == str(runs / "one")
     assert doc["trial"]["id"] == tid and doc["result"]["reward"] == snap["best"]["reward"]
     old = json.loads(ok(cli(runs, "show", str(tid), "-s", "one", "--json")).stdout)
