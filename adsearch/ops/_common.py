@@ -1,10 +1,16 @@
-"""Small helpers shared by the ops: input checks, random draws, the realised-keep scale."""
+"""Small helpers shared by the ops: input checks, random draws, the realised-keep scale, and
+what their ``torch.compile`` forms share (see :func:`compiling`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from adsearch.errors import PatternError
+
+#: The ``torch.library`` namespace of the ops' compiled forms (``torch.ops.adsearch.*``).
+LIBRARY = "adsearch"
 
 
 def check_rank(x: torch.Tensor, rank: int, layout: str, op: str) -> None:
@@ -48,3 +54,27 @@ def keep_scale(numel: int, kept: torch.Tensor) -> torch.Tensor:
     """``numel / kept`` as a float64 0-d tensor, or 0 when nothing is kept (never inf/NaN)."""
     kept = kept.to(torch.float64)
     return torch.where(kept > 0, numel / kept.clamp_min(1.0), torch.zeros_like(kept))
+
+
+def compiling() -> bool:
+    """True while ``torch.compile`` (or ``torch.export``) traces the caller.
+
+    The pattern ops and DropBlock draw their masks with data-dependent Python (cached
+    canvases, ``randint`` bounds taken from them, geometric gaps). Traced with symbolic
+    shapes, ``torch.randint`` then fails ("SymIntArrayRef expected to contain only concrete
+    integers"). While tracing, each op therefore goes through ``torch.library`` custom ops
+    (``torch.ops.adsearch.*``): the graph holds one opaque node per draw and per apply,
+    whose fake kernels give only the output shapes, and which run the very eager code at
+    run time. In eager mode nothing changes (this check is the only cost).
+    """
+    return bool(torch.compiler.is_compiling())
+
+
+@torch.compiler.assume_constant_result
+def pattern_key(pattern: Any) -> str:
+    """A pattern's JSON (``to_json()``), the ``str`` argument its custom ops take.
+
+    Evaluated once while tracing and kept as a constant; dynamo guards on the pattern, so a
+    module given another pattern is traced again.
+    """
+    return str(pattern.to_json())

@@ -41,6 +41,11 @@ How a mask is made (**ours**; the paper gives no code):
 
 Cost: one gather of the ``(H, W)`` windows plus one multiply. Autograd saves only the
 offsets and the small canvas and regenerates the mask in backward.
+
+``torch.compile`` (**ours**): while tracing, the op is the two custom ops
+``torch.ops.adsearch.conv_draw`` (the offsets and the scale) and ``conv_apply`` (the gather
+and the multiply, its own backward), which run this same code; see
+:func:`adsearch.ops._common.compiling`.
 """
 
 from __future__ import annotations
@@ -53,7 +58,14 @@ import torch
 from torch import nn
 
 from adsearch.errors import PatternError
-from adsearch.ops._common import check_rank, keep_scale, randint
+from adsearch.ops._common import (
+    LIBRARY,
+    check_rank,
+    compiling,
+    keep_scale,
+    pattern_key,
+    randint,
+)
 from adsearch.patterns.conv import ConvPattern
 
 __all__ = ["PatternDropout2d", "conv_canvas", "pattern_dropout_2d", "pattern_geometry"]
@@ -285,6 +297,19 @@ def pattern_dropout_2d(
         )
     if not training or x.numel() == 0 or pattern.off:  # off (**ours**): identity
         return x
+    if compiling():
+        return _traced_2d(x, pattern, generator)
+    n, c, h, w = x.shape
+    canvas, oy, ox, scale = _draw(pattern, x, generator)
+    shape = (n, 1 if pattern.share_c else c, h, w)
+    return _WindowMul.apply(x, canvas.kept, scale, oy, ox, shape)
+
+
+def _draw(
+    pattern: ConvPattern, x: torch.Tensor, generator: torch.Generator | None
+) -> tuple[Canvas, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The canvas of ``x``'s map, the random offsets ``oy``, ``ox`` (one per placement,
+    int64) and the 0-d float64 ``numel / kept`` scale."""
     n, c, h, w = x.shape
     canvas = conv_canvas(pattern, h, w, x.device)
     placements = n if pattern.share_c else n * c
@@ -294,8 +319,7 @@ def pattern_dropout_2d(
         ox = randint(lx, (placements,), x.device, generator)
         kept = canvas.counts[oy, ox].sum() * (c if pattern.share_c else 1)
         scale = keep_scale(x.numel(), kept)
-    shape = (n, 1 if pattern.share_c else c, h, w)
-    return _WindowMul.apply(x, canvas.kept, scale, oy, ox, shape)
+    return canvas, oy, ox, scale
 
 
 class PatternDropout2d(nn.Module):
@@ -324,3 +348,82 @@ class PatternDropout2d(nn.Module):
             f"size={p.size}, stride={p.stride}, repeat={p.repeat}, rotate={p.rotate}, "
             f"shear_x={p.shear_x}, shear_y={p.shear_y}, share_c={p.share_c}, residual={p.residual}"
         )
+
+
+# ---------------------------------------------------------------------------- torch.compile
+@functools.lru_cache(maxsize=256)
+def _pattern_of(key: str) -> ConvPattern:
+    return ConvPattern.from_json(key)
+
+
+@torch.library.custom_op(f"{LIBRARY}::conv_draw", mutates_args=())
+def _conv_draw(x: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(oy, ox, scale)`` of :func:`_draw` for ``x`` (read for its shape and device only)
+    and the pattern whose JSON is ``pattern``, from torch's global generator."""
+    _, oy, ox, scale = _draw(_pattern_of(pattern), x, None)
+    return oy, ox, scale
+
+
+@_conv_draw.register_fake
+def _conv_draw_fake(
+    x: torch.Tensor, pattern: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n, c = x.shape[0], x.shape[1]
+    placements = n if _pattern_of(pattern).share_c else n * c
+    offsets = (x.new_empty((placements,), dtype=torch.int64) for _ in range(2))
+    return next(offsets), next(offsets), x.new_empty((), dtype=torch.float64)
+
+
+@torch.library.custom_op(f"{LIBRARY}::conv_apply", mutates_args=())
+def _conv_apply(
+    t: torch.Tensor, pattern: str, oy: torch.Tensor, ox: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """``t`` times the windows at ``(oy, ox)`` of the canvas, times ``scale``: a fresh tensor
+    with ``torch.empty_like(t)``'s layout (the fake kernel's)."""
+    p = _pattern_of(pattern)
+    n, c, h, w = t.shape
+    canvas = conv_canvas(p, h, w, t.device)
+    vals = canvas.kept.to(t.dtype) * scale.to(t.dtype)
+    mask = _windows(vals, oy, ox, (n, 1 if p.share_c else c, h, w))
+    if mask.shape == t.shape and t.is_contiguous():
+        return mask.mul_(t)
+    return torch.mul(t, mask, out=torch.empty_like(t))
+
+
+@_conv_apply.register_fake
+def _conv_apply_fake(
+    t: torch.Tensor, pattern: str, oy: torch.Tensor, ox: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    return torch.empty_like(t)
+
+
+def _conv_apply_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    _, ctx.pattern, oy, ox, scale = inputs
+    ctx.save_for_backward(oy, ox, scale)
+
+
+def _conv_apply_backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    oy, ox, scale = ctx.saved_tensors  # the mask is regenerated, as in eager mode
+    return _conv_apply(grad, ctx.pattern, oy, ox, scale), None, None, None, None
+
+
+_conv_apply.register_autograd(_conv_apply_backward, setup_context=_conv_apply_setup)
+
+
+@torch.compiler.disable
+def _with_generator(
+    x: torch.Tensor, pattern: ConvPattern, generator: torch.Generator
+) -> torch.Tensor:
+    """A seeded generator is no custom-op argument: that call runs eagerly (a graph break)."""
+    return pattern_dropout_2d(x, pattern, True, generator)
+
+
+def _traced_2d(
+    x: torch.Tensor, pattern: ConvPattern, generator: torch.Generator | None
+) -> torch.Tensor:
+    """:func:`pattern_dropout_2d` while ``torch.compile`` traces it: two custom ops."""
+    if generator is not None:
+        return _with_generator(x, pattern, generator)
+    key = pattern_key(pattern)
+    oy, ox, scale = _conv_draw(x.detach(), key)  # no gradient flows through a draw
+    return _conv_apply(x, key, oy, ox, scale)

@@ -21,6 +21,12 @@ and max-pools with a 7x7 kernel. Here the seed positions are drawn directly as a
 process (cumulative sums of geometric gaps, exact in distribution), the blocks are written
 with one ``scatter_``, and autograd saves only the seed positions and regenerates the mask
 in backward.
+
+``torch.compile`` (**ours**): while tracing, the op is the custom ops
+``torch.ops.adsearch.dropblock_draw`` (the blocks and the scale) and ``dropblock_apply``
+(its own backward), which run this same code; see :func:`adsearch.ops._common.compiling`.
+The number of seeds is random and a graph cannot carry it, so the compiled op keeps the
+bool mask for backward (1 byte per unit), not the seeds.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import torch
 from torch import nn
 
 from adsearch.errors import PatternError
-from adsearch.ops._common import check_prob, check_rank, keep_scale
+from adsearch.ops._common import LIBRARY, check_prob, check_rank, compiling, keep_scale
 
 __all__ = ["DropBlock2d", "bernoulli_positions", "drop_block_2d"]
 
@@ -132,6 +138,21 @@ def drop_block_2d(
         raise PatternError(f"drop_block_2d: block_size must be a positive int, got {block_size!r}")
     if not training or drop_prob == 0.0 or x.numel() == 0:
         return x
+    if compiling():
+        return _traced_block(x, drop_prob, block_size, generator, share_c)
+    dropped, seeds, scale = _draw(x, drop_prob, block_size, share_c, generator)
+    return _BlockMul.apply(x, dropped, seeds, scale, min(block_size, *x.shape[2:]))
+
+
+def _draw(
+    x: torch.Tensor,
+    drop_prob: float,
+    block_size: int,
+    share_c: bool,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One draw for ``x``: the bool ``(N, C or 1, H, W)`` dropped mask, the sorted int64
+    seed positions and the 0-d float64 ``numel / kept`` scale."""
     n, c, h, w = x.shape
     block = min(block_size, h, w)
     vh, vw = h - block + 1, w - block + 1
@@ -142,7 +163,7 @@ def drop_block_2d(
         dropped = _dropped_mask(seeds, shape, block)
         kept = (dropped.numel() - torch.count_nonzero(dropped)) * (c if share_c else 1)
         scale = keep_scale(x.numel(), kept)
-    return _BlockMul.apply(x, dropped, seeds, scale, block)
+    return dropped, seeds, scale
 
 
 class DropBlock2d(nn.Module):
@@ -161,7 +182,21 @@ class DropBlock2d(nn.Module):
             raise PatternError(f"DropBlock2d: block_size must be a positive int, got {block_size!r}")
         self.block_size = block_size
         self.share_c = bool(share_c)
+        # The progress is also kept as a float64 0-d tensor: torch.compile reads a tensor as a
+        # graph input, so a new progress each step does not trace the model again (a float
+        # attribute is a constant of the graph). Not a buffer: state_dict stays unchanged.
+        self._progress_t = torch.ones((), dtype=torch.float64)
         self.progress = 1.0
+
+    @property
+    def progress(self) -> float:
+        """Training progress in [0, 1] (set by :meth:`set_progress`)."""
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: float) -> None:
+        self._progress = float(value)
+        self._progress_t.fill_(self._progress)
 
     def set_progress(self, progress: float) -> None:
         """Training progress in [0, 1]: the current drop probability is ``drop_prob * progress``."""
@@ -176,6 +211,13 @@ class DropBlock2d(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.training:
             return x
+        if compiling() and generator is None:
+            check_rank(x, 4, "(N, C, H, W)", "DropBlock2d")
+            if self.drop_prob == 0.0 or x.numel() == 0:
+                return x
+            return _traced_block(
+                x, self.drop_prob, self.block_size, None, self.share_c, self._progress_t
+            )
         return drop_block_2d(x, self.current_drop_prob, self.block_size, True, generator, self.share_c)
 
     def extra_repr(self) -> str:
@@ -183,3 +225,83 @@ class DropBlock2d(nn.Module):
             f"drop_prob={self.drop_prob}, block_size={self.block_size}, share_c={self.share_c}, "
             f"progress={self.progress}"
         )
+
+
+# ---------------------------------------------------------------------------- torch.compile
+@torch.library.custom_op(f"{LIBRARY}::dropblock_draw", mutates_args=())
+def _block_draw(
+    x: torch.Tensor,
+    drop_prob: float,
+    progress: torch.Tensor | None,
+    block_size: int,
+    share_c: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dropped, scale)`` of :func:`_draw` for ``x`` (read for its shape and device) at drop
+    probability ``drop_prob * progress`` (a 0-d float64 tensor; None: 1), from torch's global
+    generator. The seed positions stay inside: their number is random, and an output of
+    data-dependent size would break the graph."""
+    prob = drop_prob if progress is None else drop_prob * float(progress)
+    dropped, _, scale = _draw(x, prob, block_size, share_c, None)
+    return dropped, scale
+
+
+@_block_draw.register_fake
+def _block_draw_fake(
+    x: torch.Tensor,
+    drop_prob: float,
+    progress: torch.Tensor | None,
+    block_size: int,
+    share_c: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n, c, h, w = x.shape
+    dropped = x.new_empty((n, 1 if share_c else c, h, w), dtype=torch.bool)
+    return dropped, x.new_empty((), dtype=torch.float64)
+
+
+@torch.library.custom_op(f"{LIBRARY}::dropblock_apply", mutates_args=())
+def _block_apply(t: torch.Tensor, dropped: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``t`` with the ``dropped`` units zeroed and the rest times ``scale``, fresh."""
+    return _apply(t, dropped, scale)
+
+
+@_block_apply.register_fake
+def _block_apply_fake(t: torch.Tensor, dropped: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(t)
+
+
+def _block_apply_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    # the bool mask is kept for backward (1 byte per unit, 1/C with share_c): the eager
+    # op keeps only the seed positions, whose count a traced graph cannot carry
+    ctx.save_for_backward(inputs[1], inputs[2])
+
+
+def _block_apply_backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    dropped, scale = ctx.saved_tensors
+    return _block_apply(grad, dropped, scale), None, None
+
+
+_block_apply.register_autograd(_block_apply_backward, setup_context=_block_apply_setup)
+
+
+@torch.compiler.disable
+def _with_generator(
+    x: torch.Tensor, drop_prob: float, block_size: int, generator: torch.Generator, share_c: bool
+) -> torch.Tensor:
+    """A seeded generator is no custom-op argument: that call runs eagerly (a graph break)."""
+    return drop_block_2d(x, drop_prob, block_size, True, generator, share_c)
+
+
+def _traced_block(
+    x: torch.Tensor,
+    drop_prob: float,
+    block_size: int,
+    generator: torch.Generator | None,
+    share_c: bool,
+    progress: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`drop_block_2d` while ``torch.compile`` traces it: two custom ops. ``progress``
+    (a module's schedule, a 0-d tensor) multiplies ``drop_prob`` at run time."""
+    if generator is not None:
+        return _with_generator(x, drop_prob, block_size, generator, share_c)
+    dropped, scale = _block_draw(x.detach(), drop_prob, progress, block_size, share_c)
+    return _block_apply(x, dropped, scale)

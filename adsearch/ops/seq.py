@@ -23,10 +23,16 @@ How a mask is made (**ours**; field semantics are in :mod:`adsearch.patterns.seq
 Each ``(n, t)`` row gets a code ``0`` (kept) or ``1 + g``; the mask is a row lookup in a
 ``(groups + 1, D)`` table, so a call costs one gather and one multiply, and autograd saves
 only the ``(N, T)`` codes.
+
+``torch.compile`` (**ours**): while tracing, the op is the custom ops
+``torch.ops.adsearch.seq_draw`` (table and codes) and ``seq_apply`` (the lookup and the
+multiply, its own backward), which run this same code; see
+:func:`adsearch.ops._common.compiling`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -35,7 +41,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from adsearch.errors import PatternError
-from adsearch.ops._common import check_rank, keep_scale, randint
+from adsearch.ops._common import (
+    LIBRARY,
+    check_rank,
+    compiling,
+    keep_scale,
+    pattern_key,
+    randint,
+)
 from adsearch.patterns.seq import SeqPattern
 
 __all__ = ["PatternDropoutSeq", "pattern_dropout_seq", "seq_codes", "seq_table"]
@@ -127,6 +140,17 @@ def pattern_dropout_seq(
         )
     if not training or x.numel() == 0 or pattern.off:  # off (**ours**): identity
         return x
+    if compiling():
+        return _traced_seq(x, pattern, generator)
+    vals, codes = _draw(pattern, x, generator)
+    return _RowMul.apply(x, vals, codes)
+
+
+def _draw(
+    pattern: SeqPattern, x: torch.Tensor, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scaled table ``vals`` (``(1 + groups, D)``, ``(2, 1)`` for ``"token"``, x's
+    dtype) and the ``(N, T)`` int64 row codes of one draw for ``x``."""
     n, t, d = x.shape
     with torch.no_grad():
         table = seq_table(pattern, d, x.device)
@@ -135,7 +159,7 @@ def pattern_dropout_seq(
         kept = row_kept[codes].sum()
         scale = keep_scale(x.numel(), kept)
         vals = table.to(x.dtype) * scale.to(x.dtype)
-    return _RowMul.apply(x, vals, codes)
+    return vals, codes
 
 
 class PatternDropoutSeq(nn.Module):
@@ -164,3 +188,68 @@ class PatternDropoutSeq(nn.Module):
             f"size={p.size}, stride={p.stride}, mask={p.mask!r}, groups={p.groups}, "
             f"share_t={p.share_t}, sites={list(p.sites)}"
         )
+
+
+# ---------------------------------------------------------------------------- torch.compile
+@functools.lru_cache(maxsize=256)
+def _pattern_of(key: str) -> SeqPattern:
+    return SeqPattern.from_json(key)
+
+
+@torch.library.custom_op(f"{LIBRARY}::seq_draw", mutates_args=())
+def _seq_draw(x: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(vals, codes)`` of :func:`_draw` for ``x`` (read for its shape, dtype and device)
+    and the pattern whose JSON is ``pattern``, from torch's global generator."""
+    return _draw(_pattern_of(pattern), x, None)
+
+
+@_seq_draw.register_fake
+def _seq_draw_fake(x: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
+    p = _pattern_of(pattern)
+    rows, cols = (2, 1) if p.mask == "token" else (1 + p.groups, x.shape[2])
+    codes = x.new_empty((x.shape[0], x.shape[1]), dtype=torch.int64)
+    return x.new_empty((rows, cols)), codes
+
+
+@torch.library.custom_op(f"{LIBRARY}::seq_apply", mutates_args=())
+def _seq_apply(t: torch.Tensor, vals: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """``t * vals[codes]``: a fresh tensor with ``torch.empty_like(t)``'s layout."""
+    if vals.shape[1] == 1 or not t.is_contiguous():
+        mask = vals[:, 0][codes].unsqueeze(-1) if vals.shape[1] == 1 else F.embedding(codes, vals)
+        return torch.mul(t, mask, out=torch.empty_like(t))
+    return F.embedding(codes, vals).mul_(t)
+
+
+@_seq_apply.register_fake
+def _seq_apply_fake(t: torch.Tensor, vals: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(t)
+
+
+def _seq_apply_setup(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    ctx.save_for_backward(inputs[1], inputs[2])
+
+
+def _seq_apply_backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+    vals, codes = ctx.saved_tensors
+    return _seq_apply(grad, vals, codes), None, None
+
+
+_seq_apply.register_autograd(_seq_apply_backward, setup_context=_seq_apply_setup)
+
+
+@torch.compiler.disable
+def _with_generator(
+    x: torch.Tensor, pattern: SeqPattern, generator: torch.Generator
+) -> torch.Tensor:
+    """A seeded generator is no custom-op argument: that call runs eagerly (a graph break)."""
+    return pattern_dropout_seq(x, pattern, True, generator)
+
+
+def _traced_seq(
+    x: torch.Tensor, pattern: SeqPattern, generator: torch.Generator | None
+) -> torch.Tensor:
+    """:func:`pattern_dropout_seq` while ``torch.compile`` traces it: two custom ops."""
+    if generator is not None:
+        return _with_generator(x, pattern, generator)
+    vals, codes = _seq_draw(x.detach(), pattern_key(pattern))  # no gradient through a draw
+    return _seq_apply(x, vals, codes)
