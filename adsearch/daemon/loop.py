@@ -452,27 +452,27 @@ class Daemon(WorkerMixin):
         from adsearch.patterns.canonical import canonical_patterns
         from adsearch.store import NewTrial
 
-        adm = getattr(self, "admission", None)
-        if adm is None:  # made at the first draw: the site maps need the task (and torch)
-            adm = self.admission = Admission(self.store, self.search_id, self.cfg, self.space,
-                                             task_site_maps(self.task, self.task_config))
-
         def take(out: Admitted) -> None:
             self.queue.push(out.queued)
             self.active.update(out.queued)
             self.unconsumed.extend(out.finished)
 
-        take(adm.resolve(self.active))  # duplicates whose first copy has ended
+        adm = getattr(self, "admission", None)
+        if adm is not None:
+            take(adm.resolve(self.active))  # duplicates whose first copy has ended
         n_slots = len(self.slots)
         pending = len(self.queue)
         idle = n_slots - len(self.children)
         want = max(0, self.cfg.effective_lookahead(n_slots) + idle - pending)
-        ahead = len(self.active) + len(self.unconsumed) + adm.n_waiting
+        ahead = len(self.active) + len(self.unconsumed) + (adm.n_waiting if adm else 0)
         want = min(want, max(0, self.cfg.effective_max_ahead(n_slots) - ahead))
         if self.cfg.budget_trials is not None:
             want = min(want, self.cfg.budget_trials - self.n_trials)
         if want <= 0:
             return
+        if adm is None:  # made at the first draw (a verify search never draws)
+            adm = self.admission = Admission(self.store, self.search_id, self.cfg, self.space,
+                                             task_site_maps(self.task, self.task_config))
         from adsearch.daemon.enqueue import next_enqueued
 
         def child_seed(k: int) -> int:
