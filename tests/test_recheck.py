@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from store_backends import *  # noqa: F403  (fixtures: pg_base_url)
+from store_backends import _fresh_database
 from test_daemon_support import (
     alive,
     check_exactly_once,
@@ -26,9 +32,9 @@ from typer.testing import CliRunner
 
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.launch import create_search
+from adsearch.daemon.launch import create_search, spawn_detached
 from adsearch.daemon.recheck import plan, ranking
-from adsearch.daemon.rundir import RunDir
+from adsearch.daemon.rundir import RunDir, pid_alive
 from adsearch.daemon.runner import run_daemon
 from adsearch.errors import ConfigError
 from adsearch.patterns import load_patternset
@@ -298,3 +304,42 @@ def test_a_verify_search_plans_its_own_seeds_and_is_never_rechecked() -> None:
     assert not cfg.rechecks()
     assert SearchConfig(name="x", task="synthetic").rechecks()
     assert not SearchConfig(name="x", task="synthetic", recheck=False).rechecks()
+
+
+@pytest.fixture
+def pg_url(pg_base_url: str) -> Iterator[str]:
+    yield from _fresh_database(pg_base_url)
+
+
+def test_adsearch_worker_serves_the_recheck_like_any_trial(pg_url: str, tmp_path: Path) -> None:
+    """A PostgreSQL search: the re-check trials go through the shared queue, so an
+    ``adsearch worker`` on another host claims and runs them too; none reaches the
+    controller."""
+    cfg = SearchConfig(name="pg", task="synthetic", controller="random", workers=1,
+                       budget_trials=4, batch_size=2, task_config={"sleep": 0.6})
+    run = create_search(cfg, RunDir(tmp_path / "run"), store_url=pg_url)
+    worker = subprocess.Popen([sys.executable, "-m", "adsearch", "worker", "--store", pg_url,
+                               "--search", "pg", "--workers", "1", "-v", "--work-dir",
+                               str(tmp_path / "w")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    daemon = spawn_detached(run)
+    try:
+        _, err = worker.communicate(timeout=180)
+        assert worker.returncode == 0, err[-3000:]
+        wait_for(lambda: not pid_alive(daemon), 60, "the daemon to exit")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if pid_alive(daemon):
+            os.kill(daemon, signal.SIGKILL)
+    claimed = {int(t) for t in re.findall(r"claimed trial (\d+)", err)}
+    with Store(pg_url, readonly=True) as st:
+        sid = st.get_search("pg").id
+        assert st.get_search("pg").state == "finished"
+        rechecks = {t.id for t in st.trials(sid, purposes=["recheck"])}
+        searched = {t.id for t in st.trials(sid, purposes=["search"])}
+        assert len(rechecks) == 6 and len(searched) == 4
+        assert st.counts(sid, purposes=["recheck"])["done"] == 6
+        assert claimed & rechecks  # the worker ran re-check children
+        assert st.consumed_trial_ids(sid) == searched
+        check_plan(st, sid, 3, 2)
