@@ -254,7 +254,7 @@ def test_resume_with_a_larger_budget_continues_a_finished_search_exactly_once(tm
     assert res.exit_code == 1 and "--budget-trials N" in res.output
     for kw, message in (({"trials": 4}, "already has 4 trials"),
                         ({"minutes": 1e-9}, "already run"),
-                        ({"trials": 0, "minutes": None}, "already has 4 trials")):
+                        ({"trials": 0, "minutes": None}, "0 is no number of trials")):
         with pytest.raises(ConfigError, match=message):
             set_budget(run, **{"minutes": None, "trials": None, **kw})  # type: ignore[arg-type]
     store = Store(run.store_url(), readonly=True)

@@ -65,20 +65,24 @@ def test_reconcile_is_one_rule_on_both_queues(store_url: str, tmp_path: Path) ->
         t = _crash_scenario(st, run, store_url, cfg)
         time.sleep(0.6)
         queue, stats = open_queue(st, run, cfg, t["sid"], store_url)
-        assert stats == {"salvaged": 1, "requeued": 2, "failed": 1, "pushed": 1,
+        assert stats == {"salvaged": 1, "requeued": 3, "failed": 0, "pushed": 1,
                          "dropped": 2, "remote": 0}
         state = {n: st.get_trial(t[n]).state for n in t if n != "sid"}
-        assert state == {"salvage": "done", "lost": "queued", "spent": "failed",
+        assert state == {"salvage": "done", "lost": "queued", "spent": "queued",
                          "prepared": "queued", "finished": "done", "worker": "queued",
                          "orphan": "queued", "stale_pending": "done", "waiting": "queued"}
         assert st.results(t["sid"], [t["salvage"]])[0].reward == 0.75
         # requeued and released trials, then the one the queue lost, go ahead of later draws
-        assert queue.pending() == [t["lost"], t["worker"], t["prepared"], t["orphan"],
-                                   t["waiting"]]
+        assert queue.pending() == [t["lost"], t["spent"], t["worker"], t["prepared"],
+                                   t["orphan"], t["waiting"]]
         assert queue.leases() == []
         assert "lost when worker-hostb-7 stopped" in (st.get_trial(t["worker"]).error or "")
         assert "lost when the daemon stopped" in (st.get_trial(t["lost"]).error or "")
-        assert "giving up" in (st.get_trial(t["spent"]).error or "")
+        # a run lost with its daemon is not counted (issue 23 §2): the trial that had used
+        # its last attempt is requeued, not failed; a worker's lost run counts
+        assert [st.get_trial(t[n]).attempts for n in ("lost", "spent", "worker")] == [
+            0, cfg.max_attempts - 1, 1]
+        assert "not counted" in (st.get_trial(t["spent"]).error or "")
 
 
 def test_live_worker_lease_is_the_one_difference(store_url: str, tmp_path: Path) -> None:
@@ -92,13 +96,13 @@ def test_live_worker_lease_is_the_one_difference(store_url: str, tmp_path: Path)
         queue, stats = open_queue(st, run, cfg, t["sid"], store_url)
         shared = uses_db_queue(store_url)
         assert stats["remote"] == (1 if shared else 0)
-        assert stats["requeued"] == (1 if shared else 2)
+        assert stats["requeued"] == (2 if shared else 3)
         assert st.get_trial(t["worker"]).state == ("running" if shared else "queued")
         lease = queue.lease(t["worker"])
         assert (lease is not None and lease.owner == "worker-hostb-7") == shared
-        expected = [t["lost"], t["prepared"], t["orphan"], t["waiting"]]
+        expected = [t["lost"], t["spent"], t["prepared"], t["orphan"], t["waiting"]]
         if not shared:
-            expected.insert(1, t["worker"])
+            expected.insert(2, t["worker"])
         assert queue.pending() == expected
 
 

@@ -44,6 +44,7 @@ def test_migrations_import_as_adsearch_migrations() -> None:
         "0003_queue_entries.py",
         "0004_rungs.py",
         "0005_search_v2.py",
+        "0006_daemon_lease.py",
     ]
 
 

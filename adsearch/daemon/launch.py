@@ -8,11 +8,13 @@ that already exists is refused). A failed check leaves the store and the disk un
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig, check_name
-from adsearch.daemon.rundir import RunDir, process_identity
-from adsearch.errors import ConfigError, DaemonError, DataError, StoreError
+from adsearch.daemon.rundir import DB_NAME, RunDir, process_identity
+from adsearch.errors import ConfigError, DaemonError, DataError, PatternError, StoreError
 
 
 def runs_root() -> Path:
@@ -96,6 +98,11 @@ def check_task(cfg: SearchConfig) -> SearchConfig:
         if path.is_dir() and not any(path.iterdir()):
             raise DataError(f"--data: {path} is an empty directory; point it at the data set")
         raw["data"] = str(path.absolute())
+    if cfg.space:  # in the words of the option the user typed
+        try:
+            SearchSpace.from_name(cfg.space)
+        except PatternError as exc:
+            raise ConfigError(f"--space: {exc}") from None
     given = raw.get("space")
     if cfg.space and given is not None and given != cfg.space:
         raise ConfigError(
@@ -181,20 +188,33 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None,
             f"`adsearch resume {cfg.name}` or pick another --name"
         )
     url = store_url or run.default_store_url
-    say("writing the search to the store")
-    with Store(url) as store:
-        names = [s.name for s in store.list_searches()]
-        if cfg.name in names:
-            raise ConfigError(
-                f"the store {url} already holds a search named {cfg.name!r}; pick another "
-                "--name, or resume it with its --run-dir"
-            )
-        run.claim(cfg.name, url)
-        try:
+    # The run directory is claimed first, atomically: of two `start`s racing for one name
+    # exactly one creates search.json, and the other stops here having written nothing of
+    # the winner's (it used to write search.json too, and its rollback deleted the winner's).
+    db = run.path / DB_NAME
+    fresh = [p for p in (db, db.with_name(DB_NAME + "-wal"), db.with_name(DB_NAME + "-shm"))
+             if not p.exists()]
+    if not run.claim_new(cfg.name, url):
+        raise ConfigError(
+            f"search {cfg.name!r} already exists in {run.path} (another `adsearch start` "
+            f"created it a moment ago); watch it with `adsearch status {cfg.name}`, or pick "
+            "another --name"
+        )
+    try:
+        say("writing the search to the store")
+        with Store(url) as store:
+            names = [s.name for s in store.list_searches()]
+            if cfg.name in names:
+                raise ConfigError(
+                    f"the store {url} already holds a search named {cfg.name!r}; pick another "
+                    "--name, or resume it with its --run-dir"
+                )
             store.create_search(cfg.name, cfg.to_dict())
-        except BaseException:
-            run.identity_file.unlink(missing_ok=True)
-            raise
+    except BaseException:  # the claim is ours: undo a store file we created, then the claim
+        for p in fresh:
+            p.unlink(missing_ok=True)
+        run.identity_file.unlink(missing_ok=True)
+        raise
     return run
 
 
@@ -222,6 +242,29 @@ def _death(proc: subprocess.Popen[bytes], run: RunDir, log_start: int) -> str:
             f"nothing to its log {run.log_file}")
 
 
+def check_writable(run: RunDir) -> None:
+    """Refuse, before anything starts, a run directory a daemon cannot write (read-only
+    media, an archive mount): the daemon writes its log, lock, queue, checkpoints and trial
+    files there. Reading such a directory (status, export) needs no writes and works.
+
+    Raises:
+        DaemonError: The directory cannot be written; the message says where to resume.
+    """
+    name = (run.identity() or {}).get("name", "NAME")
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=run.path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DaemonError(
+            f"the run directory {run.path} cannot be written ({exc.strerror or exc}): a "
+            "daemon writes its log, queue and checkpoints there; copy the directory to "
+            f"writable storage and resume from the copy (`adsearch resume {name} --run-dir "
+            "COPY`), or make it writable (status and export read it as it is)"
+        ) from None
+
+
 def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float | None = None,
                    budget_trials: int | None = None, fresh_controller: bool = False) -> int:
     """Start ``python -m adsearch.daemon RUN_DIR`` in its own session, wait until it is
@@ -229,8 +272,8 @@ def spawn_detached(run: RunDir, timeout: float = 300.0, *, budget_minutes: float
     daemon that dies before it is ready (killed, crashed) raises saying so, with the tail of
     what it wrote to its log. ``budget_*``: a new total budget the daemon writes once its
     start-up checks passed; ``fresh_controller``: see :class:`~adsearch.daemon.loop.Daemon`."""
+    check_writable(run)
     r, w = os.pipe()
-    run.path.mkdir(parents=True, exist_ok=True)
     with open(run.log_file, "ab") as log:
         log_start = log.tell()
         proc = subprocess.Popen(
@@ -382,6 +425,11 @@ def plan_budget(run: RunDir, store: Any, search: Any, *, minutes: float | None,
     said = []
     if minutes is not None:
         used = run.elapsed() / 60
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not (
+                math.isfinite(minutes) and minutes > 0):
+            raise ConfigError(f"--budget-minutes: {minutes!r} is no budget; give the new total "
+                              f"in minutes of daemon run time, more than the {used:.1f} used, "
+                              f"e.g. {used + 30:.0f}")
         if not minutes > used:
             raise ConfigError(f"--budget-minutes: the search has already run {used:.1f} "
                               f"minutes; give a larger total, e.g. {used + 30:.0f}")
@@ -391,7 +439,11 @@ def plan_budget(run: RunDir, store: Any, search: Any, *, minutes: float | None,
         from adsearch.daemon.recheck import SEARCH_PURPOSES
 
         n = sum(store.counts(search.id, purposes=SEARCH_PURPOSES).values())  # not re-checks
-        if isinstance(trials, bool) or not isinstance(trials, int) or not trials > n:
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise ConfigError(f"--budget-trials: {trials!r} is no number of trials; give the "
+                              f"new total, a whole number more than the {n} trials the search "
+                              f"has, e.g. {n + 50}")
+        if not trials > n:
             raise ConfigError(f"--budget-trials: the search already has {n} trials; give a "
                               f"larger total, e.g. {n + 50}")
         changes["budget_trials"] = trials

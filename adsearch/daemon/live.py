@@ -18,8 +18,10 @@ def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **daemon_opt
     :func:`~adsearch.daemon.runner.run_daemon` (``resume``)."""
     from rich.live import Live
 
+    from adsearch.daemon.launch import check_writable
     from adsearch.daemon.runner import run_daemon
 
+    check_writable(run)  # before the log file below: read-only media get a clear error
     handler = logging.FileHandler(run.log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logger = logging.getLogger("adsearch")

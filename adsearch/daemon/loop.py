@@ -38,7 +38,7 @@ from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
 from adsearch.daemon.stopping import COLD
 from adsearch.daemon.workers import WorkerMixin
-from adsearch.errors import CheckpointError, DaemonError
+from adsearch.errors import AdsearchError, CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
 from adsearch.reward import learned_rewards
 
@@ -61,6 +61,12 @@ class Daemon(WorkerMixin):
             is fed every stored result again (``resume --fresh-controller``: the way out
             when no checkpoint is readable).
     """
+
+    #: The search's lease in the store while this daemon holds it (adsearch/daemon/lease.py);
+    #: ``lease_lost``: another daemon took it over (see :meth:`_renew_lease`).
+    lease: Any = None
+    lease_lost = False
+    _lease_beat = 0.0
 
     def __init__(self, run_dir: str | os.PathLike[str], *, max_loops: int | None = None,
                  budget_minutes: float | None = None, budget_trials: int | None = None,
@@ -114,6 +120,7 @@ class Daemon(WorkerMixin):
             search = self.store.get_search(self.name)
             self.search_id = search.id
             self.cfg = SearchConfig.from_dict(search.config).validate()
+            self._take_lease()  # before recovery: another daemon's running trials are its own
             self.task = get_task(self.cfg.task)
             self.task_config = load_config(self.task, self.cfg.task, self.cfg.task_config)
             self.space = SearchSpace.from_name(self.cfg.space) if self.cfg.space else self.task.space(self.task_config)
@@ -163,9 +170,59 @@ class Daemon(WorkerMixin):
             log.info("search %s: %d slot(s) (%s), recovery %s", self.name, len(self.slots),
                      self.slot_source, stats)
         except BaseException:
+            self._drop_lease()
             self.lock.release()
             raise
         self._write_state(time.time(), force=True)
+
+    def _take_lease(self) -> None:
+        """Hold the search's daemon lease in the store (:mod:`adsearch.daemon.lease`): refuse
+        to start while another daemon runs this search, reached from any directory."""
+        from adsearch.daemon.lease import held_elsewhere, holder_alive, new_lease
+
+        lease = new_lease(self.search_id, str(self.run.path))
+        holder = self.store.acquire_daemon_lease(
+            lease, lambda h: holder_alive(h, self.cfg.lease_seconds))
+        if holder is not None:
+            raise DaemonError(held_elsewhere(self.name, holder))
+        self.lease = lease
+        self._lease_beat = time.time()
+
+    def _renew_lease(self, now: float) -> None:
+        """Move the lease's heartbeat every ``heartbeat_seconds``. A lease another daemon
+        took over (this one's heartbeat lapsed for ``lease_seconds``, e.g. the host was
+        suspended) is the other's: this daemon kills its children without settling them
+        (their trials are the other daemon's now) and exits leaving the store alone."""
+        if self.lease is None or now - self._lease_beat < self.cfg.heartbeat_seconds:
+            return
+        self._lease_beat = now
+        if self.store.renew_daemon_lease(self.search_id, self.lease.owner, now):
+            return
+        holder = self.store.daemon_lease(self.search_id)
+        who = (f"pid {holder.pid} on {holder.host} (run directory {holder.run_dir})"
+               if holder is not None else "no daemon")
+        self.lease, self.lease_lost = None, True
+        for child in self.children.values():
+            child.kill("another daemon took the search over")
+            child.reap()
+        self.children.clear()
+        self.prepared.clear()
+        self.fatal = self.fatal or (
+            f"this daemon lost the search's lease in the store to {who}: its heartbeat lapsed "
+            f"for more than {self.cfg.lease_seconds:g} s; it exits and leaves the search to "
+            "that daemon")
+        log.error("%s", self.fatal)
+        self.request_stop(cold=True, reason="lease-lost")
+
+    def _drop_lease(self) -> None:
+        """Give the store's daemon lease back (at exit; a failed start)."""
+        if self.lease is None:
+            return
+        try:
+            self.store.release_daemon_lease(self.search_id, self.lease.owner)
+        except AdsearchError as exc:  # the store is gone: the lease dies with this process
+            log.warning("could not release the daemon lease: %s", exc)
+        self.lease = None
 
     def _check_gpus(self) -> None:
         """GPU slots for a real task need CUDA; refuse now rather than fail every child."""
@@ -270,6 +327,7 @@ class Daemon(WorkerMixin):
         if not self.stop_level:  # freed slots first: scheduling latency is what keeps them busy
             self._dispatch(now)
         self._heartbeat(now)
+        self._renew_lease(now)
         self._check_rungs(now)
         self._update_controller(final=False)
         if not self.stop_level:
@@ -554,6 +612,8 @@ class Daemon(WorkerMixin):
         """Leave the store consistent and release the lock. Never leaves a child behind."""
         now = time.time()
         try:
+            if self.lease_lost:  # the search is another daemon's now: leave its state alone
+                return
             if self.children or self.prepared:  # an exception ended the loop
                 self._cold_stop()
             if self.finished and not self.fatal:  # a search with no result is no success
@@ -573,6 +633,7 @@ class Daemon(WorkerMixin):
                                  {"stop_reason": self.stop_reason, "fatal": self.fatal})
             self._write_state(now, force=True)
         finally:
+            self._drop_lease()
             self.store.close()
             self.lock.release()
 

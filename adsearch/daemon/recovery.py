@@ -12,7 +12,10 @@ these invariants, and the daemon keeps them from then on:
 A run that ended without a result (child killed, daemon died, lease expired, timeout) is an
 *infrastructure failure*: :func:`retry_or_fail` requeues its trial (first in line) while
 ``attempts < max_attempts``, else marks it ``failed``. ``attempts`` counts the child runs
-started, minus runs interrupted on purpose by a cold stop. A result the child wrote before
+started, minus runs interrupted on purpose by a cold stop, and minus runs lost because *the
+daemon* died (:func:`requeue_daemon_lost`): the child dies with its daemon, and a crash of
+the daemon is not the trial's fault, so repeated daemon crashes never fail a healthy trial
+(a run lost by an ``adsearch worker`` host still counts). A result the child wrote before
 the daemon died is not thrown away: :func:`salvage` records it, so no finished work is lost.
 """
 
@@ -130,6 +133,22 @@ def retry_or_fail(store: Any, queue: Any, cfg: SearchConfig, search_id: int,
     return "queued"
 
 
+def requeue_daemon_lost(store: Any, queue: Any, search_id: int, trial: Any) -> str:
+    """Requeue a ``running`` trial whose run was lost because its daemon died (the child
+    dies with it), first in line and *without counting the lost run* (``attempts - 1``):
+    the crash is the daemon's, not the trial's. Returns ``"queued"``."""
+    store.update_trial(trial.id, expect_state="running", state="queued", pid=None, slot=None,
+                       attempts=max(0, trial.attempts - 1),
+                       error=("lost when the daemon stopped without finishing it (not counted: "
+                              "a crash of the daemon is not the trial's); requeued"))
+    queue.release(trial.id, front=True)
+    store.log_event(search_id, "trial_requeued",
+                    f"trial {trial.id} requeued: lost when the daemon stopped (not counted)",
+                    {"trial_id": trial.id, "attempts": max(0, trial.attempts - 1),
+                     "counted": False})
+    return "queued"
+
+
 def salvage(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, trial: Any) -> bool:
     """Record the result of a run whose child finished but whose daemon died before it
     stored the result. Returns True when the trial is now ``done``."""
@@ -202,9 +221,11 @@ def reconcile(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, search_id:
             stats["salvaged"] += 1
             continue
         le = leases.get(trial.id)
-        who = le.owner if le is not None and not daemon_lease(le) else "the daemon"
+        if le is None or daemon_lease(le):  # a dead daemon's child: not the trial's fault
+            stats["requeued"] += requeue_daemon_lost(store, queue, search_id, trial) == "queued"
+            continue
         done = recover_lease(store, queue, cfg, search_id, trial,
-                             f"lost when {who} stopped without finishing it")
+                             f"lost when {le.owner} stopped without finishing it")
         stats["requeued" if done == "queued" else "failed"] += 1
     running_ids = {t.id for t in running}
     for tid in sorted(leases):  # leased but never marked running (prepared), or terminal

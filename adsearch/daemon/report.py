@@ -182,6 +182,8 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
     pid = run.daemon_pid() if run is not None else None
     state = (run.read_state() if run is not None else None) or {}
     live = pid is not None and state.get("pid") == pid
+    # a daemon that runs this search from another run directory (the store's daemon lease)
+    elsewhere = _elsewhere(run, store, search, cfg) if not live else None
     running = store.trials(search.id, states=["running"])
     remote = _remote_leases(store, search.id, cfg, now) if running else {}
     # the search's own trials; a re-check run shows as its pattern's mean and n
@@ -202,6 +204,10 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
             waiting.append(f"the store says {search.state}, but with no run directory whether "
                            f"a daemon runs it is unknown (`adsearch status {search.name}` on "
                            "the daemon's host says)")
+    elif elsewhere is not None:
+        waiting.append(f"the daemon of this search runs from another run directory: pid "
+                       f"{elsewhere.pid} on {elsewhere.host}, {elsewhere.run_dir} (`adsearch "
+                       f"status {search.name} --run-dir {elsewhere.run_dir}` shows its slots)")
     elif not live:
         on_workers = sum(1 for t in running if t.id in remote)
         pending = counts.get("queued", 0) + counts.get("running", 0) - on_workers
@@ -243,7 +249,8 @@ def build_status(run: RunDir | None, store: Any, search: Any, *, top_k: int = 5)
     checked = _rechecked(store, search.id, top) if rc["total"] else {}
     return {
         "search": search.name,
-        "state": shown_state(search.state, pid is not None) if run is not None else search.state,
+        "state": (shown_state(search.state, pid is not None or elsewhere is not None)
+                  if run is not None else search.state),
         "stored_state": search.state,
         "run_dir": str(run.path) if run is not None else None,
         "store": store.url,  # password hidden
@@ -367,6 +374,17 @@ def _rechecked(store: Any, search_id: int, top: list[Any]) -> dict[str, dict[str
             out[h] = {"mean": s.mean, "n": s.n, "seeds": [r.seed for r in s.runs],
                       "pending": s.pending}
     return out
+
+
+def _elsewhere(run: RunDir | None, store: Any, search: Any, cfg: SearchConfig) -> Any:
+    """The live daemon lease of a search the store calls active when this run directory has
+    no live daemon: the search runs from another directory (a copy of this one, say)."""
+    if run is None or search.state not in ("running", "stopping"):
+        return None
+    from adsearch.daemon.lease import live_holder
+
+    holder = live_holder(store, search.id, cfg.lease_seconds)
+    return holder if holder is not None and holder.run_dir != str(run.path) else None
 
 
 def _rungs(cfg: SearchConfig, store: Any, search_id: int) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,8 @@ class RunDir:
                 f"run directory {self.path} belongs to search {ident.get('name')!r}, not "
                 f"{name!r}; pick another --run-dir (or --name {ident.get('name')} to use it)"
             )
-        if ident is None and self.path.exists() and any(self.path.iterdir()):
+        if ident is None and self.path.exists() and any(
+                not p.name.startswith(".search.json.") for p in self.path.iterdir()):
             raise ConfigError(
                 f"run directory {self.path} is not empty and holds no search.json; pick an "
                 "empty or new --run-dir"
@@ -176,8 +178,29 @@ class RunDir:
         return url
 
     def claim(self, name: str, store_url: str) -> None:
+        """Write (or rewrite) ``search.json``: the directory now belongs to ``name``."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.identity_file, {"name": name, "store": store_url, "format": 1})
+
+    def claim_new(self, name: str, store_url: str) -> bool:
+        """Create ``search.json`` only if there is none, atomically: of two ``start``s racing
+        for one directory exactly one gets True, and the other touches nothing that is the
+        winner's. The file appears whole (a complete temp file is hard-linked to its name,
+        which fails when the name exists), so readers never see half of it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".search.json.", dir=self.path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump({"name": name, "store": store_url, "format": 1}, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, self.identity_file)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            os.unlink(tmp)
 
     # ------------------------------------------------------------------ daemon liveness
     def daemon_pid(self) -> int | None:

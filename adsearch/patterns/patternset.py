@@ -149,6 +149,11 @@ class PatternSet:
 def load_patternset(path: str | os.PathLike[str]) -> PatternSet:
     """Read a pattern file; every problem is a PatternError naming the path."""
     p = Path(path)
+    if p.is_dir():
+        found = sorted(q.name for q in p.glob("*.json"))[:3]
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise PatternError(f"pattern file {p} is a directory{hint}; give the pattern file "
+                           "itself, a JSON file written by `adsearch export --best -o FILE`")
     if not p.is_file():
         raise PatternError(f"pattern file {p} does not exist (write one with `adsearch export --best`)")
     try:

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005")
+SCHEMA_REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006")
 """Every Alembic revision in ``migrations/versions``, oldest first (a test checks this)."""
 
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
@@ -204,3 +204,25 @@ class RungModel(Base):
     promoted: Mapped[bool | None] = mapped_column(Boolean)
     threshold: Mapped[float | None] = mapped_column(Float)
     recorded_at: Mapped[float] = mapped_column(Float)
+
+
+class DaemonLeaseModel(Base):
+    """The live daemon of a search (revision 0006): one row while a daemon runs it.
+
+    ``owner`` is unique per daemon process and start; ``ident`` the process identity
+    (:func:`adsearch.daemon.rundir.process_identity`); times are seconds since the epoch on
+    the daemon's host. See :mod:`adsearch.store.leases`.
+    """
+
+    __tablename__ = "daemon_leases"
+
+    search_id: Mapped[int] = mapped_column(
+        ForeignKey("searches.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    ident: Mapped[str] = mapped_column(String(128))
+    run_dir: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[float] = mapped_column(Float)
+    heartbeat_at: Mapped[float] = mapped_column(Float)

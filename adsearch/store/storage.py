@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from adsearch.errors import StoreError
 from adsearch.store import convert
+from adsearch.store.leases import LeaseMethods
 from adsearch.store.models import (
     CheckpointModel,
     CheckpointTrialModel,
@@ -45,7 +46,7 @@ from adsearch.store.trials import TrialMethods, check_state
 
 
 @retrying_methods  # a lost connection costs a retry, not a crash (store/retry.py)
-class Store(TrialMethods, RungMethods):
+class Store(TrialMethods, RungMethods, LeaseMethods):
     """Access to one adsearch database.
 
     Args:
@@ -146,7 +147,12 @@ class Store(TrialMethods, RungMethods):
         Raises:
             StoreError: No such search.
         """
-        from adsearch.store.models import QueueEntryModel, ResultModel, TrialModel
+        from adsearch.store.models import (
+            DaemonLeaseModel,
+            QueueEntryModel,
+            ResultModel,
+            TrialModel,
+        )
 
         with self._session() as s:
             self._search_row(s, search_id)
@@ -155,6 +161,8 @@ class Store(TrialMethods, RungMethods):
                 ("checkpoint_trials", delete(CheckpointTrialModel).where(
                     CheckpointTrialModel.checkpoint_id.in_(ckpts))),
                 ("queue_entries", delete(QueueEntryModel).where(QueueEntryModel.search_id == search_id)),
+                ("daemon_leases", delete(DaemonLeaseModel).where(
+                    DaemonLeaseModel.search_id == search_id)),
                 ("events", delete(EventModel).where(EventModel.search_id == search_id)),
                 ("results", delete(ResultModel).where(ResultModel.search_id == search_id)),
                 ("checkpoints", delete(CheckpointModel).where(CheckpointModel.search_id == search_id)),
