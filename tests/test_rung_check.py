@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from datetime import timezone
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from store_backends import *  # noqa: F403  (fixtures: store_url, store)
 from test_cli_search import assert_clean_error
-from test_daemon_support import daemon_pid, open_store, run_cli, wait_for
+from test_daemon_support import cli_env, daemon_pid, open_store, run_cli, wait_for
 from typer.testing import CliRunner
 
 from adsearch.cli.main import app
@@ -236,6 +238,14 @@ def test_daemon_stops_pruning_at_rungs_that_rank_backwards(tmp_path: Path) -> No
                 assert late  # children reached rung 1 after it was turned off
     text = run_cli(runs, "status", "rev").stdout
     assert "rung 1: pruning stopped" in text and "pruning off" in text
+    # the rung check in status stays torch-free
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "adsearch", "status", "rev",
+                           "--json"], env=cli_env(runs), capture_output=True, text=True,
+                          timeout=60)
+    imported = [ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines()
+                if ln.startswith("import time:")]
+    assert proc.returncode == 0 and "adsearch.daemon.agreement" in imported
+    assert not [m for m in imported if m == "torch" or m.startswith("torch.")]
 
 
 def test_daemon_keeps_rungs_that_agree_and_no_rung_check_keeps_any(tmp_path: Path) -> None:
