@@ -287,8 +287,10 @@ def test_verify_tiny_cifar(tmp_path: Path, data_slices: Path) -> None:
     """A real CIFAR-10 verify at a tiny budget: WRN on the embedded sample, 2 steps per run,
     test on the real test images shipped in tests/fixtures."""
     root = tmp_path / "runs"
+    # max_drop 1: the one pattern drawn drops 51% of site 0, over the default drop cap, and
+    # this search needs it trained (only a pattern that wipes a whole map is refused then)
     cfg = SearchConfig(name="c", task="cifar10", controller="random", batch_size=1, workers=2,
-                       budget_trials=1, child_steps=2,
+                       budget_trials=1, child_steps=2, max_drop=1.0,
                        task_config={"train_per_class": 8, "val_per_class": 4,
                                     "batch_size": 16})
     assert run_daemon(str(create_search(cfg, RunDir(root / "c")).path)).finished
