@@ -75,8 +75,12 @@ def register(app: typer.Typer) -> None:
             "input": list(shape),
             "space": space_for(rows).name,
             "sites": [r.to_dict() for r in rows],
+            "notes": list(rows.notes),
         }
         if as_json:
             typer.echo(json.dumps(doc, indent=2))
         else:
-            Console().print(_table(doc))
+            console = Console()
+            console.print(_table(doc))
+            for note in doc["notes"]:
+                console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)

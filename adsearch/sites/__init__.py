@@ -8,7 +8,7 @@ See docs/sites.md. Imports torch: light commands must not import this package.
 
 from __future__ import annotations
 
-from adsearch.sites.attach import Attachment, attach
-from adsearch.sites.find import Site, find_sites, space_for
+from adsearch.sites.attach import Attachment, attach, attachment_of
+from adsearch.sites.find import Site, SiteTable, find_sites, space_for
 
-__all__ = ["Attachment", "Site", "attach", "find_sites", "space_for"]
+__all__ = ["Attachment", "Site", "SiteTable", "attach", "attachment_of", "find_sites", "space_for"]

@@ -14,6 +14,7 @@ registered, so ``nn.TransformerEncoderLayer``'s inference fast path still applie
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,10 @@ from adsearch.models.sites import (
     seq_sublayer_specs,
 )
 from adsearch.patterns import PatternSet, SearchSpace
-from adsearch.sites.find import Site, find_sites, seq_hosts, space_for
+from adsearch.sites.find import Site, space_for, survey
 
 _ATTR = "_adsearch_insert"  # a host's __dict__ entry: its _Insert
+_HANDLE = "_adsearch_attachment"  # the model's __dict__ entry: its Attachment
 _CHILD = "adsearch_drop"  # the registered name of the op module
 
 
@@ -90,13 +92,41 @@ def _swapped_class(base: type[nn.Module]) -> type:
             out = base.forward(self, *args, **kwargs)
             return out if ins.after is None else ins.after(out)
 
+        def __reduce_ex__(self: nn.Module, protocol: Any) -> tuple[Any, ...]:
+            # pickle (torch.save) and deepcopy rebuild the swapped class from its base: it
+            # has the base's name, so pickle's look-up by name would find the base instead
+            return _new_host, (base,), self.__getstate__()
+
         cls = type(
             base.__name__,
             (base,),
-            {"forward": forward, "__module__": base.__module__, "__qualname__": base.__qualname__},
+            {
+                "forward": forward,
+                "__reduce_ex__": __reduce_ex__,
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+            },
         )
         _swapped[base] = cls
     return cls
+
+
+def _new_host(base: type[nn.Module]) -> nn.Module:
+    """An empty host of the swapped class of ``base``, for unpickling and deepcopy; its
+    ``__dict__`` (the ops included) is then restored by ``nn.Module.__setstate__``."""
+    host: nn.Module = object.__new__(_swapped_class(base))
+    return host
+
+
+def attachment_of(model: nn.Module) -> Attachment | None:
+    """The handle of the ops attached to ``model``, or None.
+
+    A model saved with ``torch.save(model)`` while attached, loaded again with
+    ``torch.load(path, weights_only=False)`` (or deep-copied), keeps its ops and its
+    handle: ``attachment_of(model).detach()`` removes them.
+    """
+    att = model.__dict__.get(_HANDLE)
+    return att if isinstance(att, Attachment) and att.attached else None
 
 
 class Attachment:
@@ -108,11 +138,14 @@ class Attachment:
         space: the model's search space (``conv-K`` or ``seq-2``).
         placements: qualified names of the modules where an op acts, in order
             (``<block>.downsample`` for a shortcut).
+        notes: what :func:`find_sites` found that the table alone does not say (each is
+            also warned once by :func:`attach`).
     """
 
     def __init__(self, model: nn.Module, sites: Sequence[Site], space: SearchSpace) -> None:
         self.model = model
         self.sites = tuple(sites)
+        self.notes: tuple[str, ...] = tuple(getattr(sites, "notes", ()))
         self.space = space
         self.placements: tuple[str, ...] = ()
         self._hosts: list[tuple[nn.Module, type, nn.Module]] = []  # (host, class, op owner)
@@ -157,6 +190,8 @@ class Attachment:
             object.__setattr__(block, "downsample", None)  # as torchvision's blocks hold it
         self._hosts.clear()
         self._shortcuts.clear()
+        if self.model.__dict__.get(_HANDLE) is self:
+            del self.model.__dict__[_HANDLE]
         self._attached = False
 
     def __enter__(self) -> Attachment:
@@ -210,7 +245,9 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
             per site, a baseline spec dict (e.g. ``{"kind": "dropblock", "drop_prob": 0.1}``)
             or None (nothing is inserted).
         example_input: one batch for the dry run (see :func:`find_sites`); pass your real
-            input size for a ConvNet.
+            input size for a ConvNet. For a Transformer it lets the dry run check each
+            embedding's layout against the layers' ``batch_first`` (an embedding that
+            contradicts them is dropped in its own layout, with a warning).
 
     ConvNets: site ``k``'s spec acts after every batch norm of stage ``k``; a pattern with
     ``residual`` also acts on the shortcut of each torchvision ``BasicBlock``/``Bottleneck``
@@ -227,9 +264,11 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
         raise ConfigError(f"attach: expected a torch.nn.Module, got {type(model).__name__}")
     if any(_ATTR in m.__dict__ for m in model.modules()):
         raise ConfigError(
-            "attach: this model already has adsearch ops attached; call .detach() on the first handle first"
+            "attach: this model already has adsearch ops attached; detach them first: "
+            "handle.detach(), or adsearch.sites.attachment_of(model).detach() for a model "
+            "loaded or copied while attached"
         )
-    sites = find_sites(model, example_input)
+    sites, hosts = survey(model, example_input)
     space = space_for(sites)
     specs = _specs(regularizer, space, sites)
     att = Attachment(model, sites, space)
@@ -256,7 +295,7 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
                             att._identity_shortcut(bname, block, drop_module(spec))
         else:
             routed = seq_sublayer_specs(specs)
-            for host in seq_hosts(model):
+            for host in hosts:  # each embedding in the layout the dry run found
                 here = routed[host.sublayer]
                 if here:
                     op = SeqLayout(chain(here), host.batch_first)
@@ -266,4 +305,7 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
     except BaseException:
         att.detach()
         raise
+    model.__dict__[_HANDLE] = att  # pickled and deep-copied with the model: attachment_of
+    for note in att.notes:  # e.g. an embedding whose layout contradicts the layers'
+        warnings.warn(f"attach: {note}", UserWarning, stacklevel=2)
     return att

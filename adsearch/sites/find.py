@@ -18,12 +18,15 @@ Two kinds of model are recognised (see docs/sites.md):
   Transformers, and each pattern acts at the sub-layers its ``sites`` field names.
 
 Everything here runs the model once in eval mode under ``torch.no_grad()`` and restores
-every module's training flag afterwards.
+every module's training flag afterwards. The table is a :class:`SiteTable`, a list of
+:class:`Site` rows whose ``notes`` say what the dry run found that the user should know: an
+embedding whose layout contradicts the Transformer layers' ``batch_first`` (the op then
+follows the embedding's own layout), or attention blocks of a ConvNet that are not sites.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +35,7 @@ from torch import nn
 
 from adsearch.errors import ConfigError
 from adsearch.patterns import SEQ_SITES, SearchSpace
+from adsearch.sites.explain import left_out_note, no_site_message
 
 #: Patterns in the space of a Transformer found by :func:`find_sites` (as ``seq-2`` of the
 #: built-in Transformer tasks, so their exported files apply unchanged).
@@ -75,6 +79,16 @@ class Site:
             "channels": list(self.channels),
             "shortcuts": list(self.shortcuts),
         }
+
+
+class SiteTable(list[Site]):
+    """The rows :func:`find_sites` returns (a ``list`` of :class:`Site`), with ``notes``:
+    sentences about the model that the rows alone do not say (printed by ``adsearch
+    sites``, warned by :func:`~adsearch.sites.attach`)."""
+
+    def __init__(self, rows: Iterable[Site] = (), notes: Iterable[str] = ()) -> None:
+        super().__init__(rows)
+        self.notes: tuple[str, ...] = tuple(notes)
 
 
 def space_for(sites: Sequence[Site]) -> SearchSpace:
@@ -321,15 +335,62 @@ def conv_sites(model: nn.Module, example_input: Any) -> list[Site]:
 
 
 # ---------------------------------------------------------------------------- seq
-def seq_sites(
-    model: nn.Module, example_input: Any, hosts: Sequence[SeqHost] | None = None
-) -> list[Site]:
-    """The seq site table (one row per sub-layer name present), shapes from the dry run
-    when ``example_input`` is given."""
-    hosts = list(seq_hosts(model) if hosts is None else hosts)
-    if not hosts:
-        return []
+def _emb_layouts(
+    hosts: Sequence[SeqHost], shapes: Mapping[int, tuple[int, ...]]
+) -> tuple[list[SeqHost], list[str]]:
+    """``hosts`` with each embedding's layout checked against the Transformer layers'.
+
+    An ``emb`` host takes the layers' ``batch_first``; a model may embed batch-first token
+    ids and transpose before time-first layers (or the reverse), and the pattern would then
+    run along the batch axis. The layers' dry-run outputs give the batch size ``N``; an
+    embedding output ``(a, b, D)`` whose ``N`` sits on the other axis than the layers say
+    contradicts them: its host then follows its own layout, with a note saying so. When
+    ``a == b == N`` the layout cannot be told, and a note says that too.
+    """
+    layer = next(
+        (h for h in hosts if h.sublayer != "emb" and len(shapes.get(id(h.module), ())) == 3),
+        None,
+    )
+    if layer is None:
+        return list(hosts), []
+    ls = shapes[id(layer.module)]
+    batch = ls[0] if layer.batch_first else ls[1]
+    out: list[SeqHost] = []
+    notes: list[str] = []
+    for h in hosts:
+        e = shapes.get(id(h.module), ())
+        if h.sublayer != "emb" or len(e) != 3:
+            out.append(h)
+            continue
+        at = 0 if h.batch_first else 1  # where the layers put the batch
+        bf = f"batch_first={h.batch_first}: {layer.name!r} outputs {ls}"
+        if e[0] == e[1] == batch:
+            notes.append(
+                f"emb: the layout of {h.name!r} (output {e}) cannot be checked against the "
+                f"Transformer layers' ({bf}): the example input's batch size equals its "
+                f"sequence length ({batch}); pass an example_input whose batch size differs "
+                "from its length"
+            )
+        elif e[at] != batch and e[1 - at] == batch:
+            own = not h.batch_first
+            notes.append(
+                f"emb: {h.name!r} outputs {e}, {'batch' if own else 'time'} first, but the "
+                f"Transformer layers are {'time' if own else 'batch'} first ({bf}); the model "
+                "transposes between them, so the emb op follows the embedding's own layout "
+                f"{'(N, T, D)' if own else '(T, N, D)'} and its pattern runs along time, not "
+                "along the batch"
+            )
+            h = SeqHost(h.sublayer, h.name, h.module, h.role, own)
+        out.append(h)
+    return out, notes
+
+
+def _seq_survey(
+    model: nn.Module, example_input: Any, hosts: Sequence[SeqHost]
+) -> tuple[list[Site], list[SeqHost], list[str]]:
+    """The seq rows, the hosts with their checked layouts, and the notes."""
     shapes: dict[int, tuple[int, ...]] = {}
+    notes: list[str] = []
     if example_input is not None:
 
         def on(mod: nn.Module, out: Any) -> None:
@@ -338,6 +399,13 @@ def seq_sites(
                 shapes[id(mod)] = tuple(int(s) for s in t.shape)
 
         _dry_run(model, example_input, list({id(h.module): h.module for h in hosts}.values()), on)
+        hosts, notes = _emb_layouts(hosts, shapes)
+    elif any(h.sublayer == "emb" for h in hosts):
+        notes.append(
+            "emb: the embeddings' layout was not checked against the Transformer layers' "
+            "batch_first (no example_input, so the model was not run); pass one batch of "
+            "your input as example_input"
+        )
     rows: list[Site] = []
     for sub in SEQ_SITES:
         mine = [h for h in hosts if h.sublayer == sub]
@@ -356,23 +424,23 @@ def seq_sites(
         rows.append(
             Site(SEQ_SITES.index(sub), sub, "seq", tuple(h.name for h in mine), shape, tuple(chans))
         )
-    return rows
+    return rows, list(hosts), notes
 
 
-def find_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
-    """The site table of ``model``: see the module docstring.
+def seq_sites(
+    model: nn.Module, example_input: Any, hosts: Sequence[SeqHost] | None = None
+) -> list[Site]:
+    """The seq site table (one row per sub-layer name present), shapes from the dry run
+    when ``example_input`` is given."""
+    hosts = list(seq_hosts(model) if hosts is None else hosts)
+    return _seq_survey(model, example_input, hosts)[0] if hosts else []
 
-    Args:
-        model: any ``nn.Module``.
-        example_input: one batch the model accepts (a tensor, a tuple of positional tensors,
-            or a dict of keyword tensors); ConvNets are grouped by the resolutions it
-            produces, so pass your real input size. None: a ``(1, C, 224, 224)`` zero image
-            for a ConvNet (C from its first ``Conv2d``); a Transformer is not run.
 
-    Raises:
-        ConfigError: not a module; no 2-D batch norm and no recognised Transformer layer;
-            both kinds at once; or the dry run failed.
-    """
+def survey(
+    model: nn.Module, example_input: Any = None
+) -> tuple[SiteTable, list[SeqHost]]:
+    """The site table (as :func:`find_sites`) and, for a Transformer, the hosts where the
+    ops act, with each embedding's layout as the dry run found it (what ``attach`` uses)."""
     if not isinstance(model, nn.Module):
         raise ConfigError(f"find_sites: expected a torch.nn.Module, got {type(model).__name__}")
     hosts = seq_hosts(model)
@@ -384,20 +452,41 @@ def find_sites(model: nn.Module, example_input: Any = None) -> list[Site]:
             "ConvNet or the Transformer part (a submodule) instead"
         )
     if hosts:
-        return seq_sites(model, example_input, hosts)
+        rows, hosts, notes = _seq_survey(model, example_input, hosts)
+        return SiteTable(rows, notes), hosts
     if has_bn:
         sites = conv_sites(model, example_input)
         if sites:
-            return sites
+            note = left_out_note(model)
+            return SiteTable(sites, [note] if note else []), []
         raise ConfigError(
             "find_sites: the model's BatchNorm2d layers were not called on a 4-D tensor in "
             "the dry run; pass an example_input that runs them, e.g. torch.zeros(1, 3, 32, 32)"
         )
-    raise ConfigError(
-        f"find_sites: {type(model).__name__} has no BatchNorm2d and no recognised Transformer "
-        "layer (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, torchvision ViT "
-        "EncoderBlock), so it has no dropout site; see docs/sites.md"
-    )
+    raise ConfigError(no_site_message(model))
+
+
+def find_sites(model: nn.Module, example_input: Any = None) -> SiteTable:
+    """The site table of ``model``: see the module docstring.
+
+    Args:
+        model: any ``nn.Module``.
+        example_input: one batch the model accepts (a tensor, a tuple of positional tensors,
+            or a dict of keyword tensors); ConvNets are grouped by the resolutions it
+            produces, so pass your real input size. None: a ``(1, C, 224, 224)`` zero image
+            for a ConvNet (C from its first ``Conv2d``); a Transformer is not run.
+
+    Returns:
+        A :class:`SiteTable`: the rows, and ``notes`` about what the rows alone do not say
+        (an embedding whose layout contradicts the layers' ``batch_first``, attention blocks
+        of a ConvNet left out).
+
+    Raises:
+        ConfigError: not a module; no 2-D batch norm and no recognised Transformer layer
+            (the message says what the model has instead, why it is not a site, and what
+            to do); both kinds at once; or the dry run failed.
+    """
+    return survey(model, example_input)[0]
 
 
 def iter_named(model: nn.Module, names: Sequence[str]) -> Iterator[tuple[str, nn.Module]]:
