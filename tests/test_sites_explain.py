@@ -181,3 +181,15 @@ def test_sites_cli_prints_the_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert len(doc["notes"]) == 1 and doc["notes"][0].startswith("emb: 'emb' outputs")
+
+
+def test_docs_stage_count_of_inception_v3_matches_find_sites() -> None:
+    """docs/sites.md said every stride-32 classifier has five stages; inception_v3's
+    unpadded 3x3 convs give it seven resolutions, and the docs now say so with the sides."""
+    model = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
+    table = find_sites(model, torch.zeros(1, 3, 299, 299))
+    sides = [s.shape[0] for s in table]
+    assert sides == [149, 147, 73, 71, 35, 17, 8]
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "sites.md").read_text()
+    assert "**inception_v3 is `conv-7`**" in docs
+    assert ", ".join(map(str, sides)) + " pixels at 299x299" in " ".join(docs.split())
