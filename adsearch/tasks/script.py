@@ -176,7 +176,13 @@ class ScriptTask:
                     "threads": int(os.environ.get("OMP_NUM_THREADS") or 0)}
             (tdir / "trial.json").write_text(json.dumps(spec), encoding="utf-8")
             code, stderr = _run(c.argv, Path(c.workdir), tdir / "trial.json")
-            return _outcome(code, tdir, c.command, budget, time.time() - started, stderr)
+            try:
+                return _outcome(code, tdir, c.command, budget, time.time() - started, stderr)
+            except ScriptError as exc:
+                if exc.user_exception in _IMPORT_ERRORS:
+                    raise ScriptError(f"{exc}{_interpreter_hint(c.argv, Path(c.workdir))}",
+                                      user_exception=exc.user_exception) from None
+                raise
         finally:
             shutil.rmtree(tdir, ignore_errors=True)
 
@@ -232,6 +238,43 @@ def _run(argv: list[str], workdir: Path, spec_path: Path) -> tuple[int, str]:
 
 
 _RAISED = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+_IMPORT_ERRORS = ("ModuleNotFoundError", "ImportError")
+
+
+def interpreter(argv: list[str], workdir: Path) -> str | None:
+    """The program that ran the script: ``argv[0]`` found on PATH (or in ``workdir``), or,
+    for a script run directly, the interpreter of its ``#!`` line; None if unknown."""
+    prog = argv[0]
+    path = (str(Path(prog) if os.path.isabs(prog) else workdir / prog) if os.sep in prog
+            else shutil.which(prog))
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(256)
+    except OSError:
+        return path
+    if not first.startswith(b"#!"):
+        return path
+    words = first[2:].decode(errors="replace").split()
+    if not words:
+        return path
+    if Path(words[0]).name == "env" and len(words) > 1:
+        return shutil.which(words[-1]) or words[-1]
+    return words[0]
+
+
+def _interpreter_hint(argv: list[str], workdir: Path) -> str:
+    """``" (run by /usr/bin/python3; ...)"``: which interpreter ran a script that failed on
+    an import, and how to run it with the Python adsearch runs in."""
+    used = interpreter(argv, workdir)
+    if used is None:
+        return ""
+    if os.path.abspath(used) == os.path.abspath(sys.executable):
+        return f" (run by {used})"
+    return (f" (run by {used}, not by the Python adsearch runs in, {sys.executable}: give "
+            f"that one in --script, e.g. --script '{sys.executable} ...', or install the "
+            f"missing module for {used})")
 
 
 def raised_type(stderr: str) -> str | None:
