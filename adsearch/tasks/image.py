@@ -16,7 +16,12 @@ point per epoch (and one at the end). A child stopped early by the daemon's prun
 :mod:`adsearch.tasks.common`).
 
 Default CIFAR-10 child (**ours**, sized for a 2-core CPU, ~30-60 s): WRN-10-2 on the
-embedded sample (2,000 train / 500 validation images), 8 epochs, batch 64.
+embedded sample (2,000 train / 2,000 validation images), 8 epochs, batch 64.
+
+Validation size (``val_per_class``): by default the embedded sample's whole validation split
+(200 a class) or 10% of a tree (``val_fraction``; 500 a class on CIFAR-10's training folder).
+Regularizers differ by fractions of a point of accuracy: a split of 1,000 images ranks them
+little better than chance (BENCHMARKS.md, "Validation split size"), so keep it large.
 """
 
 from __future__ import annotations
@@ -58,7 +63,9 @@ class ImageConfig:
     download: bool = False  # let torchvision download CIFAR-10 into `data` (only when asked)
     image_size: int | None = None  # resize+centre-crop side in px for trees; None = native size
     train_per_class: int | None = None  # training images per class; None = all not held out
-    val_per_class: int | None = None  # held-out validation images per class; None = val_fraction
+    # validation images a class, held out of the training data; None = the embedded sample's
+    # whole split (200 a class) or val_fraction of a tree (module doc: keep it large)
+    val_per_class: int | None = None
     val_fraction: float = 0.1  # validation share of the training data if val_per_class is None
     test_per_class: int | None = None  # test images per class; None = the whole test split
     split_seed: int = 0  # seed of the class-balanced subset and held-out split draws

@@ -7,7 +7,7 @@ that tensor, which is much faster on a CPU than a per-image ``Dataset`` pipeline
 Accepted sources (see :func:`load_train_pool` and :func:`load_test_set`):
 
 - ``None``: the embedded CIFAR-10 sample ``adsearch/data/cifar10_mini.npz`` (2,000 training
-  and 500 validation images, class-balanced; built by ``bin/make_cifar_mini.py``);
+  and 2,000 validation images, class-balanced; built by ``bin/make_cifar_mini.py``);
 - a ``.npz`` file in that same format;
 - an ImageFolder tree ``root/<class>/<image>`` (ImageNet's layout, and ``cifar10-jpg/train``);
 - a folder holding such a tree in ``train/`` (and ``test/`` or ``val/`` for the test split),
