@@ -17,7 +17,6 @@ import argparse
 import platform
 import statistics
 import time
-from collections.abc import Callable
 
 import torch
 from torch import nn
