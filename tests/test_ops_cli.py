@@ -48,14 +48,19 @@ def test_show_one_site_png(conv_file: Path, tmp_path: Path) -> None:
     assert "site 0" not in result.output and "site 1" in result.output
     with Image.open(out) as img:
         assert img.format == "PNG"
-        assert img.size == (300 + 4 * (160 + 6) + 6, 24 + 160 + 2 * 6)
+        # a row of panel labels (14 px) above the 160 px panels
+        assert img.size == (300 + 4 * (160 + 6) + 6, 24 + 14 + 160 + 2 * 6)
         px = img.convert("RGB")
         colours = {c for _, c in px.getcolors(1 << 16)}
         assert {(0, 0, 0), (200, 200, 200), (255, 255, 255)} <= colours  # dropped/text, background, kept
         title = px.crop((0, 0, 300, 24))  # the title line and the label column hold text
-        label = px.crop((0, 24, 300, 24 + 160))
+        label = px.crop((0, 24, 300, 24 + 14 + 160))
         assert min(c[0] for _, c in title.getcolors(1 << 16)) < 100  # text drawn on the grey
         assert min(c[0] for _, c in label.getcolors(1 << 16)) < 100
+        for k in range(4):  # each panel has its label ("channel k") above it, on the grey
+            x0 = 300 + 6 + k * (160 + 6)
+            above = px.crop((x0, 24 + 6, x0 + 160, 24 + 6 + 14))
+            assert min(c[0] for _, c in above.getcolors(1 << 16)) < 100
 
 
 def _wrn_file(tmp_path: Path) -> Path:
@@ -125,7 +130,7 @@ def test_sample_json_and_art() -> None:
     assert art.exit_code == 0, art.output
     assert "# sample 0: tokens" in art.output and "site 1 (T=64, D=32):" in art.output
     bad = runner.invoke(app, ["pattern", "sample", "--space", "lstm-2"])
-    assert bad.exit_code == 1 and "kind: invalid value 'lstm'" in bad.output
+    assert bad.exit_code == 1 and "unknown kind 'lstm'" in bad.output
     bad = runner.invoke(app, ["pattern", "sample", "--space", "conv-1", "--format", "yaml"])
     assert bad.exit_code == 1 and "allowed values are art, json" in bad.output
 
@@ -141,3 +146,69 @@ def test_subprocess_smoke(conv_file: Path) -> None:
     proc = subprocess.run([str(exe), "pattern", "show", str(conv_file), "--site", "9"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: --site 9 is out of range") and "Traceback" not in proc.stderr
+
+
+def test_panels_are_labelled_and_never_dropped_at_80_columns(tmp_path: Path) -> None:
+    """Issue 23 §5: the panels (channels) had no labels, and at 80 columns a 32 px site
+    silently showed 2 of its 4 panels. Now each row of panels has a label line, and the
+    panels that do not fit go on the next row."""
+    ps = PatternSet(SearchSpace("conv", 1), (ConvPattern(size=3, stride=4),))
+    path = save_patternset(ps, tmp_path / "one.json")
+    res = runner.invoke(app, ["pattern", "show", str(path), "--shape", "32", "32"],
+                        env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    drawn = [ln for ln in lines if ln.startswith(("│", " channel"))]
+    assert all(len(ln) <= 80 for ln in drawn), max(map(len, drawn))  # text lines soft-wrap
+    labels = [ln for ln in lines if ln.startswith(" channel")]
+    assert len(labels) == 2 and "channel 0" in labels[0] and "channel 1" in labels[0]
+    assert "channel 2" in labels[1] and "channel 3" in labels[1]
+    art = [ln for ln in lines if ln.startswith("│")]
+    assert len(art) == 2 * 16 and all(ln.count("│") == 3 for ln in art)  # 2 rows of 2 panels
+    assert "panels: channels of one example" in res.output
+    wide = runner.invoke(app, ["pattern", "show", str(path), "--shape", "32", "32"],
+                         env={"COLUMNS": "200"})
+    assert [ln for ln in wide.output.splitlines() if ln.startswith(" channel")] == [
+        " " + " ".join(f"channel {k}".ljust(32) for k in range(4))]
+    seq = save_patternset(PatternSet(SearchSpace("seq", 1), (SeqPattern(size=2, stride=2),)),
+                          tmp_path / "seq.json")
+    res = runner.invoke(app, ["pattern", "show", str(seq), "--shape", "16", "4"])
+    assert " example 0        example 1" in res.output
+    assert "rows: channels D, columns: time steps T" in res.output
+    narrow = runner.invoke(app, ["pattern", "show", str(path), "--shape", "4", "4"])
+    assert " ch 0 ch 1 ch 2 ch 3" in narrow.output  # short labels on a 4 px map
+
+
+def test_a_panel_wider_than_the_terminal_is_drawn_and_said(tmp_path: Path) -> None:
+    ps = PatternSet(SearchSpace("conv", 1), (ConvPattern(size=3, stride=4),))
+    path = save_patternset(ps, tmp_path / "one.json")
+    res = runner.invoke(app, ["pattern", "show", str(path), "--shape", "8", "100"],
+                        env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "a panel is 102 columns wide, more than this terminal's 80" in res.output
+    assert len([ln for ln in res.output.splitlines() if ln.startswith(" channel")]) == 4
+
+
+def test_sample_takes_short_n() -> None:
+    long = runner.invoke(app, ["pattern", "sample", "--space", "conv-2", "--n", "2", "--seed", "1",
+                               "--format", "json"])
+    short = runner.invoke(app, ["pattern", "sample", "--space", "conv-2", "-n", "2", "--seed", "1",
+                                "--format", "json"])
+    assert short.exit_code == 0, short.output
+    assert short.output == long.output and len(short.output.splitlines()) == 2
+
+
+def test_pattern_commands_never_import_torch(conv_file: Path, tmp_path: Path) -> None:
+    """docs/cli.md: `pattern` never imports torch (it took 4.5 s to start). A real process
+    draws, writes a PNG and samples, then reports what it imported."""
+    code = (
+        "import sys\n"
+        "from adsearch.cli.main import main\n"
+        f"rc = main(['pattern', 'show', {str(conv_file)!r}, '--png', {str(tmp_path / 'p.png')!r}])\n"
+        "rc += main(['pattern', 'show', " + repr(str(conv_file)) + ", '--json'])\n"
+        "rc += main(['pattern', 'sample', '--space', 'seq2-2', '-n', '2'])\n"
+        "print('RC', rc, 'TORCH', 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "RC 0 TORCH False" in proc.stdout, proc.stdout[-500:]

@@ -1,9 +1,11 @@
 """``adsearch pattern show|sample``: look at dropout patterns.
 
 ``show FILE`` draws the masks of a pattern-set file (the JSON that ``adsearch export``
-writes) as block art in the terminal and, with ``--png``, as an image. ``sample --space``
-prints random patterns of a search space. Masks are one seeded draw of
-:func:`adsearch.ops.render_mask` (dark = dropped). torch is imported inside the commands.
+writes) as block art in the terminal and, with ``--png``, as an image: per site, 4 labelled
+panels (channels of a conv map, examples of a sequence), in as many rows as the terminal
+needs. ``sample --space`` prints random patterns of a search space. Masks are one seeded
+draw of the ops' geometry (dark = dropped), made with numpy by
+:mod:`adsearch.cli.mask_draw`: these commands never import torch.
 """
 
 from __future__ import annotations
@@ -11,19 +13,19 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from adsearch.cli.console import make_console
+from adsearch.cli.mask_draw import site_masks
 from adsearch.errors import PatternError
-from adsearch.patterns import SITE_MAP_SIDES, ConvPattern, PatternSet, SearchSpace, load_patternset
+from adsearch.patterns import SITE_MAP_SIDES, PatternSet, SearchSpace, load_patternset
 from adsearch.patterns.conv2 import RATE_CAP, ConvPattern2
 from adsearch.patterns.seq2 import SeqPattern2
-
-if TYPE_CHECKING:
-    import torch
 
 pattern_app = typer.Typer(help="Show and sample dropout patterns.", no_args_is_help=True)
 
@@ -33,28 +35,34 @@ DEFAULT_CONV_SHAPE = (32, 32)
 DEFAULT_SEQ_SHAPE = (64, 32)
 
 
-def _site_masks(pattern: Any, shape: tuple[int, int], seed: int) -> torch.Tensor:
-    """``(PANELS, rows, cols)`` bool masks of one site, True = kept.
+def _site_masks(pattern: Any, shape: tuple[int, int], seed: int, kind: str) -> np.ndarray:
+    """``(PANELS, rows, cols)`` bool masks of one site of a ``kind`` space, True = kept.
 
     Conv: ``PANELS`` channels of one example (identical when ``share_c``), rows = H.
     Seq: ``PANELS`` examples, drawn with channels as rows and time as columns.
     """
-    from adsearch.ops import render_mask
-
-    if isinstance(pattern, SeqPattern2):  # v2: draw its strongest sub-layer (JSON lists all)
-        subs = [pattern.sub(s) for s in pattern.sites] or [pattern.sub("emb")]
-        pattern = max(subs, key=lambda sub: sub.rate)
-    if isinstance(pattern, (ConvPattern, ConvPattern2)):
-        return render_mask(pattern, (PANELS, *shape), seed)
-    return render_mask(pattern, (PANELS, *shape), seed).transpose(1, 2)
+    masks = site_masks(pattern, PANELS, shape, seed)
+    return masks if kind == "conv" else masks.transpose(0, 2, 1)
 
 
-def _block_art(masks: torch.Tensor) -> Text:
-    """Half-block art: two mask rows per line, ``█`` where dropped, panels side by side."""
+def _panel_label(kind: str, k: int, cols: int) -> str:
+    """The label of panel ``k``, as long as fits ``cols`` columns: ``channel 0``, ``ch 0``,
+    ``0`` (conv) or ``example 0``, ``ex 0``, ``0`` (seq)."""
+    words = ("channel", "ch") if kind == "conv" else ("example", "ex")
+    for text in (f"{words[0]} {k}", f"{words[1]} {k}", str(k)):
+        if len(text) <= cols:
+            return text
+    return str(k)[:cols]
+
+
+def _block_art(masks: np.ndarray, first: int = 0, kind: str = "conv") -> Text:
+    """Half-block art: a label line, then two mask rows per line, ``█`` where dropped,
+    panels ``first``, ``first + 1``, ... side by side."""
     chars = {(False, False): " ", (True, False): "▀", (False, True): "▄", (True, True): "█"}
     dropped = (~masks).tolist()
-    rows = len(dropped[0])
-    lines = []
+    rows, cols = len(dropped[0]), len(dropped[0][0])
+    labels = [_panel_label(kind, first + k, cols).ljust(cols) for k in range(len(dropped))]
+    lines = [" " + " ".join(labels)]
     for r in range(0, rows, 2):
         parts = []
         for panel in dropped:
@@ -65,17 +73,22 @@ def _block_art(masks: torch.Tensor) -> Text:
     return Text("\n".join(lines), style="bold")
 
 
-def _dropped(masks: torch.Tensor) -> float:
-    return 1.0 - masks.float().mean().item()
+def _dropped(masks: np.ndarray) -> float:
+    return 1.0 - float(masks.mean())
 
 
 def _shape_text(shape: tuple[int, int], kind: str) -> str:
     return f"{shape[0]}x{shape[1]} map" if kind == "conv" else f"T={shape[0]}, D={shape[1]}"
 
 
-def _describe(site: int, pattern: Any, masks: torch.Tensor, shape: tuple[int, int], kind: str) -> str:
+def _describe(site: int, pattern: Any, masks: np.ndarray, shape: tuple[int, int], kind: str) -> str:
     fields = ", ".join(f"{k}={v}" for k, v in pattern.to_dict().items())
-    return f"site {site} ({_shape_text(shape, kind)}): {fields}  (this draw drops {_dropped(masks):.1%})"
+    panels = ("channels of one example, the same placement in each (share_c)"
+              if getattr(pattern, "share_c", False) else "channels of one example")
+    if kind == "seq":
+        panels = "examples; rows: channels D, columns: time steps T"
+    return (f"site {site} ({_shape_text(shape, kind)}): {fields}  (this draw drops "
+            f"{_dropped(masks):.1%}; panels: {panels})")
 
 
 #: Side in px of one drawn panel in the PNG (every site's map is scaled to it).
@@ -83,29 +96,36 @@ PANEL_PX = 160
 LABEL_PX = 300
 
 
-def _write_png(path: Path, title: str, sites: list[tuple[str, torch.Tensor]], gap: int = 6) -> None:
+#: Height in px of the panel labels above each row of the PNG.
+PANEL_LABEL_PX = 14
+
+
+def _write_png(path: Path, title: str, sites: list[tuple[str, str, np.ndarray]],
+               gap: int = 6) -> None:
     """A title line, then one row per site: its label and drop fraction, then ``PANELS``
-    masks scaled to ``PANEL_PX`` (nearest neighbour); white = kept, black = dropped."""
-    import torch
+    masks scaled to ``PANEL_PX`` (nearest neighbour), each labelled above (``channel k`` or
+    ``example k``); white = kept, black = dropped."""
     from PIL import Image, ImageDraw
 
     head = 24
+    row = PANEL_LABEL_PX + PANEL_PX + gap
     width = LABEL_PX + PANELS * (PANEL_PX + gap) + gap
-    height = head + len(sites) * (PANEL_PX + gap) + gap
+    height = head + len(sites) * row + gap
     img = Image.new("RGB", (width, height), (200, 200, 200))
     pen = ImageDraw.Draw(img)
     pen.text((gap, 6), title, fill=(0, 0, 0))
-    for s, (label, masks) in enumerate(sites):
-        y0 = head + gap + s * (PANEL_PX + gap)
+    for s, (label, kind, masks) in enumerate(sites):
+        y0 = head + gap + s * row + PANEL_LABEL_PX
         pen.text((gap, y0 + PANEL_PX // 2 - 12), label, fill=(0, 0, 0))
         pen.text((gap, y0 + PANEL_PX // 2 + 4), f"this draw drops {_dropped(masks):.1%}", fill=(60, 60, 60))
         rows, cols = masks.shape[-2:]
         scale = PANEL_PX / max(rows, cols)
         size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
         for k in range(masks.shape[0]):
-            tile = Image.fromarray((masks[k].to(torch.uint8) * 255).numpy(), mode="L")
-            img.paste(tile.resize(size, Image.Resampling.NEAREST).convert("RGB"),
-                      (LABEL_PX + gap + k * (PANEL_PX + gap), y0))
+            x0 = LABEL_PX + gap + k * (PANEL_PX + gap)
+            pen.text((x0, y0 - PANEL_LABEL_PX + 1), _panel_label(kind, k, 99), fill=(0, 0, 0))
+            tile = Image.fromarray(masks[k].astype(np.uint8) * 255, mode="L")
+            img.paste(tile.resize(size, Image.Resampling.NEAREST).convert("RGB"), (x0, y0))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         img.save(path, format="PNG")
@@ -133,13 +153,22 @@ def _render(
     png: Path | None, title: str = "",
 ) -> None:
     drawn = []
+    kind = ps.space.kind
     for i in sites:
-        masks = _site_masks(ps.patterns[i], shapes[i], seed + i)
-        drawn.append((f"site {i} ({_shape_text(shapes[i], ps.space.kind)})", masks))
-        console.print(_describe(i, ps.patterns[i], masks, shapes[i], ps.space.kind), highlight=False, soft_wrap=True)
-        # as many panels as fit the terminal (each is its width plus one border column)
-        fit = max(1, (console.width - 1) // (masks.shape[-1] + 1))
-        console.print(_block_art(masks[:fit]), soft_wrap=True)
+        masks = _site_masks(ps.patterns[i], shapes[i], seed + i, ps.space.kind)
+        drawn.append((f"site {i} ({_shape_text(shapes[i], kind)})", kind, masks))
+        console.print(_describe(i, ps.patterns[i], masks, shapes[i], kind), highlight=False, soft_wrap=True)
+        # every panel, in rows of as many as fit the terminal (each is its width plus one
+        # border column); a panel wider than the terminal is drawn anyway, and said so
+        cols = masks.shape[-1]
+        fit = max(1, (console.width - 1) // (cols + 1))
+        if cols + 2 > console.width:
+            console.print(f"(a panel is {cols + 2} columns wide, more than this terminal's "
+                          f"{console.width}: its lines wrap; --png draws it at any size)",
+                          highlight=False, soft_wrap=True)
+        for first in range(0, len(masks), fit):
+            console.print(_block_art(masks[first:first + fit], first, kind), soft_wrap=True,
+                          highlight=False)
     if png is not None:
         _write_png(png, title or f"space {ps.space.name}, seed {seed}", drawn)
         console.print(f"wrote {png}", highlight=False)
@@ -150,7 +179,7 @@ def _json_doc(file: Path, ps: PatternSet, sites: list[int], shapes: list[tuple[i
     dropped share of this seeded draw (documented in docs/cli.md)."""
     out = []
     for i in sites:
-        masks = _site_masks(ps.patterns[i], shapes[i], seed + i)
+        masks = _site_masks(ps.patterns[i], shapes[i], seed + i, ps.space.kind)
         out.append({"site": i, "pattern": ps.patterns[i].to_dict(), "shape": list(shapes[i]),
                     "drop_fraction": round(_dropped(masks), 6),
                     **_v2_json(ps.patterns[i], shapes[i], seed + i)})
@@ -170,12 +199,10 @@ def _v2_json(pattern: Any, shape: tuple[int, int], seed: int) -> dict[str, Any]:
                 "geometry": {"kind": geo.kind, "side_px": geo.side,
                              "period_px": round(geo.period, 6), "seed_prob": round(geo.gamma, 9)}}
     if isinstance(pattern, SeqPattern2):
-        from adsearch.ops import render_mask
-
         subs = {}
         for k, name in enumerate(pattern.sites):
             sub = pattern.sub(name)
-            drawn = render_mask(sub, (PANELS, *shape), seed * 16 + k)
+            drawn = site_masks(sub, PANELS, shape, seed * 16 + k)
             subs[name] = {"rate": sub.rate, "kind": sub.kind,
                           "drop_fraction": round(_dropped(drawn), 6)}
         return {"expected_drop": pattern.drop_fraction(), "cap": RATE_CAP, "sublayers": subs}
@@ -213,7 +240,7 @@ def show(
     if as_json:
         typer.echo(json.dumps(_json_doc(file, ps, sites, shapes, seed)))
         return
-    console = Console()
+    console = make_console()
     console.print(f"{file}: space {ps.space.name}, {n} site(s)", highlight=False, soft_wrap=True)
     prov = ps.provenance
     origin = f", search {prov.search} trial {prov.trial_id}" if prov.search else ""
@@ -223,7 +250,7 @@ def show(
 @pattern_app.command("sample")
 def sample(
     space: Annotated[str, typer.Option("--space", help="Search space name, e.g. conv-3 or seq-2.")],
-    n: Annotated[int, typer.Option("--n", min=1, max=100, help="Number of pattern sets to draw.")] = 3,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=100, help="Number of pattern sets to draw.")] = 3,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed (random when omitted).")] = None,  # noqa: UP045
     fmt: Annotated[
         str, typer.Option("--format", help="art (JSON and masks) or json (one JSON object per line).")
@@ -235,7 +262,7 @@ def sample(
         raise PatternError(f"--format {fmt!r} is not known; allowed values are art, json")
     sp = SearchSpace.from_name(space)
     rng = random.Random(seed)
-    console = Console()
+    console = make_console()
     for k in range(n):
         ps = PatternSet(sp, tuple(sp.sample(rng)))
         if fmt == "json":
