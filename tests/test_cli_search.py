@@ -183,7 +183,7 @@ def test_export_writes_patternsets(runs: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     r1, r2 = (load_patternset(tmp_path / f"k-{i}.json").provenance.reward for i in (1, 2))
     assert r1 is not None and r2 is not None and r1 >= r2
-    assert_clean_error(cli(runs, "export", "rand", "-o", str(out)), "pass --best")
+    assert cli(runs, "export", "rand", "-o", str(out)).exit_code == 0  # --best is optional
     assert_clean_error(cli(runs, "export", "rand", "--best", "-o", str(tmp_path)), "is a directory")
     blocker = tmp_path / "file"
     blocker.write_text("x")

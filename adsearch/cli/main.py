@@ -18,9 +18,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from adsearch.cli.console import flags_take_no_value
 from adsearch.errors import AdsearchError
 
 err_console = Console(stderr=True)
+flags_take_no_value()  # `--json`, not `--json <bool>`, in every --help
 
 app = typer.Typer(
     name="adsearch",

@@ -115,7 +115,9 @@ def list_searches(
         console.print(f"no searches {where}; start one with `adsearch start`")
         return
     t = Table()
-    for col in ("search", "state", "daemon", "task", "controller", "trials", "done", "best"):
+    # the name is what a user copies: never wrapped or cut (the other columns give way)
+    t.add_column("search", no_wrap=True, min_width=max(len(n) for n in names))
+    for col in ("state", "daemon", "task", "controller", "trials", "done", "best"):
         t.add_column(col)
     for row in rows:
         if row["error"] is not None:
@@ -245,7 +247,7 @@ def show(
 def export(
     name: str = NAME_ARG,
     run_dir: str = RUN_DIR,
-    best: bool = typer.Option(False, "--best", help="Export the best trial(s) (required)."),
+    best: bool = typer.Option(True, "--best", hidden=True, help="Accepted for old scripts: export always writes the best trial(s)."),
     top_k: int = typer.Option(1, "--top-k", help="Export the K best trials."),
     output: Path = EXPORT_OUT,
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON (shape: docs/cli.md)."),
@@ -265,8 +267,7 @@ def export(
         save_patternset,
     )
 
-    if not best:
-        raise ConfigError("export: pass --best (with --top-k K for several patterns)")
+    del best  # the only mode: `--best` is still accepted, and changes nothing
     if top_k < 1:
         raise ConfigError(f"--top-k: invalid value {top_k}; use an integer >= 1")
     _, store, search = open_search(name, run_dir, store_url, search_name)

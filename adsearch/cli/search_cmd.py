@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
+from adsearch.cli.console import make_console
 from adsearch.errors import ConfigError, DaemonError
 
-console = Console(emoji=False)  # "--task mod:X:" must not print an emoji
+console = make_console(emoji=False)  # "--task mod:X:" must not print an emoji
 
 RUN_DIR = typer.Option(None, "--run-dir", help="Run directory (default: ./runs/NAME, or $ADSEARCH_RUNS/NAME).")
 NAME_ARG = typer.Argument(None, help="Search name (default: the only search under ./runs).")

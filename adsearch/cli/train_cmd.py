@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from adsearch.atomic import write_text_atomic
+from adsearch.cli.console import make_console
 from adsearch.cli.options import one
 from adsearch.errors import ConfigError
 
@@ -56,15 +56,16 @@ def task_overrides(task: str, data: Path | None, test_data: Path | None, downloa
     return out
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean, sample std and count over seeds of the reward and every val_/test_ metric."""
+def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Mean, sample std (None for a single value) and count over seeds of the reward and
+    every val_/test_ metric."""
     keys = ["reward"] + sorted({k for r in results for k in r["metrics"] if k.startswith(("val_", "test_"))})
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for k in keys:
         vals = [float(r["reward"] if k == "reward" else r["metrics"][k]) for r in results if k == "reward" or k in r["metrics"]]
         vals = [v for v in vals if math.isfinite(v)]
         if vals:
-            out[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": float(len(vals))}
+            out[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else None, "n": float(len(vals))}
     return out
 
 
@@ -96,17 +97,19 @@ def register(app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(None, "--json-out", hidden=True),  # noqa: B008
     ) -> None:
         """Train a target network with a learned pattern or a baseline; report mean ± std."""
-        import torch
-
         from adsearch.cli.search_cmd import _task_config
         from adsearch.patterns import load_patternset
         from adsearch.tasks import Budget, get_task, load_config
 
+        # every check that needs no task module comes first: torch loads only after them
         child_epochs = one("--child-epochs", child_epochs, "--epochs", epochs)
         child_steps = one("--child-steps", child_steps, "--steps", steps)
         output = one("--output", output, "--json-out", json_out)
-        console = Console(stderr=as_json)  # with --json, stdout carries the document only
-        t = get_task(task)
+        console = make_console(stderr=as_json)  # with --json, stdout carries the document only
+        if pattern is not None and baseline is not None:
+            raise ConfigError("give either --pattern or --baseline, not both")
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads: invalid value {threads}; use an integer >= 1")
         if config is not None:
             if task_config is not None:
                 raise ConfigError("give --task-config JSON once (--config FILE is its old spelling)")
@@ -116,23 +119,25 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--config {config}: cannot read it ({exc.strerror})") from None
         overrides = _task_config(task_config)
         overrides.update(task_overrides(task, data, test_data, download))
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        ps = load_patternset(pattern) if pattern is not None else None
+        regularizer: Any = ps
+        reg_desc: Any = None
+        if ps is not None:
+            reg_desc = {"pattern_file": str(pattern), **ps.to_dict()}
+        else:
+            regularizer = reg_desc = baseline_spec(baseline or "none", drop_prob, block_size)
+        budget = Budget(epochs=child_epochs, steps=child_steps)
+        import torch
+
+        t = get_task(task)
         cfg = load_config(t, task, overrides)
         space = t.space(cfg)
-        if pattern is not None and baseline is not None:
-            raise ConfigError("give either --pattern or --baseline, not both")
-        if pattern is not None:
-            ps = load_patternset(pattern)
+        if ps is not None:
             ps.check_space(space, source=f"pattern file {pattern}")
-            regularizer: Any = ps
-            reg_desc: Any = {"pattern_file": str(pattern), **ps.to_dict()}
-        else:
-            regularizer = baseline_spec(baseline or "none", drop_prob, block_size)
-            reg_desc = regularizer
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if threads is not None:
             torch.set_num_threads(threads)
-        budget = Budget(epochs=child_epochs, steps=child_steps)
         results: list[dict[str, Any]] = []
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} seeds"), TimeElapsedColumn(), console=console, transient=False) as prog:
             bar = prog.add_task(f"train {task} ({space.name})", total=seeds)
@@ -144,11 +149,14 @@ def register(app: typer.Typer) -> None:
         summary = summarize(results)
         table = Table(title=f"{task}: {reg_desc.get('kind', 'pattern') if isinstance(reg_desc, dict) and 'kind' in reg_desc else 'pattern ' + str(pattern)} over {seeds} seed(s)")
         table.add_column("metric")
-        table.add_column("mean ± std", justify="right")
-        table.add_column("per seed", justify="right")
+        table.add_column("mean ± std" if seeds > 1 else "value", justify="right")
+        if seeds > 1:
+            table.add_column("per seed", justify="right")
         for k, s in summary.items():
             per = ", ".join(f"{(r['reward'] if k == 'reward' else r['metrics'].get(k, math.nan)):.4g}" for r in results)
-            table.add_row(k, f"{s['mean']:.4g} ± {s['std']:.2g}", per)
+            # one value has no spread to show: its mean alone, never "± 0"
+            mean = f"{s['mean']:.4g}" if s["std"] is None else f"{s['mean']:.4g} ± {s['std']:.2g}"
+            table.add_row(k, mean, *([per] if seeds > 1 else []))
         diverged = sum(int(r["metrics"].get("diverged", 0)) for r in results)
         console.print(table)
         if diverged:

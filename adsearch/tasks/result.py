@@ -84,6 +84,26 @@ class Budget:
         return {"truncated": 1.0, "truncated_at_epoch": float(epoch), "truncated_at_rung": d.rung,
                 "prune_below": float(d.threshold if d.threshold is not None else math.nan)}
 
+    def __str__(self) -> str:
+        """The budget in words, for logs (a child's log line, ``show``'s log tail):
+        ``"3 epochs, at most 600 s; early stopping at epochs 1, 3 (keep 1/3)"``."""
+        parts = []
+        if self.epochs is not None:
+            parts.append(f"{self.epochs:g} epoch{'s' if self.epochs != 1 else ''}")
+        if self.steps is not None:
+            parts.append(f"at most {self.steps} step{'s' if self.steps != 1 else ''}")
+        if self.seconds is not None:
+            parts.append(f"at most {self.seconds:g} s")
+        text = ", ".join(parts) or "the task's default"
+        if self.rungs:
+            inv = 1 / self.keep if self.keep > 0 else 0.0
+            keep = f"1/{round(inv)}" if inv and abs(inv - round(inv)) < 1e-6 else f"{self.keep:.0%}"
+            text += (f"; early stopping at epochs {', '.join(f'{r:g}' for r in self.rungs)} "
+                     f"(keep {keep})")
+        elif self.top_rung is not None:
+            text += f"; full budget recorded at epoch {self.top_rung:g}"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         if self.rungs is not None:
