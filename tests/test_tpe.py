@@ -72,3 +72,19 @@ def test_importing_the_controller_package_does_not_import_optuna() -> None:
     code = ("import sys, adsearch.controller, adsearch.cli.main\n"
             "assert 'optuna' not in sys.modules, 'optuna was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_tpe_state_survives_a_checkpoint_file(tmp_path) -> None:
+    """The daemon's checkpoint (torch.save, loaded with weights_only=True) keeps TPE's whole
+    state: the restored controller draws what the saved one draws."""
+    from adsearch.controller import CheckpointManager
+
+    sp = SearchSpace.from_name("seq2-2")
+    ctrl = make_controller("tpe", sp, seed=2)
+    for _ in range(3):
+        batch = ctrl.sample(4)
+        ctrl.update([(s, _reward(s.tokens, sp)) for s in batch])
+    CheckpointManager(tmp_path).save(ctrl, consumed_ids=range(12))
+    restored, consumed = CheckpointManager(tmp_path).load_latest(sp)
+    assert consumed == set(range(12)) and restored.kind == "tpe"
+    assert [s.tokens for s in restored.sample(2)] == [s.tokens for s in ctrl.sample(2)]
