@@ -60,7 +60,9 @@ def test_list_json(runs: Path) -> None:
     one = rows[0]
     assert set(one) == {"search", "state", "daemon_pid", "task", "controller", "trials", "done", "best", "error"}
     assert one["error"] is None
-    assert one["state"] == "finished" and one["trials"] == 4 and one["done"] == 4 and one["daemon_pid"] is None
+    # 4 search trials, then the re-check: the top 3 patterns on 2 more seeds (issue 19 §5)
+    assert one["state"] == "finished" and one["trials"] == 10 and one["done"] == 10
+    assert one["daemon_pid"] is None
     snap = json.loads(ok(cli(runs, "status", "one", "--json")).stdout)
     assert one["best"] == {"trial_id": snap["best"]["trial_id"], "reward": snap["best"]["reward"]}
     assert json.loads(ok(cli(runs.parent / "empty", "list", "--json")).stdout) == []
@@ -128,7 +130,7 @@ def test_delete_in_a_shared_store_removes_only_that_search(tmp_path: Path) -> No
     root, shared = tmp_path / "runs", f"sqlite:///{tmp_path / 'shared.db'}"
     for name in ("a", "b"):
         cfg = SearchConfig(name=name, task="synthetic", controller="random", batch_size=2,
-                           workers=1, budget_trials=2)
+                           workers=1, budget_trials=2, recheck=False)
         run_daemon(str(create_search(cfg, RunDir(root / name), shared).path))
     res = ok(cli(root, "delete", "a", "--yes"))
     assert "its rows in" in res.output and not (root / "a").exists()

@@ -154,7 +154,9 @@ def test_lifecycle_errors(runs: Path) -> None:
 
 def test_status_list_show(runs: Path) -> None:
     snap = json.loads(cli(runs, "status", "rand", "--json").stdout)
-    assert snap["state"] == "finished" and snap["counts"]["done"] == 6
+    # 6 search trials, then the re-check: the top 3 patterns on 2 more seeds (issue 19 §5)
+    assert snap["state"] == "finished" and snap["budget"]["drawn"] == 6
+    assert snap["counts"]["done"] == 6 + snap["recheck"]["total"] == 12
     assert len(snap["trend"]["batch_mean"]) == 3 and snap["best"]["reward"] == snap["top"][0]["reward"]
     assert snap["controller"]["version"] == 3 and snap["waiting"] == []
     half = json.loads(cli(runs, "status", "half", "--json").stdout)
@@ -176,13 +178,16 @@ def test_export_writes_patternsets(runs: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     ps = load_patternset(out)
     snap = json.loads(cli(runs, "status", "rand", "--json").stdout)
-    assert ps.provenance.search == "rand" and ps.provenance.trial_id == snap["best"]["trial_id"]
-    assert ps.provenance.reward == snap["best"]["reward"] and ps.space.name == "conv-3"
-    assert [p.to_dict() for p in ps.patterns] == snap["top"][0]["pattern"]
+    win = snap["recheck"]["winner"]  # the search was re-checked: export ranks on the mean
+    assert ps.provenance.search == "rand" and ps.provenance.trial_id == win["trial_id"]
+    assert ps.provenance.reward == win["reward"] and ps.space.name == "conv-3"
+    assert ps.provenance.recheck is not None and ps.provenance.recheck["mean"] == win["mean"]
+    row = next(r for r in snap["top"] if r["trial_id"] == win["trial_id"])
+    assert [p.to_dict() for p in ps.patterns] == row["pattern"]
     res = cli(runs, "export", "rand", "--best", "--top-k", "2", "-o", str(tmp_path / "k.json"))
     assert res.exit_code == 0, res.output
-    r1, r2 = (load_patternset(tmp_path / f"k-{i}.json").provenance.reward for i in (1, 2))
-    assert r1 is not None and r2 is not None and r1 >= r2
+    r1, r2 = (load_patternset(tmp_path / f"k-{i}.json").provenance.recheck for i in (1, 2))
+    assert r1 is not None and r2 is not None and r1["mean"] >= r2["mean"]
     assert cli(runs, "export", "rand", "-o", str(out)).exit_code == 0  # --best is optional
     assert_clean_error(cli(runs, "export", "rand", "--best", "-o", str(tmp_path)), "is a directory")
     blocker = tmp_path / "file"

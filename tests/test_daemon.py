@@ -33,9 +33,11 @@ def test_end_to_end_transformer(tmp_path: Path) -> None:
     daemon = run_daemon(str(run.path))
     assert daemon.finished
     store, search = check_exactly_once(run)
-    assert store.counts(search.id)["done"] == 12
+    # 12 search trials, then the re-check: the top 3 patterns on 2 more seeds (issue 19 §5)
+    assert store.counts(search.id, purposes=["search"])["done"] == 12
+    assert store.counts(search.id, purposes=["recheck"])["done"] == 6
     assert store.get_search("s").state == "finished"
-    assert daemon.controller.version == 3  # 12 results / batch 4
+    assert daemon.controller.version == 3  # 12 results / batch 4: re-check runs are no sample
     for t in store.trials(search.id):
         assert t.attempts == 1 and t.pid is not None and not pid_alive(t.pid)
         assert (run.trial_dir(t.id) / "attempt-1.log").read_text().startswith("[child] trial")
@@ -237,7 +239,7 @@ def test_result_written_just_before_a_daemon_crash_is_salvaged_not_rerun(tmp_pat
     trial = store.get_trial(child.trial_id)
     assert trial.state == "done" and trial.attempts == 1
     assert not (run.trial_dir(child.trial_id) / "attempt-2.log").exists()
-    assert store.counts(search.id)["done"] == 3
+    assert store.counts(search.id, purposes=["search"])["done"] == 3
     store.close()
 
 
@@ -270,5 +272,13 @@ def test_resume_with_a_larger_budget_continues_a_finished_search_exactly_once(tm
     daemon = run_daemon(str(run.path))
     assert daemon.finished
     store, search = check_exactly_once(run)
-    assert len(store.trials(search.id)) == 10 and search.state == "finished"
+    assert len(store.trials(search.id, purposes=["search"])) == 10
+    assert search.state == "finished"
+    # each run ended with a re-check; the second adds only what the new top 3 lack
+    rechecks = store.trials(search.id, purposes=["recheck"])
+    per_pattern = {h: sum(t.pattern_hash == h for t in rechecks)
+                   for h in {t.pattern_hash for t in rechecks}}
+    assert set(per_pattern.values()) == {2}
+    tops = store.top_trials(search.id, 3, full_only=True, purposes=["search"], distinct=True)
+    assert {t.pattern_hash for t, _ in tops} <= set(per_pattern)
     store.close()

@@ -174,7 +174,8 @@ def test_space_is_the_searchs_own(tmp_path: Path) -> None:
               "--foreground")
     assert res.exit_code == 0, res.output
     snap = json.loads(cli(runs, "status", "seq", "--json").stdout)
-    assert snap["state"] == "finished" and snap["counts"]["done"] == 4
+    assert snap["state"] == "finished" and snap["budget"]["drawn"] == 4  # then the re-check
+    assert snap["counts"]["done"] == 4 + snap["recheck"]["total"]
     assert snap["config"]["space"] == "seq-2" and snap["bad_patterns"]["count"] == 0
     spec = json.loads((runs / "seq" / "trials" / "1" / "spec.json").read_text())
     assert spec["space"] == "seq-2" and spec["task_config"]["space"] == "seq-2"

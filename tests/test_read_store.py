@@ -95,7 +95,9 @@ def test_status_show_export_plot_list_read_a_store_without_a_run_directory(
     out = tmp_path / "best.json"
     ok(cli(empty, "export", "--store", url, "--search", "one", "--best", "-o", str(out)))
     ps = load_patternset(out)
-    assert ps.provenance.trial_id == best and ps.provenance.reward == snap["best"]["reward"]
+    win = snap["recheck"]["winner"]  # export picks on the re-check mean (issue 19 §5)
+    assert win is not None and snap["recheck"] == via_dir["recheck"]
+    assert ps.provenance.trial_id == win["trial_id"] and ps.provenance.reward == win["reward"]
 
     png = tmp_path / "p.png"
     ok(cli(empty, "plot", "--store", url, "--search", "one", "-o", str(png)))
@@ -103,7 +105,7 @@ def test_status_show_export_plot_list_read_a_store_without_a_run_directory(
 
     rows = json.loads(ok(cli(empty, "list", "--store", url, "--json")).stdout)
     assert [(r["search"], r["state"], r["daemon_pid"], r["trials"]) for r in rows] == [
-        ("one", "finished", None, 4)]
+        ("one", "finished", None, 4 + 6)]  # 4 search trials, then 3 patterns x 2 seeds
     assert "daemon state unknown" in ok(cli(empty, "list", "--store", url)).output
 
 
@@ -213,8 +215,10 @@ def test_scale_out_section_4_moves_a_search_and_publishes_a_read_copy(
     wait_for(lambda: json.loads(run_cli(root, "status", "big", "--json", env=env).stdout)
              ["state"] == "finished", 120, "the resumed search to finish")
     snap = json.loads(run_cli(root, "status", "big", "--json", env=env).stdout)
-    assert snap["store"].startswith("postgresql") and snap["counts"]["done"] == 10
+    # 10 search trials, then the re-check (the top 3 patterns on 2 more seeds)
+    assert snap["store"].startswith("postgresql") and snap["budget"]["drawn"] == 10
+    assert snap["counts"]["done"] == 10 + snap["recheck"]["total"] == 16
     with Store(own_pg, readonly=True) as st:
-        assert st.counts(st.get_search("big").id)["done"] == 10
+        assert st.counts(st.get_search("big").id, purposes=["search"])["done"] == 10
     with Store(src, readonly=True) as st:  # the old SQLite store was not written after the move
         assert st.counts(st.get_search("big").id)["done"] < 10

@@ -41,7 +41,7 @@ def command(*flags: str) -> str:
 
 def make(tmp_path: Path, *flags: str, name: str = "s", **kw: Any) -> RunDir:
     opts: dict[str, Any] = {"controller": "random", "batch_size": 4, "workers": 2,
-                            "budget_trials": 4}
+                            "budget_trials": 4, "recheck": False}  # test_recheck covers it
     opts.update(kw)
     task_config = {"command": command(*flags), "workdir": str(tmp_path), "space": "conv-2"}
     cfg = SearchConfig(name=name, task="script", task_config=task_config, **opts)
@@ -182,7 +182,7 @@ def test_resume_reuses_the_stored_command_and_workdir(tmp_path: Path) -> None:
     env = cli_env(runs, PYTHONPATH=str(REPO))
     run_cli(runs, "start", "--script", command("--marker", str(markers)), "--workdir", str(work),
             "--space", "conv-2", "--name", "sm", "--controller", "random", "--workers", "1",
-            "--budget-trials", "2", "--batch-size", "2", "--foreground", env=env)
+            "--budget-trials", "2", "--batch-size", "2", "--no-recheck", "--foreground", env=env)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     proc = subprocess.run([sys.executable, "-m", "adsearch", "resume", "sm", "--budget-trials",
@@ -263,7 +263,7 @@ def test_spec_file_carries_the_trial(tmp_path: Path) -> None:
                     "          open(f'seen-{t.trial_id}.json', 'w'))\n"
                     "t.finish(0.5)\n")
     cfg = SearchConfig(name="d", task="script", controller="random", workers=1, budget_trials=2,
-                       batch_size=2, child_epochs=2.0, child_seed=11,
+                       batch_size=2, child_epochs=2.0, child_seed=11, recheck=False,
                        task_config={"command": f"{sys.executable} dump.py",
                                     "workdir": str(tmp_path), "space": "conv-3"})
     run = create_search(cfg, RunDir(tmp_path / "d"))
@@ -289,7 +289,7 @@ def test_adsearch_worker_runs_the_stored_command(pg_url: str, tmp_path: Path) ->
     work.mkdir()
     elsewhere.mkdir()
     cfg = SearchConfig(name="w", task="script", controller="random", workers=1, budget_trials=6,
-                       batch_size=2, task_config={
+                       batch_size=2, recheck=False, task_config={
                            "command": command("--marker", str(markers), "--sleep", "0.7"),
                            "workdir": str(work), "space": "conv-2"})
     run = create_search(cfg, RunDir(tmp_path / "run"), store_url=pg_url)
@@ -327,7 +327,7 @@ def test_script_search_on_the_ray_executor(tmp_path: Path) -> None:
     work, markers = tmp_path / "work", tmp_path / "markers"
     work.mkdir()
     cfg = SearchConfig(name="r", task="script", controller="random", executor="ray", workers=2,
-                       budget_trials=4, batch_size=2, task_config={
+                       budget_trials=4, batch_size=2, recheck=False, task_config={
                            "command": command("--marker", str(markers)), "workdir": str(work),
                            "space": "conv-2"})
     run = create_search(cfg, RunDir(tmp_path / "r"))
@@ -356,7 +356,8 @@ def test_example_a_resnet18_script_is_searched(tmp_path: Path, data_slices: Path
                       "--epochs", "1", "--per-class", "8", "--batch", "16"])
     run_cli(runs, "start", "--script", cmd, "--space", "conv-4", "--name", "ex",
             "--controller", "random", "--workers", "2", "--budget-trials", "2",
-            "--batch-size", "2", "--foreground", env=cli_env(runs, PYTHONPATH=str(REPO)),
+            "--batch-size", "2", "--no-recheck", "--foreground",
+            env=cli_env(runs, PYTHONPATH=str(REPO)),
             timeout=600)
     run = RunDir(runs / "ex")
     trials, res = results(run, "ex")

@@ -266,7 +266,9 @@ def test_verify_compares_another_searchs_best(tmp_path: Path) -> None:
     rows = {r["label"]: r for r in doc["regularizers"]}
     assert list(rows) == ["none", "pattern 1", "rnd best", "dropout p=0.1"]
     trials, results = _store_rows(root / "rnd")
-    best = max((t for t in trials if t.id in results), key=lambda t: results[t.id].reward)
+    # the best of rnd is what its export picks: the best mean of its re-check (issue 19 §5)
+    win = json.loads(run_cli(root, "status", "rnd", "--json").stdout)["recheck"]["winner"]
+    best = next(t for t in trials if t.id == win["trial_id"])
     got = rows["rnd best"]
     assert got["role"] == "compared" and got["source_trial"] == best.id
     assert got["stored"] == best.pattern

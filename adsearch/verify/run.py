@@ -64,17 +64,15 @@ class VerifyRun:
 
 # ---------------------------------------------------------------------------- checks
 def distinct_top(store: Any, search_id: int, k: int) -> list[dict[str, Any]]:
-    """The ``k`` best distinct patterns of full-length, non-failed trials, best first."""
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for t, r in store.top_trials(search_id, 8 * k, full_only=True):
-        if (r.metrics or {}).get("bad_pattern") or t.pattern_hash in seen:
-            continue
-        seen.add(t.pattern_hash)
-        out.append({"trial_id": t.id, "reward": r.reward, "pattern": t.pattern})
-        if len(out) == k:
-            break
-    return out
+    """The ``k`` best distinct patterns of full-length, non-failed trials, best first: the
+    ones ``export --best`` writes, so verify checks what export ships (re-checked patterns
+    on their mean over seeds, then the others on their single value; adsearch.daemon.recheck).
+    ``reward`` is the pattern's own trial's value."""
+    from adsearch.daemon.recheck import ranking
+
+    cfg = SearchConfig.from_dict(store.get_search_by_id(search_id).config)
+    return [{"trial_id": p.trial_id, "reward": p.reward, "pattern": p.pattern}
+            for p in ranking(store, search_id, cfg, k).patterns]
 
 
 def compared_best(refs: Sequence[str], src: SearchConfig, of: str) -> list[dict[str, Any]]:
