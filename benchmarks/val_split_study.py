@@ -25,7 +25,7 @@ Design (**ours**):
    values are averaged over seeds, and the table gives their mean and spread over subsets.
    A ceiling: the same statistic between the two halves of the test folder (2,500 each).
 
-Resumable: each run writes ``runs/<reg>__s<seed>.npz`` (per-example arrays) and then
+Resumable: each run writes ``per_run/<reg>__s<seed>.npz`` (per-example arrays) and then
 ``.json`` (its metrics) atomically as it finishes; a rerun skips runs whose JSON exists.
 
 Usage::
@@ -124,7 +124,7 @@ def train_all(seeds: int, pool_per_class: int, epochs: float) -> None:
     task = KeepingTask()
     config = task.config_from_dict({**protocol(pool_per_class), "epochs": epochs,
                                      "eval_every": max(1, int(epochs))})
-    runs = OUT / "runs"
+    runs = OUT / "per_run"
     runs.mkdir(parents=True, exist_ok=True)
     _, val, test = task.load(config)
     assert test is not None
@@ -187,7 +187,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def load_runs() -> tuple[list[str], list[int], dict[tuple[str, int], dict[str, np.ndarray]]]:
     """Regularizers and seeds with a complete set of runs (a seed counts only when every
     regularizer finished on it: the statistic is within-seed)."""
-    runs = OUT / "runs"
+    runs = OUT / "per_run"
     got: dict[tuple[str, int], dict[str, np.ndarray]] = {}
     for js in sorted(runs.glob("*.json")):
         row = json.loads(js.read_text())
@@ -203,7 +203,7 @@ def analyse(subsets: int, rng_seed: int = 0) -> dict[str, Any]:
     within-seed Spearman of each validation statistic against each test statistic."""
     labels, seeds, got = load_runs()
     if len(seeds) == 0 or len(labels) < 3:
-        raise SystemExit(f"not enough finished runs in {OUT / 'runs'} (need >= 3 regularizers "
+        raise SystemExit(f"not enough finished runs in {OUT / 'per_run'} (need >= 3 regularizers "
                          "on at least one seed)")
     first = got[(labels[0], seeds[0])]
     y, ty = first["val_y"].astype(np.int64), first["test_y"].astype(np.int64)
