@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from adsearch.cli.console import make_console
+from adsearch.command import adsearch_command
 from adsearch.errors import ConfigError, DaemonError
 
 console = make_console(emoji=False)  # "--task mod:X:" must not print an emoji
@@ -92,6 +94,7 @@ def start(
     controller: str = typer.Option("transformer", "--controller", help="transformer (REINFORCE), random (the baseline) or tpe (Optuna's TPE; needs optuna)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Finished trials per controller update."),
     lookahead: int = typer.Option(None, "--lookahead", help="Trials queued ahead of the slots (default: one per slot)."),
+    max_ahead: int = typer.Option(None, "--max-ahead", help="Most trials drawn but not yet fed to the controller (default: batch size + 2 per slot + lookahead); lower, later trials come from a more up-to-date controller."),
     child_epochs: float = typer.Option(None, "--child-epochs", help="Child training epochs (default: the task's)."),
     child_steps: int = typer.Option(None, "--child-steps", help="Child optimizer steps."),
     child_seconds: float = typer.Option(None, "--child-seconds", help="Child training seconds."),
@@ -147,7 +150,7 @@ def start(
         name = f"{task.rsplit(':', 1)[-1]}-{controller}-{seed}"
     cfg = SearchConfig(
         name=name, task=task, task_config=overrides, space=space,
-        controller=controller, batch_size=batch_size, lookahead=lookahead,
+        controller=controller, batch_size=batch_size, lookahead=lookahead, max_ahead=max_ahead,
         budget_trials=budget_trials, budget_minutes=budget_minutes, gpus=_gpus(gpus),
         slots_per_gpu=slots_per_gpu, workers=workers, child_epochs=child_epochs,
         child_steps=child_steps, child_seconds=child_seconds, child_timeout=child_timeout, seed=seed,
@@ -199,14 +202,28 @@ def _launch(run: Any, foreground: bool, steps: _Steps | None = None, **daemon_op
         name = run.identity()["name"]
         # name the run directory in the hints unless the default lookup finds it
         where = "" if Path(run.path).resolve() == (runs_root() / name).resolve() else f" --run-dir {run.path}"
-        console.print(f"daemon pid {pid} running; watch: [bold]adsearch status {name}{where} --watch[/], "
-                      f"stop: adsearch stop {name}{where}, log: {run.log_file}")
+        cmd = escape(adsearch_command())  # `.venv/bin/adsearch` when adsearch is not on PATH
+        console.print(f"daemon pid {pid} running; watch: [bold]{cmd} status {name}{where} "
+                      f"--watch[/], stop: {cmd} stop {name}{where}, log: {run.log_file}",
+                      soft_wrap=True)
+        _path_hint()
         return
     from adsearch.daemon.live import run_foreground
 
     daemon = run_foreground(run, console, **daemon_opts)
     if getattr(daemon, "fatal", None):  # the final view above says why; scripts see exit 1
         raise DaemonError(f"search {daemon.name!r} failed: {daemon.fatal}")
+
+
+def _path_hint() -> None:
+    """Say how to type a plain ``adsearch`` when it is not on this shell's PATH (after
+    ``make run``, which cannot activate its virtual environment for the caller's shell)."""
+    from adsearch.command import activate_hint
+
+    hint = activate_hint()
+    if hint is not None:
+        console.print(f"(`adsearch` is not on this shell's PATH: run `{escape(hint)}` to type "
+                      "it as plain `adsearch`)", soft_wrap=True, highlight=False)
 
 
 def resume(
@@ -257,7 +274,8 @@ def stop(
         store, search = load_search(run)
         store.close()
         state = shown_state(search.state, False)
-        hint = f"; continue it with `adsearch resume {search.name}`" if state != "finished" else ""
+        hint = (f"; continue it with `{adsearch_command()} resume {search.name}`"
+                if state != "finished" else "")
         console.print(f"search {search.name!r} is not running (state {state}): nothing to "
                       f"stop{hint}", soft_wrap=True)
     elif exited:
