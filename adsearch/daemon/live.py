@@ -89,6 +89,7 @@ class ProgressLines:
         self.ended = -1  # trials ended (done + failed) at the last look
         self.version = -1  # controller version last reported
         self.reported: set[int] = set()
+        self.searched = 0  # search trials reported (re-check runs are not in the budget)
 
     def say(self, text: str) -> None:
         self.console.print(f"[{time.time() - self.t0:5.0f}s] {text}", markup=False,
@@ -130,6 +131,8 @@ class ProgressLines:
             label = "re-check run" if getattr(t, "purpose", "search") == "recheck" else "trial"
             if t.state == "failed" or r is None or r.reward is None:
                 what = f"failed: {(t.error or 'no error text').splitlines()[0][:200]}"
+            elif metrics.get("refused"):
+                what = f"refused, no child: {(t.error or '').splitlines()[0][:200]}"
             elif metrics.get("bad_pattern"):
                 what = f"bad pattern: {(t.error or '').splitlines()[0][:200]}"
             elif metrics.get("cache_hit") or getattr(r, "cache_of", None):
@@ -137,8 +140,11 @@ class ProgressLines:
             else:
                 cut = " (stopped early at a rung)" if metrics.get("truncated") else ""
                 what = f"reward {r.reward:.4f}{cut}"
-            n = len(self.reported)
-            of = f"; {n} ended" + (f" of {budget}" if budget else "")
+            if label == "trial":
+                self.searched += 1
+                of = f"; {self.searched} ended" + (f" of {budget}" if budget else "")
+            else:  # not part of the trial budget
+                of = ""
             self.say(f"{label} {t.id} (drawn by controller v{t.controller_version}): {what}{of}")
 
     def _updates(self, store: Any, sid: int) -> None:
