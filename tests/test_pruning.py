@@ -127,7 +127,9 @@ def test_bad_pruning_options_are_refused(tmp_path: Path, kw: dict[str, Any], mes
 def test_search_with_pruning_stops_the_worst_children_and_exports_a_full_one(tmp_path: Path) -> None:
     """A real search: 8 CIFAR children in subprocesses, a common child seed, and a rule that
     (after 3 finished children) stops those below the median at epoch 1."""
-    run = _search(tmp_path, prune_epoch=1, prune_min_trials=3, prune_quantile=0.5, child_seed=7)
+    # no re-check here: it is tested with rungs in test_recheck (its runs get new seeds)
+    run = _search(tmp_path, prune_epoch=1, prune_min_trials=3, prune_quantile=0.5, child_seed=7,
+                  recheck=False)
     daemon = run_daemon(str(run.path))
     assert daemon.finished
     store = Store(run.store_url(), readonly=True)

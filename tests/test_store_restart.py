@@ -99,10 +99,12 @@ def test_search_with_a_worker_survives_pg_ctl_restart(server: tuple[_PgServer, s
                 raise AssertionError(f"{st.counts(sid)}\n{run.log_file.read_text()[-3000:]}\n"
                                      f"worker:\n{worker.stderr.read()[-3000:] if worker.stderr else ''}\n"
                                      f"server:\n{(srv._stop[2] / 'server.log').read_text()[-3000:]}")
-            c = st.counts(sid)
-            assert c.get("done") == 12 and not c.get("failed"), c
-            assert len(st.results(sid)) == 12  # every finished result kept, none twice
-            assert st.consumed_trial_ids(sid) == {t.id for t in st.trials(sid)}
+            c = st.counts(sid)  # 12 search trials, then the re-check (issue 19 §5)
+            searched = {t.id for t in st.trials(sid, purposes=["search"])}
+            assert len(searched) == 12 and c.get("done") == len(st.trials(sid)), c
+            assert not c.get("failed"), c
+            assert len(st.results(sid)) == c.get("done")  # every finished result kept, none twice
+            assert st.consumed_trial_ids(sid) == searched
         assert worker.poll() is None or worker.returncode == 0, worker.stderr.read() if worker.stderr else ""
     finally:
         if worker.poll() is None:

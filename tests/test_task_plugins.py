@@ -74,7 +74,8 @@ def test_plugin_search_runs_and_resumes_in_subprocesses(tmp_path: Path) -> None:
     env = env_with(EXAMPLE)
     res = adsearch("start", "--task", TASK, "--name", "plug", "--run-dir", str(run),
                    "--budget-trials", "3", "--workers", "1", "--batch-size", "2",
-                   "--task-config", SMALL, "--prune-at-epoch", "1", "--foreground", env=env)
+                   "--task-config", SMALL, "--prune-at-epoch", "1", "--no-recheck",
+                   "--foreground", env=env)
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-2000:]
     url = RunDir(run).store_url()
     with Store(url, readonly=True) as st:
@@ -158,7 +159,8 @@ def test_ray_workers_import_the_plugin(tmp_path: Path) -> None:
     res = adsearch("start", "--task", TASK, "--run-dir", str(run), "--name", "ray",
                    "--executor", "ray", "--workers", "1", "--budget-trials", "2",
                    "--batch-size", "2", "--controller", "random", "--task-config", SMALL,
-                   "--child-epochs", "1", "--foreground", env=env_with(EXAMPLE), timeout=400)
+                   "--child-epochs", "1", "--no-recheck", "--foreground", env=env_with(EXAMPLE),
+                   timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(finished_rewards(RunDir(run).store_url(), "ray")) == 2
     doc = json.loads((run / "trials" / "1" / "result.json").read_text())
@@ -189,7 +191,7 @@ def test_entry_point_resolves_lists_and_searches(tmp_path: Path, on_path: None,
     res = adsearch("start", "--task", "myconv", "--run-dir", str(run), "--name", "ep",
                    "--budget-trials", "2", "--workers", "1", "--batch-size", "2",
                    "--controller", "random", "--task-config", SMALL, "--child-epochs", "1",
-                   "--foreground", env=env_with(EXAMPLE, site))
+                   "--no-recheck", "--foreground", env=env_with(EXAMPLE, site))
     assert res.returncode == 0, res.stderr[-3000:]
     with Store(RunDir(run).store_url(), readonly=True) as st:
         assert st.get_search("ep").config["task"] == "myconv"
