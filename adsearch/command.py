@@ -39,6 +39,14 @@ def adsearch_command() -> str:
     return f"{shlex.quote(sys.executable)} -m adsearch"
 
 
+def runnable(text: str) -> str:
+    """``text`` with every suggested command (a backticked "adsearch ...") spelled the
+    way it runs in this shell (:func:`adsearch_command`): error messages and status lines
+    are written with plain ``adsearch``."""
+    cmd = adsearch_command()
+    return text if cmd == "adsearch" else text.replace("`adsearch ", f"`{cmd} ")
+
+
 def on_path() -> bool:
     """Whether a plain ``adsearch`` in this shell runs this installation."""
     return adsearch_command() == "adsearch"

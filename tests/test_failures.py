@@ -15,6 +15,7 @@ from store_backends import _fresh_database
 from test_cli_search import assert_clean_error, cli
 from test_daemon_support import dump_db
 
+from adsearch.command import runnable
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.failures import FailureBreaker, classify
 from adsearch.daemon.launch import create_search
@@ -339,7 +340,8 @@ def test_a_space_that_does_not_fit_the_model_stops_the_search(tmp_path: Path) ->
     assert why.startswith("search failed: trial ") and whole in why, why
     assert "SpaceMismatchError" in why and "attempt-1.log" in why
     text = " ".join(cli(runs, "status", "misfit").stdout.split())  # Rich wraps at 80 columns
-    assert "waiting: search failed:" in text and " ".join(whole.split()) in text
+    # (the text spells `adsearch sites` as it runs in this shell: adsearch/command.py)
+    assert "waiting: search failed:" in text and " ".join(runnable(whole).split()) in text
 
 
 def test_a_search_in_which_no_child_succeeded_ends_failed(tmp_path: Path) -> None:

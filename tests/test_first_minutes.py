@@ -60,6 +60,11 @@ def test_hints_name_a_command_that_works_in_this_shell(tmp_path: Path) -> None:
     hinted = subprocess.run(f"{full} status a", shell=True, env=env, capture_output=True,
                             text=True, cwd=runs.parent)
     assert hinted.returncode == 0 and "finished" in hinted.stdout, hinted.stderr
+    # an error's suggested command too (messages are written with plain `adsearch`)
+    refused = subprocess.run([full, "resume", "a"], env=env, capture_output=True, text=True,
+                             cwd=runs.parent)
+    err = " ".join(refused.stderr.split())
+    assert refused.returncode == 1 and f"`{full} resume a --budget-minutes M`" in err, err
     # below the working directory, the hint is relative, as a user types it
     res = _start(runs, env, "b", cwd=VENV_BIN.parent.parent)
     assert res.returncode == 0, res.stderr

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from adsearch.cli.console import flags_take_no_value
+from adsearch.command import runnable
 from adsearch.errors import AdsearchError
 
 err_console = Console(stderr=True)
@@ -55,7 +56,10 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except AdsearchError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True,
+            # a suggested `adsearch ...` spelled as it runs in this shell (not on PATH after
+            # `make run`: `.venv/bin/adsearch ...`)
+            err_console.print(f"[bold red]error:[/] {escape(runnable(str(exc)))}",
+                              highlight=False, soft_wrap=True,
                               emoji=False)  # "mod:X:" is no emoji code
             raise typer.Exit(1) from None
 

@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from adsearch.command import runnable
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.recheck import SEARCH_PURPOSES
 from adsearch.daemon.rundir import RunDir, shown_state
@@ -598,5 +599,5 @@ def render_status(snap: dict[str, Any]) -> Any:
     for note in snap.get("controller_notes") or []:
         parts.append(Text(f"controller: {note}", style="yellow"))
     for w in snap["waiting"]:
-        parts.append(Text(f"waiting: {w}", style="yellow"))
+        parts.append(Text(f"waiting: {runnable(w)}", style="yellow"))  # as it runs here
     return Group(*parts)
