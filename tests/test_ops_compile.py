@@ -24,7 +24,10 @@ import torch
 from torch import nn
 
 from adsearch.ops import DropBlock2d, PatternDropout2d, PatternDropoutSeq, set_progress
+from adsearch.ops.v2 import ConvDropout2, SeqDropout2
 from adsearch.patterns import ConvPattern, SeqPattern
+from adsearch.patterns.conv2 import ConvPattern2
+from adsearch.patterns.seq2 import SeqSub2
 from adsearch.sites import attach
 
 torch.set_num_threads(1)
@@ -48,6 +51,18 @@ OPS: list[tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = [
     ("seq token", lambda: PatternDropoutSeq(SeqPattern(size=1, stride=4, mask="token")), (3, 7, 8)),
     ("dropblock", lambda: DropBlock2d(0.2, 3), (4, 3, 9, 9)),
     ("dropblock share_c", lambda: DropBlock2d(0.2, 3, share_c=True), (4, 3, 9, 9)),
+    # the v2 ops (issue 20): block and tile through custom ops, the others as they are
+    ("v2 block", lambda: ConvDropout2(ConvPattern2(rate=0.2, kind="block", side=0.25)),
+     (4, 3, 12, 12)),
+    ("v2 tile share_c", lambda: ConvDropout2(
+        ConvPattern2(rate=0.2, kind="tile", side=0.125, rotate=30, share_c=True)), (4, 3, 16, 16)),
+    ("v2 element", lambda: ConvDropout2(ConvPattern2(rate=0.2, kind="element")), (4, 3, 9, 9)),
+    ("v2 element share_c", lambda: ConvDropout2(
+        ConvPattern2(rate=0.2, kind="element", share_c=True)), (4, 3, 9, 9)),
+    ("v2 channel", lambda: ConvDropout2(ConvPattern2(rate=0.3, kind="channel")), (4, 3, 9, 9)),
+    ("v2 seq group", lambda: SeqDropout2(SeqSub2(0.2, "group", 4)), (3, 7, 8)),
+    ("v2 seq token", lambda: SeqDropout2(SeqSub2(0.3, "token")), (3, 7, 8)),
+    ("v2 seq variational", lambda: SeqDropout2(SeqSub2(0.2, "variational")), (3, 7, 8)),
 ]
 
 

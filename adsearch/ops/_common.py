@@ -50,6 +50,20 @@ def randint(
     return out.to(device, non_blocking=True)
 
 
+def uniform(
+    shape: tuple[Any, ...],
+    device: torch.device,
+    generator: torch.Generator | None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Uniform ``[0, 1)`` draws of ``shape``, drawn on the generator's device and moved to
+    ``device``. With no generator, ``torch.rand`` is called without the ``generator``
+    keyword: that overload takes symbolic sizes, so ``torch.compile`` can trace it."""
+    if generator is None:
+        return torch.rand(shape, device=device, dtype=dtype)
+    return torch.rand(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
+
+
 def keep_scale(numel: int, kept: torch.Tensor) -> torch.Tensor:
     """``numel / kept`` as a float64 0-d tensor, or 0 when nothing is kept (never inf/NaN)."""
     kept = kept.to(torch.float64)

@@ -28,15 +28,22 @@ on every device. With no generator, element and channel use ``F.dropout``/``F.dr
 from __future__ import annotations
 
 import functools
+import json
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adsearch.ops._common import check_rank, keep_scale
-from adsearch.ops.dropblock import _BlockMul, _dropped_mask, bernoulli_positions
-from adsearch.patterns.conv2 import ConvPattern2, resolve
+from adsearch.ops._common import LIBRARY, check_rank, compiling, keep_scale, pattern_key, uniform
+from adsearch.ops.dropblock import (
+    _apply,
+    _block_apply,
+    _BlockMul,
+    _dropped_mask,
+    bernoulli_positions,
+)
+from adsearch.patterns.conv2 import ConvGeometry, ConvPattern2, resolve
 from adsearch.patterns.seq2 import SeqSub2
 
 __all__ = ["ConvDropout2", "SeqDropout2", "conv2_dropout", "conv2_dropped", "seq2_dropout"]
@@ -44,8 +51,7 @@ __all__ = ["ConvDropout2", "SeqDropout2", "conv2_dropout", "conv2_dropped", "seq
 
 def _rand(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Uniform [0, 1) draws of ``shape`` on the generator's device, moved to ``x``'s."""
-    gdev = generator.device if generator is not None else x.device
-    return torch.rand(shape, generator=generator, device=gdev).to(x.device)
+    return uniform(shape, x.device, generator)
 
 
 def _bernoulli_keep(x: torch.Tensor, shape: tuple[int, ...], rate: float,
@@ -99,8 +105,13 @@ def conv2_dropout(x: torch.Tensor, pattern: ConvPattern2, training: bool = True,
     check_rank(x, 4, "(N, C, H, W)", "conv2_dropout")
     if not training or pattern.rate == 0.0 or x.numel() == 0:
         return x
+    if compiling() and pattern.kind in ("block", "tile"):
+        return _traced_conv2(x, pattern, generator)  # element and channel trace as they are
     n, c, h, w = x.shape
-    geo = resolve(pattern, h, w)
+    # element and channel ignore the map's size (and resolve, a cached function, is then not
+    # traced by torch.compile)
+    geo = (ConvGeometry(pattern.kind, 1, 1.0, pattern.rate, ((1.0, 0.0), (0.0, 1.0)))
+           if pattern.kind in ("element", "channel") else resolve(pattern, h, w))
     if geo.kind == "element" and not pattern.share_c:
         if generator is None:
             return F.dropout(x, pattern.rate, True)
@@ -126,7 +137,74 @@ def conv2_dropout(x: torch.Tensor, pattern: ConvPattern2, training: bool = True,
         scale = keep_scale(x.numel(), kept)
     if geo.kind == "block":
         return _BlockMul.apply(x, dropped, seeds, scale, geo.side)
-    return x.masked_fill(dropped, 0.0) * scale.to(x.dtype)
+    return _apply(x, dropped, scale)  # keeps x's memory format (channels_last too)
+
+
+# ---------------------------------------------------------------------------- torch.compile
+# While torch.compile traces conv2_dropout, a block or tile mask is drawn by one custom op
+# that runs the eager code above (the kind, side and gamma depend on the map's size, and a
+# block's seeds are a data-dependent count), and applied by DropBlock's apply op (see
+# adsearch.ops._common.compiling): the very draw of eager mode. Element and channel patterns
+# trace as they are; a block or tile that falls back to element on a tiny map draws its
+# Bernoulli mask here with torch.rand (the same law as eager mode's F.dropout).
+@functools.lru_cache(maxsize=256)
+def _pattern_of(key: str) -> ConvPattern2:
+    return ConvPattern2.from_dict(json.loads(key))
+
+
+def _draw_channels(pattern: ConvPattern2, c: int) -> int:
+    """Channels of the compiled op's mask: one per channel, or one shared (``share_c``)."""
+    return c if pattern.kind == "channel" or not pattern.share_c else 1
+
+
+@torch.library.custom_op(f"{LIBRARY}::conv2_draw", mutates_args=())
+def _conv2_draw(x: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dropped, scale)`` for ``x`` (read for its shape and device): the bool
+    ``(N, C or 1, H, W)`` mask and the 0-d float64 factor of the kept units (``1 / (1 -
+    rate)`` for element and channel, the realised ``numel / kept`` for block and tile)."""
+    p = _pattern_of(pattern)
+    n, c, h, w = x.shape
+    geo = resolve(p, h, w)
+    cs = _draw_channels(p, c)
+    with torch.no_grad():
+        if geo.kind == "element":
+            dropped = uniform((n, cs, h, w), x.device, None) < p.rate
+        elif geo.kind == "channel":
+            dropped = (uniform((n, c, 1, 1), x.device, None) < p.rate).expand(n, c, h, w)
+        else:
+            dropped = conv2_dropped(p, (n, c, h, w), x.device)
+        dropped = dropped.contiguous()
+        if geo.kind in ("element", "channel"):
+            scale = torch.full((), 1.0 / (1.0 - p.rate), dtype=torch.float64, device=x.device)
+        else:
+            kept = (dropped.numel() - torch.count_nonzero(dropped)) * (c // cs)
+            scale = keep_scale(x.numel(), kept)
+    return dropped, scale
+
+
+@_conv2_draw.register_fake
+def _conv2_draw_fake(x: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tensor]:
+    n, c, h, w = x.shape
+    cs = _draw_channels(_pattern_of(pattern), c)
+    return x.new_empty((n, cs, h, w), dtype=torch.bool), x.new_empty((), dtype=torch.float64)
+
+
+@torch.compiler.disable
+def _with_generator(
+    x: torch.Tensor, pattern: ConvPattern2, generator: torch.Generator
+) -> torch.Tensor:
+    """A seeded generator is no custom-op argument: that call runs eagerly (a graph break)."""
+    return conv2_dropout(x, pattern, True, generator)
+
+
+def _traced_conv2(
+    x: torch.Tensor, pattern: ConvPattern2, generator: torch.Generator | None
+) -> torch.Tensor:
+    """:func:`conv2_dropout` while ``torch.compile`` traces it: two custom ops."""
+    if generator is not None:
+        return _with_generator(x, pattern, generator)
+    dropped, scale = _conv2_draw(x.detach(), pattern_key(pattern))
+    return _block_apply(x, dropped, scale)
 
 
 class ConvDropout2(nn.Module):
@@ -159,9 +237,7 @@ def seq2_keep(sub: SeqSub2, shape: tuple[int, int, int], device: torch.device,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """One draw of ``sub``'s kept units, a bool tensor broadcastable to ``(N, T, D)``."""
     n, t, d = shape
-    gdev = generator.device if generator is not None else device
-    keep = torch.rand(_seq_keep_shape(sub, n, t, d), generator=generator, device=gdev)
-    keep = (keep >= sub.rate).to(device)
+    keep = uniform(_seq_keep_shape(sub, n, t, d), device, generator) >= sub.rate
     if sub.kind == "group":
         size = math.ceil(d / sub.groups)
         keep = keep.repeat_interleave(size, dim=2)[..., :d]
