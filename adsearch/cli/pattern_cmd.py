@@ -13,19 +13,20 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from adsearch.cli.console import make_console
-from adsearch.cli.mask_draw import site_masks
 from adsearch.errors import PatternError
 from adsearch.patterns import SITE_MAP_SIDES, PatternSet, SearchSpace, load_patternset
 from adsearch.patterns.conv2 import RATE_CAP, ConvPattern2
 from adsearch.patterns.seq2 import SeqPattern2
+
+if TYPE_CHECKING:  # numpy loads with the drawing, not with every adsearch command
+    import numpy as np
 
 pattern_app = typer.Typer(help="Show and sample dropout patterns.", no_args_is_help=True)
 
@@ -41,6 +42,8 @@ def _site_masks(pattern: Any, shape: tuple[int, int], seed: int, kind: str) -> n
     Conv: ``PANELS`` channels of one example (identical when ``share_c``), rows = H.
     Seq: ``PANELS`` examples, drawn with channels as rows and time as columns.
     """
+    from adsearch.cli.mask_draw import site_masks
+
     masks = site_masks(pattern, PANELS, shape, seed)
     return masks if kind == "conv" else masks.transpose(0, 2, 1)
 
@@ -105,6 +108,7 @@ def _write_png(path: Path, title: str, sites: list[tuple[str, str, np.ndarray]],
     """A title line, then one row per site: its label and drop fraction, then ``PANELS``
     masks scaled to ``PANEL_PX`` (nearest neighbour), each labelled above (``channel k`` or
     ``example k``); white = kept, black = dropped."""
+    import numpy as np
     from PIL import Image, ImageDraw
 
     head = 24
@@ -199,6 +203,8 @@ def _v2_json(pattern: Any, shape: tuple[int, int], seed: int) -> dict[str, Any]:
                 "geometry": {"kind": geo.kind, "side_px": geo.side,
                              "period_px": round(geo.period, 6), "seed_prob": round(geo.gamma, 9)}}
     if isinstance(pattern, SeqPattern2):
+        from adsearch.cli.mask_draw import site_masks
+
         subs = {}
         for k, name in enumerate(pattern.sites):
             sub = pattern.sub(name)
