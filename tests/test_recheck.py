@@ -92,8 +92,10 @@ def test_recheck_stage_runs_after_the_budget_and_feeds_no_controller(tmp_path: P
         assert consumed == {t.id for t in trials["search"]}
         assert not consumed & {t.id for t in trials["recheck"]}
         assert daemon.controller.version == 2  # 8 search results / batch 4: no third update
+        best = max(r.reward for r in store.results(search.id, [t.id for t in trials["search"]]))
         for ev in store.events(search.id, limit=1000, kinds=["controller.update"]):
             assert not set(ev.data["trial_ids"]) & {t.id for t in trials["recheck"]}
+            assert ev.data["best_so_far"] <= best  # the search's best, never a re-check run's
         (ev,) = store.events(search.id, limit=1000, kinds=["recheck.start"])
         assert sorted(ev.data["trial_ids"]) == sorted(t.id for t in trials["recheck"])
         assert plan(store, search.id, SearchConfig.from_dict(search.config)) == []  # complete

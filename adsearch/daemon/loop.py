@@ -483,7 +483,8 @@ class Daemon(WorkerMixin):
                 batch.append((sample, rewards[tid]))
             stats = self.controller.update(batch)
             # best so far: full-budget results only (a stopped child's value is not one)
-            top = self.store.top_trials(self.search_id, 1, full_only=True, succeeded_only=True)
+            top = self.store.top_trials(self.search_id, 1, full_only=True, succeeded_only=True,
+                                        purposes=SEARCH_PURPOSES)  # no re-check run
             best = top[0][1].reward if top else None
             self.consumed.update(ids)
             event = {"kind": "controller.update",

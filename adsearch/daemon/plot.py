@@ -26,7 +26,10 @@ def plot_searches(searches: list[tuple[Any, Any]], output: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = 0
     for store, search in searches:
-        results = [r for r in store.results(search.id) if r.reward is not None]
+        # the search's own results: a re-check run (adsearch.daemon.recheck) is no draw of it
+        rechecks = {t.id for t in store.trials(search.id, purposes=["recheck"])}
+        results = [r for r in store.results(search.id)
+                   if r.reward is not None and r.trial_id not in rechecks]
         rewards = [float(r.reward) for r in results]
         if not rewards:
             continue
