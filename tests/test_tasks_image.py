@@ -232,3 +232,21 @@ def test_val_loss_reward_is_exp_of_minus_loss_at_every_point_and_at_the_rungs(
 def test_an_empty_or_whole_validation_split_is_refused(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"{key}={value!r}"):
         get_task("cifar10").config_from_dict({key: value})
+
+
+def test_keep_best_reports_and_tests_the_weights_of_the_best_validation_pass() -> None:
+    """Early stopping as a tuned length: with a learning rate that wrecks the net late, the
+    best pass is an early one, and the reward, ``val_*`` and the test metrics are those of its
+    weights (re-evaluated here), not of the last ones."""
+    task = get_task("cifar10")
+    cfg = _tiny(epochs=6, keep_best=True, lr=0.4, schedule="constant")
+    res = task.run_child(cfg, None, Budget(), "cpu", 0)
+    best = max(res.curve, key=lambda p: p["val_metric"])
+    assert res.metrics["best_epoch"] == best["epoch"]
+    assert res.reward == best["val_metric"] and res.metrics["val_loss"] == best["val_loss"]
+    plain = task.run_child(_tiny(epochs=6, lr=0.4, schedule="constant"), None, Budget(), "cpu", 0)
+    # the same run; only the reported weights differ
+    assert [q["val_loss"] for q in plain.curve] == pytest.approx([q["val_loss"] for q in res.curve])
+    assert "best_epoch" not in plain.metrics and plain.reward == res.curve[-1]["val_metric"]
+    assert best is not res.curve[-1]  # this setting peaks early (0.195 at epoch 4 of 6)
+    assert res.reward > plain.reward

@@ -15,6 +15,12 @@ point per epoch (and one at the end). A child stopped early by the daemon's prun
 (:mod:`adsearch.daemon.pruning`) reports the reward it had then, with ``truncated = 1``. A diverged child returns reward 0.0 (see
 :mod:`adsearch.tasks.common`).
 
+Training length as a tuned setting (``keep_best``, **ours**): validate every epoch and keep
+the weights of the pass with the best reward; ``val_*``, the reward and ``test_*`` then come
+from those weights and ``metrics["best_epoch"]`` says which pass it was (classic early
+stopping with restore). The schedule still runs over the whole budget, so this approximates a
+length tuned from a grid; it is selected on validation only.
+
 Default CIFAR-10 child (**ours**, sized for a 2-core CPU, ~30-60 s): WRN-10-2 on the
 embedded sample (2,000 train / 2,000 validation images), 8 epochs, batch 64.
 
@@ -89,6 +95,9 @@ class ImageConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     eval_every: int = 1  # validate every N epochs (also at each early-stopping rung and the end)
     reward_metric: str = "val_acc"  # the reward: val_acc (accuracy) or val_loss (exp(-loss))
+    # early stopping as a tuned length: keep the weights of the validation pass with the best
+    # reward and report (and test) those, not the last ones (module doc)
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         if self.val_per_class is not None and self.val_per_class < 1:
@@ -209,6 +218,7 @@ class _ImageTask:
         if isinstance(c.eval_every, bool) or not isinstance(c.eval_every, int) or c.eval_every < 1:
             raise ConfigError(f"eval_every={c.eval_every!r}: use an integer number of epochs >= 1")
         epochs_run = 0
+        best: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
         rungs_left = sorted((budget.rungs or ()) if budget is not None else ())
         model.train()
         while step < total and not common.out_of_time(clock, seconds):
@@ -244,13 +254,21 @@ class _ImageTask:
             with clock.pause():
                 point = self._validate(model, val, c, dev, step, per_epoch, train_loss)
             curve.append(point)
+            if c.keep_best and (best is None or point["val_metric"] > best[0]["val_metric"]):
+                best = (point, {k: v.detach().clone() for k, v in model.state_dict().items()})
             if budget is not None and budget.prune_now(step / per_epoch, point["val_metric"], last=step >= total):
                 metrics.update(budget.truncation())
                 break
         if not curve or curve[-1]["step"] != step:
             with clock.pause():
                 curve.append(self._validate(model, val, c, dev, step, per_epoch, train_loss))
-        metrics.update(val_acc=curve[-1]["val_acc"], val_loss=curve[-1]["val_loss"], train_loss=train_loss, steps=float(step), epochs=step / per_epoch)
+        chosen = curve[-1]
+        if best is not None and best[0]["val_metric"] > chosen["val_metric"]:
+            chosen = best[0]
+            model.load_state_dict(best[1])
+        metrics.update(val_acc=chosen["val_acc"], val_loss=chosen["val_loss"], train_loss=train_loss, steps=float(step), epochs=step / per_epoch)
+        if c.keep_best:
+            metrics["best_epoch"] = chosen["epoch"]
         if test is not None:
             metrics["test_acc"], metrics["test_loss"] = self.evaluate(model, test, c, dev)
         return ChildResult(reward.from_metric(c.reward_metric, metrics[c.reward_metric]), metrics, curve, clock.wall())
