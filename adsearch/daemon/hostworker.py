@@ -47,7 +47,7 @@ from adsearch.daemon.slots import ChildProcess, Slot, ended_children, plan_slots
 from adsearch.daemon.stopping import COLD, Stoppable
 from adsearch.daemon.workers import child_spec
 from adsearch.errors import ConfigError, DaemonError, StoreError
-from adsearch.queue.filequeue import LeaseLost
+from adsearch.queue.base import LeaseLost
 
 log = logging.getLogger("adsearch.worker")
 

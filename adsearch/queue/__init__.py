@@ -1,8 +1,11 @@
 """The file-locked trial queue: the daemon produces trial ids, one worker per slot claims
-them with a lease and keeps the lease alive with a heartbeat. See :mod:`.filequeue`."""
+them with a lease and keeps the lease alive with a heartbeat. The contract is
+:class:`.base.Queue`; the backends :mod:`.filequeue` (one host) and :mod:`.dbqueue` (rows of
+the store, many hosts)."""
 
 from __future__ import annotations
 
-from adsearch.queue.filequeue import FileQueue, Lease, LeaseLost
+from adsearch.queue.base import Lease, LeaseLost, Queue
+from adsearch.queue.filequeue import FileQueue
 
-__all__ = ["FileQueue", "Lease", "LeaseLost"]
+__all__ = ["FileQueue", "Lease", "LeaseLost", "Queue"]

@@ -1,9 +1,8 @@
 """The trial queue as database rows: one queue for daemons and workers on many hosts.
 
-Same interface as :class:`~adsearch.queue.FileQueue` (``push``, ``claim``, ``heartbeat``,
-``ack``, ``release``, ``discard``, ``pending``, ``leases``, ``expired``), so the daemon's
-recovery code (:mod:`adsearch.daemon.recovery`) works with either. The rows live in the
-store's ``queue_entries`` table (schema revision 0003), one per queued or leased trial:
+The same contract as :class:`~adsearch.queue.FileQueue` (:class:`~adsearch.queue.base.Queue`),
+so the daemon's recovery code (:mod:`adsearch.daemon.recovery`) works with either. The rows
+live in the store's ``queue_entries`` table (schema revision 0003), one per queued or leased trial:
 
 - a waiting trial has ``owner IS NULL``; claim order is ``(priority, enqueued_ns)``, where
   priority 0 is requeued work (first in line) and 1 new work;
@@ -28,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import delete, exists, func, select, update
 
-from adsearch.queue.filequeue import Lease, LeaseLost
+from adsearch.queue.base import Lease, LeaseLost
 from adsearch.store.models import QueueEntryModel as Q
 from adsearch.store.models import SearchModel as S
 from adsearch.store.retry import retrying_methods
@@ -190,10 +189,12 @@ class DbQueue:
         """Nothing to repair: every change is one transaction (kept for FileQueue parity)."""
 
     def release_owner(self, owner: str) -> list[int]:
-        """Give back every lease of ``owner`` (a worker that stops); returns their trial ids."""
+        """Give back every lease of ``owner`` (a worker that stops), first in line; returns
+        their trial ids, ascending."""
         with self._session() as s:
             ids = [int(t) for t in s.scalars(select(Q.trial_id).where(
-                Q.search_id == self.search_id, Q.owner == owner).with_for_update())]
+                Q.search_id == self.search_id, Q.owner == owner)
+                .order_by(Q.trial_id).with_for_update())]
             if ids:
                 s.execute(update(Q).where(Q.trial_id.in_(ids)).values(
                     owner=None, slot=None, pid=None, claimed_at=None, heartbeat_at=None,

@@ -29,7 +29,6 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,42 +36,15 @@ from filelock import FileLock, Timeout
 
 from adsearch.atomic import write_json_atomic
 from adsearch.errors import DaemonError
+from adsearch.queue.base import Lease, LeaseLost
 
 #: Name prefixes of pending entries: ``front`` entries (requeued work) sort first.
 _FRONT, _BACK = "0", "1"
 
 
-class LeaseLost(DaemonError):
-    """A worker's lease was revoked (expired and requeued by someone else)."""
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A claimed trial. ``heartbeat_at`` is the lease file's mtime (seconds since epoch)."""
-
-    trial_id: int
-    owner: str
-    slot: str
-    pid: int
-    claimed_at: float
-    heartbeat_at: float
-
-    def expired(self, now: float, lease_seconds: float) -> bool:
-        return now - self.heartbeat_at > lease_seconds
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trial_id": self.trial_id,
-            "owner": self.owner,
-            "slot": self.slot,
-            "pid": self.pid,
-            "claimed_at": self.claimed_at,
-            "heartbeat_at": self.heartbeat_at,
-        }
-
-
 class FileQueue:
-    """A FIFO of trial ids with leases, shared safely by processes on one machine.
+    """A FIFO of trial ids with leases, shared safely by processes on one machine (the
+    :class:`~adsearch.queue.base.Queue` contract).
 
     Args:
         root: directory of the queue (created if missing), usually ``<run_dir>/queue``.
@@ -201,12 +173,24 @@ class FileQueue:
                 return Lease(tid, owner, slot, holder, now, now)
         return None
 
-    def heartbeat(self, trial_id: int) -> None:
-        """Keep a lease alive. Raises LeaseLost when the lease no longer exists."""
-        try:
+    def holds(self, trial_id: int, owner: str) -> bool:
+        """Whether ``owner`` holds the lease of ``trial_id``."""
+        lease = self.lease(trial_id)
+        return lease is not None and lease.owner == owner
+
+    def heartbeat(self, trial_id: int, owner: str | None = None) -> None:
+        """Keep a lease alive (an ``os.utime`` of its file; without ``owner``, no lock).
+        Raises LeaseLost when the lease no longer exists, or is not ``owner``'s."""
+        if owner is None:
+            try:
+                os.utime(self._leases / f"{trial_id}.json")
+            except FileNotFoundError:
+                raise LeaseLost(f"trial {trial_id}: its queue lease was revoked") from None
+            return
+        with self._acquire():  # the owner read and the utime, with no release between
+            if not self.holds(trial_id, owner):
+                raise LeaseLost(f"trial {trial_id}: its queue lease was revoked")
             os.utime(self._leases / f"{trial_id}.json")
-        except FileNotFoundError:
-            raise LeaseLost(f"trial {trial_id}: its queue lease was revoked") from None
 
     def ack(self, trial_id: int) -> None:
         """Drop the lease (and any pending entry) of a trial that reached a terminal state."""
@@ -219,13 +203,26 @@ class FileQueue:
     def release(self, trial_id: int, *, front: bool = True) -> None:
         """Give a leased trial back: it becomes pending again (first in line by default)."""
         with self._acquire():
-            present = {tid for _, tid in self._pending_entries()}
-            if trial_id not in present:
-                prio = _FRONT if front else _BACK
-                name = f"{prio}-{time.time_ns():020d}-{trial_id}.json"
-                write_json_atomic(self._pending / name, {"trial_id": trial_id, "pushed_at": time.time()},
-                                  durable=self.durable)
-            (self._leases / f"{trial_id}.json").unlink(missing_ok=True)
+            self._release(trial_id, front)
+
+    def _release(self, trial_id: int, front: bool) -> None:
+        present = {tid for _, tid in self._pending_entries()}
+        if trial_id not in present:
+            prio = _FRONT if front else _BACK
+            name = f"{prio}-{time.time_ns():020d}-{trial_id}.json"
+            write_json_atomic(self._pending / name,
+                              {"trial_id": trial_id, "pushed_at": time.time()},
+                              durable=self.durable)
+        (self._leases / f"{trial_id}.json").unlink(missing_ok=True)
+
+    def release_owner(self, owner: str) -> list[int]:
+        """Give back every lease of ``owner`` (a worker that stops), first in line; returns
+        their trial ids, ascending."""
+        with self._acquire():
+            ids = [le.trial_id for le in self.leases() if le.owner == owner]
+            for tid in ids:
+                self._release(tid, True)
+            return ids
 
     def discard(self, trial_ids: Iterable[int]) -> None:
         """Remove trials from the queue entirely (pending entries and leases)."""
