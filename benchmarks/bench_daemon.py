@@ -147,8 +147,8 @@ def status_timing(runs: Path, repeats: int) -> dict[str, float]:
     bare = time.perf_counter() - t0
     # the queries alone, in this process (store already imported and open)
     from adsearch.daemon.launch import load_search
-    from adsearch.daemon.report import build_status
     from adsearch.daemon.rundir import RunDir
+    from adsearch.views.status import build_status
 
     run = RunDir(runs / "big")
     store, search = load_search(run)

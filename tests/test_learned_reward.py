@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
-from adsearch.daemon.report import trend, updates_text
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.runner import run_daemon
 from adsearch.store import Store
+from adsearch.views.status import trend, updates_text
 
 runner = CliRunner()
 

@@ -119,7 +119,7 @@ def test_a_search_may_use_the_off_space_of_its_task(tmp_path: Path) -> None:
 
 def test_status_shows_an_off_site_as_off() -> None:
     """An off site drops nothing; the status table says so rather than print its inert fields."""
-    from adsearch.daemon.report import _pattern_text
+    from adsearch.views.status import _pattern_text
 
     conv = [{"size": 7, "stride": 12, "repeat": 4, "rotate": 0, "off": True},
             {"size": 3, "stride": 4, "repeat": None, "rotate": 15}]

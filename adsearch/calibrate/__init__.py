@@ -7,7 +7,8 @@
 - :mod:`adsearch.calibrate.runner`: ``adsearch calibrate``'s training runs (child processes,
   resumable work directory);
 - :mod:`adsearch.calibrate.use`: ``start --rungs auto --calibration FILE``;
-- :mod:`adsearch.calibrate.plot`: the PNG (matplotlib, the ``plot`` extra).
+- :mod:`adsearch.views.calibration_plot`: the PNG (matplotlib, the ``plot`` extra; it is
+  presentation, so it sits in :mod:`adsearch.views`).
 
 This package imports nothing heavy at import time: ``status`` reads the rank maths.
 """

@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         if output is not None:
             write_text_atomic(output.expanduser(), text)
         if plot is not None:
-            from adsearch.calibrate.plot import plot as draw
+            from adsearch.views.calibration_plot import plot as draw
 
             draw(doc, plot)
         if as_json:

@@ -40,7 +40,7 @@ def status(
 ) -> None:
     """Summary, slots and running trials, top-k, reward trend, controller, and why work waits."""
     from adsearch.daemon.launch import open_search
-    from adsearch.daemon.report import build_status, render_status
+    from adsearch.views.status import build_status, render_status
 
     if top_k < 1:
         raise ConfigError(f"--top-k: invalid value {top_k}; use an integer >= 1 (rows of the "
@@ -95,8 +95,8 @@ def list_searches(
     from rich.table import Table
 
     from adsearch.daemon.launch import known_searches, runs_root
-    from adsearch.daemon.report import NO_RUN_DIR
     from adsearch.store import Store
+    from adsearch.views.status import NO_RUN_DIR
 
     shared = Store(store_url, readonly=True) if store_url is not None else None
     try:
@@ -331,7 +331,7 @@ def plot(
 ) -> None:
     """Plot reward over the search (best so far and batch mean), several searches at once."""
     from adsearch.daemon.launch import known_searches, open_search
-    from adsearch.daemon.plot import plot_searches
+    from adsearch.views.plot import plot_searches
 
     if store_url is not None and not search_names:
         open_search(None, None, store_url, None)  # raises: --store needs --search

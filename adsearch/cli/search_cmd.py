@@ -208,7 +208,7 @@ def _launch(run: Any, foreground: bool, steps: _Steps | None = None, **daemon_op
                       soft_wrap=True)
         _path_hint()
         return
-    from adsearch.daemon.live import run_foreground
+    from adsearch.views.live import run_foreground
 
     daemon = run_foreground(run, console, **daemon_opts)
     if getattr(daemon, "fatal", None):  # the final view above says why; scripts see exit 1

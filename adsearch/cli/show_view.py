@@ -13,9 +13,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from adsearch.daemon.report import sparkline
 from adsearch.errors import AdsearchError
 from adsearch.patterns import SITE_MAP_SIDES
+from adsearch.views.status import sparkline
 
 #: Lines of the newest attempt's log printed under the view.
 LOG_TAIL = 10

@@ -1,7 +1,7 @@
 """The search daemon: samples patterns from the controller, runs children in slots, stores
 results and updates the controller, crash-safely. See ``docs/daemon.md``.
 
-Importing this package is cheap (no torch): ``status`` uses :mod:`.report` and
+Importing this package is cheap (no torch): ``status`` (:mod:`adsearch.views.status`) uses
 :mod:`.rundir`; the loop imports the controller and tasks only when it starts.
 """
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adsearch.daemon.report import trend
 from adsearch.errors import ConfigError
+from adsearch.views.status import trend
 
 
 def plot_searches(searches: list[tuple[Any, Any]], output: Path) -> Path:

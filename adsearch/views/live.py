@@ -17,8 +17,8 @@ import time
 from typing import Any
 
 from adsearch.command import adsearch_command
-from adsearch.daemon.report import build_status, render_status
 from adsearch.daemon.rundir import RunDir
+from adsearch.views.status import build_status, render_status
 
 
 def run_foreground(run: RunDir, console: Any, refresh: float = 0.5, **daemon_opts: Any) -> Any:
