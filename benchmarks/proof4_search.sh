@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Proof round 4 (issue 21 §2): four searches at equal wall budget, one core each, in the
+# CIFAR regime chosen by benchmarks/proof4_regime.py (protocol C32). Selection is on the
+# validation split only; the test split is read only by `adsearch verify`.
+#
+# Usage: benchmarks/proof4_search.sh WHICH [MINUTES] [CORE]
+#   WHICH: tpe | reinforce | random | v1      MINUTES: the search budget (default 70)
+#   CORE: the core to pin it to (default 1)
+# Each search then re-checks its top 2 on 2 more seeds (about 16 more minutes), so the whole
+# run stays within the issue's 90 minutes. Resumable: run it again after a kill and it
+# resumes the search (`adsearch resume`) instead of starting a new one.
+#
+#   tpe:       conv2-3, Optuna TPE, seeded with the tuned-baseline grid (--seed-baselines)
+#   reinforce: conv2-3, the paper's REINFORCE controller, seeded the same way
+#   random:    conv2-3, uniform random draws, not seeded
+#   v1:        conv-3, the paper's space, REINFORCE, not seeded (its space holds no baseline)
+#
+# Child (C32): WRN-10-2 at 32 px (maps 32/16/8), 100 training images a class, 200 a class of
+# validation, no augmentation, 40 epochs, validated every epoch, keep_best (the reward is the
+# validation accuracy at the child's best epoch: every child gets its own training length, as
+# the baselines do). No early-stopping rungs: `adsearch calibrate` decides whether any are
+# worth it (benchmarks/results/proof4/calibrate*.json); the search runs at full fidelity.
+# Every child has seed 0 (common random numbers), so rewards differ by pattern.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source benchmarks/e2e_lib.sh
+WHICH="${1:?usage: proof4_search.sh tpe|reinforce|random|v1 [MINUTES] [CORE]}"
+MINUTES="${2:-70}"
+CORE="${3:-1}"
+SHARED="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+RUNS="${ADSEARCH_RUNS:-runs/proof4}"
+OUT=benchmarks/results/proof4
+mkdir -p "$OUT"
+CFG='{"data": "'"$SHARED/cifar10-jpg"'", "test_data": "'"$SHARED/cifar10-jpg/test"'", "image_size": 32, "train_per_class": 100, "val_per_class": 200, "split_seed": 0, "depth": 10, "width": 2, "epochs": 40, "batch_size": 50, "lr": 0.05, "weight_decay": 0.0005, "pad": 0, "flip": false, "keep_best": true}'
+case "$WHICH" in
+  tpe)       EXTRA=(--space conv2-3 --controller tpe --seed-baselines) ;;
+  reinforce) EXTRA=(--space conv2-3 --controller transformer --seed-baselines) ;;
+  random)    EXTRA=(--space conv2-3 --controller random) ;;
+  v1)        EXTRA=(--space conv-3 --controller transformer) ;;
+  *) echo "usage: proof4_search.sh tpe|reinforce|random|v1 [MINUTES] [CORE]" >&2; exit 2 ;;
+esac
+NAME="p4-cifar-$WHICH"
+RUN="$RUNS/$NAME"
+if [[ -d "$RUN" ]]; then
+  $(pin_core "$CORE") .venv/bin/adsearch resume "$NAME" --run-dir "$RUN" || true
+else
+  $(pin_core "$CORE") .venv/bin/adsearch start --task cifar10 --name "$NAME" --run-dir "$RUN" \
+    --task-config "$CFG" "${EXTRA[@]}" --workers 1 --batch-size 4 \
+    --child-seed 0 --seed 0 --budget-minutes "$MINUTES" --recheck-top 2 --recheck-seeds 2
+fi
+finish_search "$NAME" "$RUN" "$OUT/$WHICH.json"
