@@ -24,11 +24,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.atomic import write_json_atomic
 from adsearch.calibrate import analysis as A
 from adsearch.errors import ConfigError, DaemonError, PatternError
+
+if TYPE_CHECKING:
+    from adsearch.daemon.slots import ChildProcess, Slot
+    from adsearch.patterns import SearchSpace
 
 Say = Callable[[str], None]
 #: child statuses that are outcomes of the regularizer itself (kept, never rerun)
@@ -75,7 +79,7 @@ class Plan:
     references: list[Reference]
     request: CalibrateRequest
     work_dir: Path
-    slots: list[Any] = field(default_factory=list)
+    slots: list[Slot] = field(default_factory=list)
     slot_source: str = ""
 
     def key(self, ref: Reference) -> str:
@@ -131,7 +135,7 @@ def parse_reference(text: str, space_kind: str) -> Reference:
     return Reference(P.describe(spec), [spec])
 
 
-def pattern_reference(path: str, space: Any) -> Reference:
+def pattern_reference(path: str, space: SearchSpace) -> Reference:
     """A pattern-set file as a reference (its space must fit the task's)."""
     from adsearch.patterns.patternset import load_patternset
 
@@ -273,7 +277,7 @@ def run(plan: Plan, say: Say = print) -> list[dict[str, Any]]:
     say(f"{len(done)}/{total} reference(s) already done in {plan.work_dir}; {len(todo)} to "
         f"train for {plan.full_epochs:g} epochs on {len(plan.slots)} slot(s) ({plan.slot_source})")
     timeout = plan.request.child_timeout or 6 * 3600.0
-    children: dict[int, Any] = {}
+    children: dict[int, ChildProcess] = {}
     owner: dict[int, int] = {}  # slot index -> reference index
     failures: list[str] = []
     started = time.time()

@@ -12,10 +12,13 @@ on another task, task config, full budget or curve field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.calibrate import analysis as A
 from adsearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from adsearch.daemon.config import SearchConfig
 
 
 def auto_rungs(rungs: str | None, calibration: str | None, *, scheduler: str | None,
@@ -71,7 +74,7 @@ def auto_rungs(rungs: str | None, calibration: str | None, *, scheduler: str | N
             f"against the full budget), then x eta up to {full:g}")
 
 
-def check_calibration(cfg: Any) -> None:
+def check_calibration(cfg: SearchConfig) -> None:
     """Refuse a search whose resolved task, task config, full budget or rung metric differ
     from those its calibration was measured on (``cfg``: a SearchConfig after
     ``launch.check_task``). A search without a calibration passes."""

@@ -26,9 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.calibrate.rank import kendall_tau_b, spearman
+
+if TYPE_CHECKING:
+    from adsearch.daemon.config import SearchConfig
+    from adsearch.store.contract import StoreContract
 
 EPS = 1e-6  # rungs closer than this are one rung (adsearch.store.rungs.EPS)
 
@@ -71,7 +75,8 @@ def agreement(rows: Sequence[Any], rungs: Sequence[float], top: float,
     return out
 
 
-def rung_agreement(store: Any, search_id: int, cfg: Any) -> list[RungAgreement] | None:
+def rung_agreement(store: StoreContract, search_id: int,
+                   cfg: SearchConfig) -> list[RungAgreement] | None:
     """The agreement of every decision rung of the search (None: no early stopping, or a
     full budget that is not a number of epochs)."""
     sched = cfg.schedule()
@@ -80,7 +85,7 @@ def rung_agreement(store: Any, search_id: int, cfg: Any) -> list[RungAgreement] 
     return agreement(store.rung_rows(search_id), sched.rungs, float(sched.top), cfg.rungs_off)
 
 
-def due_off(agreements: Sequence[RungAgreement], cfg: Any) -> list[RungAgreement]:
+def due_off(agreements: Sequence[RungAgreement], cfg: SearchConfig) -> list[RungAgreement]:
     """The rungs to turn off now: on, with enough pairs and a Spearman below the minimum."""
     if cfg.rung_check_min is None:
         return []
@@ -88,13 +93,14 @@ def due_off(agreements: Sequence[RungAgreement], cfg: Any) -> list[RungAgreement
             and a.spearman is not None and a.spearman < cfg.rung_check_min]
 
 
-def check_rungs(store: Any, search_id: int, cfg: Any) -> list[RungAgreement]:
+def check_rungs(store: StoreContract, search_id: int, cfg: SearchConfig) -> list[RungAgreement]:
     """Turn off pruning at every rung :func:`due_off` names (store and event log, one
     transaction each); return those turned off by this call."""
     found = rung_agreement(store, search_id, cfg)
     if not found:
         return []
     sched = cfg.schedule()
+    assert sched is not None  # rung_agreement found rungs: the schedule has them
     done = []
     for a in due_off(found, cfg):
         message = (f"rung {a.rung:g} epochs: pruning stopped; its ranking disagrees with the "

@@ -47,11 +47,15 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.atomic import write_json_atomic
 from adsearch.daemon.failures import BAD_PATTERN, CONFIG, classify
 from adsearch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from adsearch.patterns import SearchSpace
+    from adsearch.patterns.space import Pattern
 
 _PR_SET_PDEATHSIG = 1
 _NO_TORCH = ("synthetic", "script")  # tasks whose child process never imports torch
@@ -99,7 +103,7 @@ def _finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def regularizer_of(space: Any, stored: list[Any]) -> Any:
+def regularizer_of(space: SearchSpace, stored: list[Any]) -> list[Pattern] | dict[str, Any]:
     """A trial's stored ``pattern`` column as a ``run_child`` regularizer: one pattern dict per
     site, or (the planned runs of ``adsearch verify``) one baseline spec dict with a ``kind``
     such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``."""

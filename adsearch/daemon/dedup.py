@@ -52,13 +52,21 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch import reward
 from adsearch.daemon.config import SearchConfig
-from adsearch.patterns import SearchSpace
+from adsearch.patterns import SearchSpace, decode_patterns
+
+if TYPE_CHECKING:
+    from adsearch.store.contract import StoreContract
+    from adsearch.store.records import FinishedTrial, NewTrial, ResultRecord, TrialRecord
+    from adsearch.tasks.registry import Task
 
 log = logging.getLogger("adsearch.daemon")
+
+StoredRun = tuple["TrialRecord", "ResultRecord | None"]
+"""A stored run of a pattern: the trial and its result (None while it has none)."""
 
 Key = tuple[str, int]
 """A trained result's key within a search: ``(pattern_hash, seed)``."""
@@ -80,7 +88,8 @@ def fidelity_key(cfg: SearchConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def task_site_maps(task: Any, task_config: Any) -> tuple[bool, list[Any] | None, str | None]:
+def task_site_maps(task: Task,
+                   task_config: Any) -> tuple[bool, list[Any] | None, str | None]:
     """``(applies, maps, note)``: whether the drop cap applies to ``task``, the per-site
     ``(H, W)`` maps it states (None: not stated, the map-free rules of
     :mod:`adsearch.ops.cap` apply) and why they are missing (None when stated or not needed).
@@ -123,7 +132,7 @@ class Admission:
         maps: what :func:`task_site_maps` says of the task.
     """
 
-    def __init__(self, store: Any, search_id: int, cfg: SearchConfig, space: SearchSpace,
+    def __init__(self, store: StoreContract, search_id: int, cfg: SearchConfig, space: SearchSpace,
                  maps: tuple[bool, list[Any] | None, str | None]) -> None:
         self.store = store
         self.search_id = search_id
@@ -131,7 +140,7 @@ class Admission:
         self.space = space
         self.cap_applies, self.maps, self.maps_note = maps
         self.fidelity = fidelity_key(cfg)
-        self.waiting: dict[int, list[Any]] = {}  # first copy's trial id -> waiting draws
+        self.waiting: dict[int, list[NewTrial]] = {}  # first copy's trial id -> waiting draws
         store.log_event(search_id, "dedup.start", self.describe(),
                         {"max_drop": cfg.max_drop, "cap": self.cap_applies, "maps": self.maps,
                          "maps_note": self.maps_note, "fidelity": self.fidelity,
@@ -167,20 +176,20 @@ class Admission:
             return None  # a planned baseline spec (verify): not a pattern
         from adsearch.ops.cap import refusal
 
-        pats = [self.space.pattern_cls.from_dict(p) for p in pattern]
+        pats = list(decode_patterns(pattern, self.space))
         return refusal(pats, self.maps, float(self.cfg.max_drop))
 
     # ------------------------------------------------------------------ admitting draws
-    def admit(self, items: Sequence[Any], active: set[int], *, waited: bool = False) -> Admitted:
+    def admit(self, items: Sequence[NewTrial], active: set[int], *,
+              waited: bool = False) -> Admitted:
         """Store, queue or hold each drawn trial (``NewTrial`` with its canonical pattern and
         hash): refused, a cache hit, waiting for its first copy, or to train. ``waited``: the
         items waited for their first copy (said in their hit events)."""
-        from adsearch.store.records import FinishedTrial
 
         finished: list[FinishedTrial] = []
-        to_train: list[Any] = []
+        to_train: list[NewTrial] = []
         first: dict[Key, int] = {}  # key -> index in to_train (a duplicate within the draw)
-        later: list[tuple[int, Any]] = []
+        later: list[tuple[int, NewTrial]] = []
         runs = self._runs({it.pattern_hash for it in items})
         for it in items:
             reason = self.refusal(list(it.pattern))
@@ -216,10 +225,10 @@ class Admission:
         return self.admit(items, active, waited=True)
 
     # ------------------------------------------------------------------ lookups
-    def _runs(self, hashes: set[str]) -> dict[Key, list[tuple[Any, Any]]]:
+    def _runs(self, hashes: set[str]) -> dict[Key, list[StoredRun]]:
         """Trials of this search that trained (or will) a pattern of ``hashes``, by key,
         oldest first: cache copies and refusals left out, their results where stored."""
-        out: dict[Key, list[tuple[Any, Any]]] = {}
+        out: dict[Key, list[StoredRun]] = {}
         if not hashes:
             return out
         for trial, result in self.store.pattern_runs(self.search_id, hashes):
@@ -229,8 +238,8 @@ class Admission:
             out.setdefault((trial.pattern_hash, int(trial.seed)), []).append((trial, result))
         return out
 
-    def _source(self, runs: list[tuple[Any, Any]],
-                active: set[int]) -> tuple[tuple[Any, Any] | None, int | None]:
+    def _source(self, runs: list[StoredRun], active: set[int]
+                ) -> tuple[tuple[TrialRecord, ResultRecord] | None, int | None]:
         """``(hit, wait)``: the oldest run whose result may be reused, else the oldest run
         still queued or running (to wait for), else neither (the draw trains)."""
         for trial, result in runs:
@@ -241,7 +250,7 @@ class Admission:
                 return None, trial.id
         return None, None
 
-    def reusable(self, result: Any) -> bool:
+    def reusable(self, result: ResultRecord) -> bool:
         """Whether a stored result may stand for another child of the same key (module
         docstring, point 3)."""
         m = result.metrics or {}
@@ -264,7 +273,7 @@ class Admission:
         return [float(r) for r in config.get("rungs_off") or []]
 
     # ------------------------------------------------------------------ stored outcomes
-    def _refused(self, it: Any, reason: str) -> Any:
+    def _refused(self, it: NewTrial, reason: str) -> FinishedTrial:
         from adsearch.store.records import FinishedTrial
 
         max_drop = float(self.cfg.max_drop)
@@ -275,7 +284,8 @@ class Admission:
             event=("trial.refused", f"refused, no child: {reason}",
                    {"pattern_hash": it.pattern_hash, "seed": int(it.seed), "max_drop": max_drop}))
 
-    def _hit(self, it: Any, trial: Any, result: Any, *, waited: bool) -> Any:
+    def _hit(self, it: NewTrial, trial: TrialRecord, result: ResultRecord, *,
+             waited: bool) -> FinishedTrial:
         from adsearch.store.records import FinishedTrial
 
         return FinishedTrial(

@@ -32,11 +32,17 @@ bounds the step it can cause. The random controller learns from nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SITE_MAP_SIDES, SearchSpace, load_patternset
+
+if TYPE_CHECKING:
+    from adsearch.controller import Controller
+    from adsearch.daemon.config import SearchConfig
+    from adsearch.store import NewTrial
+    from adsearch.store.contract import StoreContract
 
 ENQUEUED = "enqueued"
 """``trials.purpose`` of an enqueued trial."""
@@ -99,7 +105,8 @@ def baseline_grid(space: SearchSpace, site_maps: Sequence[Any] | None = None) ->
     return out
 
 
-def enqueued_patterns(cfg: Any, space: SearchSpace, site_maps: Sequence[Any] | None) -> list[list[Any]]:
+def enqueued_patterns(cfg: SearchConfig, space: SearchSpace,
+                      site_maps: Sequence[Any] | None) -> list[list[Any]]:
     """Every pattern list this search enqueues, in order: the files', then the grid."""
     out = [[space.pattern_from_dict(p) for p in e["patterns"]] for e in (cfg.enqueue or [])]
     if cfg.seed_baselines:
@@ -107,8 +114,9 @@ def enqueued_patterns(cfg: Any, space: SearchSpace, site_maps: Sequence[Any] | N
     return out
 
 
-def next_enqueued(store: Any, search_id: int, cfg: Any, space: SearchSpace, controller: Any,
-                  site_maps: Sequence[Any] | None, n: int, first_seed: Any) -> list[Any]:
+def next_enqueued(store: StoreContract, search_id: int, cfg: SearchConfig, space: SearchSpace,
+                  controller: Controller, site_maps: Sequence[Any] | None, n: int,
+                  first_seed: Callable[[int], int]) -> list[NewTrial]:
     """Up to ``n`` ``NewTrial`` items of the enqueued patterns not stored yet.
 
     ``first_seed(k)`` gives the child seed of the k-th item of this draw (the daemon's rule).

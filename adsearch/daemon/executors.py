@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from adsearch.daemon.config import EXECUTORS, SearchConfig
 from adsearch.daemon.recovery import reconcile
 from adsearch.daemon.rundir import RunDir
-from adsearch.daemon.slots import ChildProcess, Slot
+from adsearch.daemon.slots import ChildProcess, RunningChild, Slot
+
+if TYPE_CHECKING:
+    from adsearch.daemon.loop import Daemon
+    from adsearch.queue.base import Queue
+    from adsearch.store import Store
+    from adsearch.store.records import ResultRecord, TrialRecord
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -43,7 +49,7 @@ class Executor(Protocol):
     name: str
 
     def launch(self, slot: Slot, trial_id: int, spec_path: Path, result_path: Path,
-               log_path: Path, timeout: float, attempt: int) -> Any: ...
+               log_path: Path, timeout: float, attempt: int) -> RunningChild: ...
 
     def describe(self) -> str: ...
 
@@ -83,9 +89,11 @@ def uses_db_queue(store_url: str) -> bool:
     return parse_url(store_url).get_backend_name() == "postgresql"
 
 
-def open_queue(store: Any, run: RunDir, cfg: SearchConfig, search_id: int,
-               store_url: str) -> tuple[Any, dict[str, int]]:
+def open_queue(store: Store, run: RunDir, cfg: SearchConfig, search_id: int,
+               store_url: str) -> tuple[Queue, dict[str, int]]:
     """The search's queue, reconciled with the store after whatever happened before.
+    ``store`` is the concrete :class:`~adsearch.store.Store` (the database queue runs its
+    transactions in the store's session helper).
 
     Returns:
         ``(queue, recovery counts)``.
@@ -101,7 +109,7 @@ def open_queue(store: Any, run: RunDir, cfg: SearchConfig, search_id: int,
     return dbq, reconcile(store, dbq, run, cfg, search_id, shared=True)
 
 
-def collect_finished(daemon: Any) -> list[tuple[Any, Any]]:
+def collect_finished(daemon: Daemon) -> list[tuple[TrialRecord, ResultRecord | None]]:
     """Trials that finished outside the daemon's own slots (``adsearch worker`` processes):
     done ones join the controller's ``unconsumed`` list in finish order (re-check trials
     excepted: they are no sample of the policy), failed or stale ones leave ``active``.
@@ -123,6 +131,7 @@ def collect_finished(daemon: Any) -> list[tuple[Any, Any]]:
     daemon.active.difference_update(gone)
     daemon.unconsumed.extend(r.trial_id for r in done if r.trial_id not in daemon.consumed
                              and r.trial_id not in daemon.recheck_ids)
-    ended: list[tuple[Any, Any]] = [(trials[r.trial_id], r) for r in done]
+    ended: list[tuple[TrialRecord, ResultRecord | None]] = [(trials[r.trial_id], r)
+                                                             for r in done]
     ended += [(trials[t], None) for t in gone if trials[t].state == "failed"]
     return ended

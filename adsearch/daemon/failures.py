@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import errno
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adsearch.daemon.config import SearchConfig
 
 BAD_PATTERN, ERROR, INFRA, CONFIG = "bad_pattern", "error", "infra", "config"
 FAILURE_CLASSES = (BAD_PATTERN, ERROR, INFRA, CONFIG)
@@ -105,7 +108,7 @@ class FailureBreaker:
         self._recent: deque[bool] = deque(maxlen=window)
 
     @classmethod
-    def from_config(cls, cfg: Any) -> FailureBreaker:
+    def from_config(cls, cfg: SearchConfig) -> FailureBreaker:
         """The breaker a :class:`~adsearch.daemon.config.SearchConfig` asks for."""
         return cls(cfg.max_consecutive_failures, cfg.max_failure_share, cfg.failure_window)
 

@@ -36,7 +36,7 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.pruning import Scheduler
@@ -48,6 +48,10 @@ from adsearch.daemon.stopping import COLD, Stoppable
 from adsearch.daemon.workers import child_spec
 from adsearch.errors import ConfigError, DaemonError, StoreError
 from adsearch.queue.base import LeaseLost
+
+if TYPE_CHECKING:
+    from adsearch.queue.base import Queue
+    from adsearch.store.records import TrialRecord
 
 log = logging.getLogger("adsearch.worker")
 
@@ -121,9 +125,8 @@ class HostWorker(Stoppable):
             self.task = get_task(self.cfg.task)
             self.task_config = load_config(self.task, self.cfg.task, self.cfg.task_config)
             self.slots, self.slot_source = plan_slots(**self._slot_args)  # type: ignore[arg-type]
-            # typed Any: adsearch.daemon.recovery takes either queue (same interface)
-            self.queue: Any = DbQueue(self.store, self.search_id,
-                                      lease_seconds=self.cfg.lease_seconds)
+            self.queue: Queue = DbQueue(self.store, self.search_id,
+                                        lease_seconds=self.cfg.lease_seconds)
             self.scheduler = Scheduler(self.cfg, self.store_url)
         except BaseException:
             self.store.close()
@@ -160,7 +163,7 @@ class HostWorker(Stoppable):
             return False
         return not (self.burst and (not serving or len(self.queue) == 0))
 
-    def _claim(self, slot: Slot) -> tuple[Any, int] | None:
+    def _claim(self, slot: Slot) -> tuple[TrialRecord, int] | None:
         claimed = claim_queued(self.store, self.queue, self.owner, slot.name)
         if claimed is None:
             return None
@@ -170,7 +173,7 @@ class HostWorker(Stoppable):
         log.debug("%s claimed trial %d", self.owner, trial.id)
         return trial, trial.attempts + 1
 
-    def _mark_running(self, trial: Any, attempt: int, slot: Slot, pid: int) -> bool:
+    def _mark_running(self, trial: TrialRecord, attempt: int, slot: Slot, pid: int) -> bool:
         from adsearch.store.records import utcnow
 
         try:

@@ -19,11 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.daemon.config import SearchConfig, check_name
 from adsearch.daemon.rundir import DB_NAME, RunDir, process_identity
 from adsearch.errors import ConfigError, DaemonError, DataError, PatternError, StoreError
+
+if TYPE_CHECKING:
+    from adsearch.store.contract import StoreContract
+    from adsearch.store.records import SearchRecord
 
 
 def runs_root() -> Path:
@@ -410,7 +414,7 @@ class BudgetChange:
     message: str  # "budget set: 4 -> 10 trials"
 
 
-def plan_budget(run: RunDir, store: Any, search: Any, *, minutes: float | None,
+def plan_budget(run: RunDir, store: StoreContract, search: SearchRecord, *, minutes: float | None,
                 trials: int | None) -> BudgetChange:
     """Check a new total budget against what ``search`` has used; write nothing.
 
@@ -452,7 +456,7 @@ def plan_budget(run: RunDir, store: Any, search: Any, *, minutes: float | None,
                         f"budget set: {', '.join(said)}")
 
 
-def apply_budget(store: Any, search: Any, change: BudgetChange) -> None:
+def apply_budget(store: StoreContract, search: SearchRecord, change: BudgetChange) -> None:
     """Write a checked budget: the config, ``finished`` -> ``stopped``, one event."""
     store.set_search_config(search.id, change.config.to_dict())
     if search.state == "finished":

@@ -24,10 +24,13 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adsearch.daemon.rundir import process_identity
 from adsearch.store.leases import DaemonLease
+
+if TYPE_CHECKING:
+    from adsearch.store.contract import StoreContract
 
 
 def host_name() -> str:
@@ -64,9 +67,10 @@ def held_elsewhere(name: str, holder: DaemonLease, now: float | None = None) -> 
             f"{name} --run-dir {holder.run_dir}`)")
 
 
-def live_holder(store: Any, search_id: int, lease_seconds: float) -> DaemonLease | None:
+def live_holder(store: StoreContract, search_id: int,
+                lease_seconds: float) -> DaemonLease | None:
     """The live daemon of a search according to its store, or None (for ``status``)."""
     lease = store.daemon_lease(search_id)
     if lease is None or not holder_alive(lease, lease_seconds):
         return None
-    return lease  # type: ignore[no-any-return]
+    return lease

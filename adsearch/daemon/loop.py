@@ -26,8 +26,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
@@ -41,6 +42,10 @@ from adsearch.daemon.workers import WorkerMixin
 from adsearch.errors import AdsearchError, CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
 from adsearch.reward import learned_rewards
+
+if TYPE_CHECKING:
+    from adsearch.controller import Controller
+    from adsearch.store.leases import DaemonLease
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -64,7 +69,7 @@ class Daemon(WorkerMixin):
 
     #: The search's lease in the store while this daemon holds it (adsearch/daemon/lease.py);
     #: ``lease_lost``: another daemon took it over (see :meth:`_renew_lease`).
-    lease: Any = None
+    lease: DaemonLease | None = None
     lease_lost = False
     _lease_beat = 0.0
 
@@ -79,8 +84,8 @@ class Daemon(WorkerMixin):
         self.stop_level = 0
         self.stop_reason = ""
         self.finished = False
-        self.children: dict[int, Any] = {}  # slot index -> running ChildProcess
-        self.prepared: dict[int, tuple[Any, int]] = {}  # slot index -> (trial, attempt) leased next
+        self.children = {}  # slot index -> running child (ChildProcess, RayChild)
+        self.prepared = {}  # slot index -> (trial, attempt) leased next
         self._beats: dict[int, float] = {}  # trial id -> last lease heartbeat
         self.unconsumed: list[int] = []  # done trial ids not yet in the controller, finish order
         self.consumed: set[int] = set()
@@ -116,7 +121,7 @@ class Daemon(WorkerMixin):
         self.lock = DaemonLock(self.run, self.name)
         self.lock.acquire()
         try:
-            self.store = Store(self.run.store_url())
+            store = self.store = Store(self.run.store_url())
             search = self.store.get_search(self.name)
             self.search_id = search.id
             self.cfg = SearchConfig.from_dict(search.config).validate()
@@ -131,7 +136,7 @@ class Daemon(WorkerMixin):
             import torch  # noqa: F401 - checkpoints need it; load it now, not mid-search
             self.controller = self._restore_controller(make_controller)
             url = self.run.store_url()
-            self.queue, stats = open_queue(self.store, self.run, self.cfg, self.search_id, url)
+            self.queue, stats = open_queue(store, self.run, self.cfg, self.search_id, url)
             self.shared_queue = uses_db_queue(url)  # `adsearch worker` processes may serve it
             self._collected_at = 0.0
             self.executor = make_executor(self.cfg)
@@ -236,7 +241,7 @@ class Daemon(WorkerMixin):
                 "is False); run on CPU with --workers N, or fix the GPU setup"
             )
 
-    def _restore_controller(self, make_controller: Any) -> Any:
+    def _restore_controller(self, make_controller: Callable[..., Controller]) -> Controller:
         if self.fresh_controller:  # written by _forget_old_controller once every check passed
             return make_controller(self.cfg.controller, self.space, self.cfg.controller_config,
                                    seed=self.cfg.seed)
@@ -487,17 +492,16 @@ class Daemon(WorkerMixin):
                                         purposes=SEARCH_PURPOSES)  # no re-check run
             best = top[0][1].reward if top else None
             self.consumed.update(ids)
-            event = {"kind": "controller.update",
-                     "message": f"controller v{stats.version}: mean reward "
-                                f"{stats.mean_reward:.4f}, baseline {stats.baseline:.4f}, "
-                                f"entropy {stats.entropy:.3f}",
-                     "data": {**stats.to_dict(), "trial_ids": ids,
-                              "rewards": [rewards[t] for t in ids], "best_so_far": best}}
+            message = (f"controller v{stats.version}: mean reward {stats.mean_reward:.4f}, "
+                       f"baseline {stats.baseline:.4f}, entropy {stats.entropy:.3f}")
+            data = {**stats.to_dict(), "trial_ids": ids,
+                    "rewards": [rewards[t] for t in ids], "best_so_far": best}
+            event = {"kind": "controller.update", "message": message, "data": data}
             path = self.ckpts.save(self.controller, self.consumed, event=event)
             # the checkpoint record, its event and the learned rewards in one transaction: a
             # kill keeps all or none (and none is rebuilt from the file at the next start)
             self.store.add_checkpoint(self.search_id, self.controller.version, str(path), ids,
-                                      event=(event["kind"], event["message"], event["data"]),
+                                      event=("controller.update", message, data),
                                       learned=rewards)
             del self.unconsumed[: len(ids)]
             self.controller_stats = stats.to_dict()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from adsearch.daemon.config import SearchConfig
@@ -114,7 +115,7 @@ class RayChild(RunningChild):
     daemon sleeps in its selector as it does on local children's pidfds.
     """
 
-    def __init__(self, ray: Any, ref: Any, slot: Slot, trial_id: int, result_path: Path,
+    def __init__(self, ray: ModuleType, ref: Any, slot: Slot, trial_id: int, result_path: Path,
                  log_path: Path, timeout: float, attempt: int) -> None:
         super().__init__(slot, trial_id, result_path, log_path, timeout, attempt)
         self.ray = ray

@@ -42,7 +42,13 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from adsearch.daemon.config import SearchConfig
+    from adsearch.store import NewTrial
+    from adsearch.store.contract import StoreContract
+    from adsearch.store.records import ResultRecord, TrialRecord
 
 RECHECK = "recheck"
 """``trials.purpose`` of a re-check trial."""
@@ -116,10 +122,11 @@ class PatternScore:
                 "trial_ids": [r.trial_id for r in self.runs]}
 
 
-def candidates(store: Any, search_id: int, k: int) -> list[tuple[Any, Any]]:
+def candidates(store: StoreContract, search_id: int,
+               k: int) -> list[tuple[TrialRecord, ResultRecord]]:
     """The ``k`` best distinct full-budget, successful search patterns: ``(trial, result)``
     of each pattern's best trial, best single value first."""
-    return store.top_trials(search_id, k, full_only=True, succeeded_only=True,  # type: ignore[no-any-return]
+    return store.top_trials(search_id, k, full_only=True, succeeded_only=True,
                             purposes=SEARCH_PURPOSES, distinct=True)
 
 
@@ -129,7 +136,7 @@ def recheck_seed(search_seed: int, pattern_hash: str, j: int) -> int:
     return random.Random(f"{search_seed}-recheck-{pattern_hash}-{j}").randrange(2**31)
 
 
-def plan(store: Any, search_id: int, cfg: Any) -> list[Any]:
+def plan(store: StoreContract, search_id: int, cfg: SearchConfig) -> list[NewTrial]:
     """The re-check trials still missing (``NewTrial`` items, purpose ``recheck``): for each
     candidate, ``cfg.recheck_seeds`` re-check trials in all, on seeds the pattern never ran
     with. Empty when the stage is off (:meth:`SearchConfig.rechecks`) or complete."""
@@ -156,24 +163,26 @@ def plan(store: Any, search_id: int, cfg: Any) -> list[Any]:
     return items
 
 
-def progress(store: Any, search_id: int) -> tuple[int, int]:
+def progress(store: StoreContract, search_id: int) -> tuple[int, int]:
     """``(ended, total)`` re-check trials of the search (every round, if it was resumed with
     a larger budget and re-checked again)."""
     c = store.counts(search_id, purposes=[RECHECK])
     return sum(c.get(s, 0) for s in ENDED), sum(c.values())
 
 
-def scores(store: Any, search_id: int, hashes: Iterable[str]) -> dict[str, PatternScore]:
+def scores(store: StoreContract, search_id: int,
+           hashes: Iterable[str]) -> dict[str, PatternScore]:
     """:class:`PatternScore` of each pattern of ``hashes`` with a full-budget result."""
-    by_hash: dict[str, list[tuple[Any, Any]]] = {}
+    by_hash: dict[str, list[tuple[TrialRecord, ResultRecord | None]]] = {}
     for t, r in store.pattern_runs(search_id, hashes):
         by_hash.setdefault(t.pattern_hash, []).append((t, r))
     return {h: s for h, rows in by_hash.items() if (s := _score(h, rows)) is not None}
 
 
-def _score(pattern_hash: str, rows: Sequence[tuple[Any, Any]]) -> PatternScore | None:
+def _score(pattern_hash: str,
+           rows: Sequence[tuple[TrialRecord, ResultRecord | None]]) -> PatternScore | None:
     runs = []
-    best: tuple[Any, float] | None = None
+    best: tuple[TrialRecord, float] | None = None
     for t, r in rows:
         if t.state != "done" or r is None or r.reward is None or r.cache_of is not None:
             continue  # (a cache hit repeats its source's run: one seed, counted once)
@@ -203,7 +212,7 @@ class Ranking:
     warnings: list[str]
 
 
-def ranking(store: Any, search_id: int, cfg: Any, k: int) -> Ranking:
+def ranking(store: StoreContract, search_id: int, cfg: SearchConfig, k: int) -> Ranking:
     """The ``k`` patterns ``export --best`` writes, best first: re-checked patterns by their
     mean (ties: the better single value), then the others by single value."""
     rc = store.trials(search_id, purposes=[RECHECK])
@@ -215,7 +224,8 @@ def ranking(store: Any, search_id: int, cfg: Any, k: int) -> Ranking:
     done = {s.pattern_hash for s in checked}
     single = [PatternScore(t.pattern_hash, t.id, float(r.reward), list(t.pattern),
                            (Run(t.id, t.seed, float(r.reward), t.purpose),))
-              for t, r in tops if t.pattern_hash not in done]
+              for t, r in tops
+              if t.pattern_hash not in done and r.reward is not None]  # (top_trials: never None)
     warnings = []
     if not checked:
         why = ("the search was started with --no-recheck" if not cfg.rechecks() else

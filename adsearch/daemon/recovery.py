@@ -24,12 +24,17 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.failures import BAD_PATTERN, FAILURE_CLASSES
 from adsearch.daemon.rundir import RunDir, read_json
 from adsearch.reward import failure
+
+if TYPE_CHECKING:
+    from adsearch.queue.base import Lease, Queue
+    from adsearch.store.contract import StoreContract
+    from adsearch.store.records import TrialRecord
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -47,7 +52,8 @@ class Outcome:
     ended_at: float | None
 
 
-def claim_queued(store: Any, queue: Any, owner: str, slot: str) -> tuple[Any, Any] | None:
+def claim_queued(store: StoreContract, queue: Queue, owner: str,
+                 slot: str) -> tuple[Lease, TrialRecord] | None:
     """Lease the next entry whose trial is still ``queued`` in the store.
 
     The store is the source of truth: an entry whose trial already moved on (finished,
@@ -88,7 +94,7 @@ def outcome_from_doc(doc: dict[str, Any]) -> Outcome:
     )
 
 
-def record_outcome(store: Any, queue: Any, cfg: SearchConfig, trial_id: int,
+def record_outcome(store: StoreContract, queue: Queue, cfg: SearchConfig, trial_id: int,
                    outcome: Outcome) -> bool:
     """Store a result (``ok`` or ``bad_pattern``). Returns False for the other outcomes,
     which are not results: ``infra`` is retried, ``error``/``config`` stop the search.
@@ -112,8 +118,8 @@ def record_outcome(store: Any, queue: Any, cfg: SearchConfig, trial_id: int,
     return True
 
 
-def retry_or_fail(store: Any, queue: Any, cfg: SearchConfig, search_id: int,
-                  trial: Any, reason: str) -> str:
+def retry_or_fail(store: StoreContract, queue: Queue, cfg: SearchConfig, search_id: int,
+                  trial: TrialRecord, reason: str) -> str:
     """Handle a run lost to an infrastructure failure. Returns the trial's new state."""
     from adsearch.store.records import utcnow
 
@@ -133,7 +139,8 @@ def retry_or_fail(store: Any, queue: Any, cfg: SearchConfig, search_id: int,
     return "queued"
 
 
-def requeue_daemon_lost(store: Any, queue: Any, search_id: int, trial: Any) -> str:
+def requeue_daemon_lost(store: StoreContract, queue: Queue, search_id: int,
+                        trial: TrialRecord) -> str:
     """Requeue a ``running`` trial whose run was lost because its daemon died (the child
     dies with it), first in line and *without counting the lost run* (``attempts - 1``):
     the crash is the daemon's, not the trial's. Returns ``"queued"``."""
@@ -149,7 +156,8 @@ def requeue_daemon_lost(store: Any, queue: Any, search_id: int, trial: Any) -> s
     return "queued"
 
 
-def salvage(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, trial: Any) -> bool:
+def salvage(store: StoreContract, queue: Queue, run: RunDir, cfg: SearchConfig,
+            trial: TrialRecord) -> bool:
     """Record the result of a run whose child finished but whose daemon died before it
     stored the result. Returns True when the trial is now ``done``."""
     outcome = read_outcome(run, trial.id, trial.attempts)
@@ -158,8 +166,8 @@ def salvage(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, trial: Any) 
     return record_outcome(store, queue, cfg, trial.id, outcome)
 
 
-def recover_lease(store: Any, queue: Any, cfg: SearchConfig, search_id: int, trial: Any,
-                  reason: str) -> str:
+def recover_lease(store: StoreContract, queue: Queue, cfg: SearchConfig, search_id: int,
+                  trial: TrialRecord, reason: str) -> str:
     """Settle the lease of ``trial`` that nobody renews any more (its daemon or worker is
     gone), by the trial's state in the store. One rule for the daemon's start
     (:func:`reconcile`) and for the expired leases it finds while it runs.
@@ -179,13 +187,14 @@ def recover_lease(store: Any, queue: Any, cfg: SearchConfig, search_id: int, tri
     return "dropped"
 
 
-def daemon_lease(lease: Any) -> bool:
+def daemon_lease(lease: Lease | None) -> bool:
     """A lease a daemon took for its own slots (``daemon-PID``), as opposed to one held by an
     ``adsearch worker`` on some host."""
     return lease is not None and lease.owner.startswith("daemon-")
 
 
-def reconcile(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, search_id: int, *,
+def reconcile(store: StoreContract, queue: Queue, run: RunDir, cfg: SearchConfig,
+              search_id: int, *,
               shared: bool = False) -> dict[str, int]:
     """Restore the invariants above at daemon start. Returns counts of what was done, for
     the event log: ``salvaged``, ``requeued``, ``failed``, ``pushed``, ``dropped`` and

@@ -20,12 +20,15 @@ import selectors
 import signal
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from adsearch.daemon.loop import Daemon
 from adsearch.daemon.stopping import Stoppable
 from adsearch.errors import AdsearchError, DaemonError
+
+if TYPE_CHECKING:
+    from adsearch.daemon.slots import RunningChild
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -60,10 +63,10 @@ def install_signal_handlers(daemon: Stoppable) -> tuple[int, Callable[[], None]]
     return r, restore
 
 
-def wait_for_children(children: dict[int, Any], sel: selectors.BaseSelector, wake_fd: int,
-                      tick: float) -> None:
+def wait_for_children(children: Mapping[int, RunningChild], sel: selectors.BaseSelector,
+                      wake_fd: int, tick: float) -> None:
     """Sleep until a child ends, a signal arrives (``wake_fd``) or ``tick`` seconds pass."""
-    fds: list[Any] = [c for c in children.values() if c.has_fd]
+    fds: list[RunningChild] = [c for c in children.values() if c.has_fd]
     polling = len(fds) < len(children)  # no pidfd: poll fast
     for f in fds:
         sel.register(f, selectors.EVENT_READ)

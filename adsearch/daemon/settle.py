@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.recovery import Outcome, read_outcome, record_outcome, retry_or_fail
 from adsearch.daemon.rundir import RunDir
+
+if TYPE_CHECKING:
+    from adsearch.daemon.slots import RunningChild
+    from adsearch.queue.base import Queue
+    from adsearch.store.contract import StoreContract
 
 log = logging.getLogger("adsearch.daemon")
 
@@ -54,7 +59,7 @@ def lost_reason(outcome: Outcome | None, code: int, kill_reason: str | None) -> 
     return f"child exited with status {code} without a result"
 
 
-def requeue_uncounted(store: Any, queue: Any, trial_id: int, error: str) -> bool:
+def requeue_uncounted(store: StoreContract, queue: Queue, trial_id: int, error: str) -> bool:
     """Give a ``running`` trial back to the queue, first in line, without counting the run
     (``attempts - 1``). Returns False, doing nothing, when the trial is no longer running
     (someone else settled it meanwhile)."""
@@ -67,7 +72,7 @@ def requeue_uncounted(store: Any, queue: Any, trial_id: int, error: str) -> bool
     return True
 
 
-def settle(store: Any, queue: Any, cfg: SearchConfig, search_id: int, trial_id: int,
+def settle(store: StoreContract, queue: Queue, cfg: SearchConfig, search_id: int, trial_id: int,
            outcome: Outcome | None, code: int, kill_reason: str | None, log_path: str, *,
            where: str = "") -> Settled:
     """Settle one ended run of ``trial_id`` by the rules above.
@@ -92,8 +97,8 @@ def settle(store: Any, queue: Any, cfg: SearchConfig, search_id: int, trial_id: 
     return Settled(state, reason)
 
 
-def interrupt(store: Any, queue: Any, run: RunDir, cfg: SearchConfig, child: Any,
-              why: str) -> bool:
+def interrupt(store: StoreContract, queue: Queue, run: RunDir, cfg: SearchConfig,
+              child: RunningChild, why: str) -> bool:
     """Kill ``child`` on purpose (``why``: "cold stop", "worker-HOST-PID stopped") and
     settle its trial: a result it wrote in time is stored (True); otherwise the trial is
     requeued without counting the interrupted run (False)."""

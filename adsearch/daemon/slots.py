@@ -24,10 +24,11 @@ import signal
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from adsearch.errors import ConfigError
 
@@ -107,7 +108,10 @@ def _cuda_device_count() -> int:
     return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
 
 
-def ended_children(children: dict[int, Any], now: float) -> Iterator[tuple[int, Any, int]]:
+_C = TypeVar("_C", bound="RunningChild")
+
+
+def ended_children(children: dict[int, _C], now: float) -> Iterator[tuple[int, _C, int]]:
     """Yield ``(slot index, child, exit code)`` for each child of ``children`` that has ended,
     after killing those past their timeout; each is reaped and removed from ``children``
     before it is yielded (so the caller may start the slot's next child at once)."""
@@ -121,9 +125,13 @@ def ended_children(children: dict[int, Any], now: float) -> Iterator[tuple[int, 
         yield index, child, code
 
 
-class RunningChild:
+class RunningChild(ABC):
     """What the daemon tracks of one running child, wherever it runs (a local process:
-    :class:`ChildProcess`; a Ray task: ``adsearch.daemon.rayexec.RayChild``)."""
+    :class:`ChildProcess`; a Ray task: ``adsearch.daemon.rayexec.RayChild``). ``started_at``
+    is seconds since the epoch, ``timeout`` seconds of wall time."""
+
+    #: The process that runs the child (a Ray task: the driver's, it has none of its own).
+    pid: int
 
     def __init__(self, slot: Slot, trial_id: int, result_path: Path, log_path: Path,
                  timeout: float, attempt: int) -> None:
@@ -138,6 +146,28 @@ class RunningChild:
 
     def timed_out(self, now: float) -> bool:
         return now - self.started_at > self.timeout
+
+    @abstractmethod
+    def poll(self) -> int | None:
+        """The exit status once the child ended (0: it left a result), else None."""
+
+    @abstractmethod
+    def kill(self, reason: str, grace: float = 2.0) -> None:
+        """Stop the child (SIGTERM, then SIGKILL after ``grace`` seconds); the first
+        ``reason`` given is kept in ``kill_reason``."""
+
+    @abstractmethod
+    def reap(self) -> int:
+        """Wait for the end, release what the child holds, return its exit status."""
+
+    @abstractmethod
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when the child ends (for a selector)."""
+
+    @property
+    @abstractmethod
+    def has_fd(self) -> bool:
+        """Whether :meth:`fileno` works here."""
 
 
 class ChildProcess(RunningChild):

@@ -11,17 +11,34 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from adsearch.daemon.recovery import Outcome, claim_queued, read_outcome, recover_lease
-from adsearch.daemon.rundir import write_json_atomic
+from adsearch.daemon.rundir import RunDir, write_json_atomic
 from adsearch.daemon.settle import interrupt, requeue_uncounted, settle
-from adsearch.daemon.slots import ChildProcess, Slot, ended_children
+from adsearch.daemon.slots import RunningChild, Slot, ended_children
 from adsearch.daemon.stopping import Stoppable
 from adsearch.errors import StoreError
 
+if TYPE_CHECKING:
+    from adsearch.daemon.config import SearchConfig
+    from adsearch.daemon.executors import Executor
+    from adsearch.daemon.failures import FailureBreaker
+    from adsearch.daemon.pruning import Scheduler
+    from adsearch.queue.base import Queue
+    from adsearch.store.contract import StoreContract
+    from adsearch.store.records import TrialRecord
 
-def child_spec(owner: Any, trial: Any, attempt: int, slot: Slot) -> dict[str, Any]:
+
+class SpecOwner(Protocol):
+    """Whoever writes a child's spec: the daemon or an ``adsearch worker``."""
+
+    cfg: SearchConfig
+    scheduler: Scheduler
+
+
+def child_spec(owner: SpecOwner, trial: TrialRecord, attempt: int,
+               slot: Slot) -> dict[str, Any]:
     """The spec document of one child run (see :mod:`adsearch.daemon.child`). ``owner`` is
     the daemon or an ``adsearch worker``: its ``cfg``, ``scheduler``, ``search_id``. The
     budget carries the rung schedule, the store URL and the trial id (early stopping); a
@@ -40,8 +57,8 @@ class WorkerMixin(Stoppable):
     """Child management for :class:`~adsearch.daemon.loop.Daemon` (which holds the state)."""
 
     # state and collaborators provided by Daemon
-    children: dict[int, Any]
-    prepared: dict[int, tuple[Any, int]]
+    children: dict[int, RunningChild]
+    prepared: dict[int, tuple[TrialRecord, int]]
     _beats: dict[int, float]
     slots: list[Slot]
     active: set[int]
@@ -52,15 +69,15 @@ class WorkerMixin(Stoppable):
     _freed_at: dict[int, float]
     _last_lease_scan: float
     _owner: str
-    store: Any
-    queue: Any
-    run: Any
-    cfg: Any
+    store: StoreContract
+    queue: Queue
+    run: RunDir
+    cfg: SearchConfig
     search_id: int
     fatal: str | None
-    breaker: Any  # adsearch.daemon.failures.FailureBreaker: stops a search that only fails
-    scheduler: Any  # adsearch.daemon.pruning.Scheduler: each child's budget and rungs
-    executor: Any  # adsearch.daemon.executors.Executor: local subprocesses or Ray tasks
+    breaker: FailureBreaker  # stops a search that only fails
+    scheduler: Scheduler  # each child's budget and rungs
+    executor: Executor  # local subprocesses or Ray tasks
     #: The failure breaker tripped: no trial is recorded from then on (see :meth:`_observe`).
     tripped: bool = False
 
@@ -75,7 +92,7 @@ class WorkerMixin(Stoppable):
                 self._start(self.slots[index])  # the slot's next child first, bookkeeping after
             self._settle(child, code, outcome)
 
-    def _settle(self, child: ChildProcess, code: int, outcome: Outcome | None) -> None:
+    def _settle(self, child: RunningChild, code: int, outcome: Outcome | None) -> None:
         """Store a finished child's result, or requeue / fail its trial (:func:`settle`);
         stop the search on a code error (not a result) or when the failure breaker trips."""
         self._beats.pop(child.trial_id, None)

@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, func, select, update
 
@@ -31,6 +31,13 @@ from adsearch.queue.base import Lease, LeaseLost
 from adsearch.store.models import QueueEntryModel as Q
 from adsearch.store.models import SearchModel as S
 from adsearch.store.retry import retrying_methods
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy.orm import Session
+
+    from adsearch.store import Store
 
 _FRONT, _BACK = 0, 1
 #: Search states in which a trial may be claimed. Once a stop is asked for, the daemon writes
@@ -60,12 +67,12 @@ class DbQueue:
         lease_seconds: a lease without a heartbeat for this long has expired.
     """
 
-    def __init__(self, store: Any, search_id: int, *, lease_seconds: float = 60.0) -> None:
+    def __init__(self, store: Store, search_id: int, *, lease_seconds: float = 60.0) -> None:
         self.store = store
         self.search_id = int(search_id)
         self.lease_seconds = float(lease_seconds)
 
-    def _session(self, write: bool = True) -> Any:
+    def _session(self, write: bool = True) -> AbstractContextManager[Session]:
         return self.store._session(write=write)  # noqa: SLF001 - the store's transaction helper
 
     # ------------------------------------------------------------------ reading
@@ -155,7 +162,7 @@ class DbQueue:
         if owner is not None:
             stmt = stmt.where(Q.owner == owner)
         with self._session() as s:
-            n = s.execute(stmt.values(heartbeat_at=time.time())).rowcount
+            n = int(getattr(s.execute(stmt.values(heartbeat_at=time.time())), "rowcount", 0))
         if not n:
             raise LeaseLost(f"trial {trial_id}: its queue lease was revoked")
 

@@ -12,12 +12,17 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.rundir import RunDir
 from adsearch.errors import ConfigError, DaemonError, DataError
 from adsearch.verify import plan as P
+
+if TYPE_CHECKING:
+    from adsearch.daemon.loop import Daemon
+    from adsearch.store.contract import StoreContract
+    from adsearch.store.records import ResultRecord, TrialRecord
 
 #: Options of an earlier verify that must match for ``adsearch verify`` to continue it.
 PLAN_KEYS = ("of", "top_k", "seeds", "tune_seeds", "baselines", "test_data", "epochs", "steps",
@@ -63,7 +68,7 @@ class VerifyRun:
 
 
 # ---------------------------------------------------------------------------- checks
-def distinct_top(store: Any, search_id: int, k: int) -> list[dict[str, Any]]:
+def distinct_top(store: StoreContract, search_id: int, k: int) -> list[dict[str, Any]]:
     """The ``k`` best distinct patterns of full-length, non-failed trials, best first: the
     ones ``export --best`` writes, so verify checks what export ships (re-checked patterns
     on their mean over seeds, then the others on their single value; adsearch.daemon.recheck).
@@ -264,7 +269,7 @@ def ensure_trials(vr: VerifyRun, items: list[tuple[str, P.Regularizer, int]]) ->
         return len(new)
 
 
-def run_pending(vr: VerifyRun, on_tick: Callable[[Any], None] | None = None) -> bool:
+def run_pending(vr: VerifyRun, on_tick: Callable[[Daemon], None] | None = None) -> bool:
     """Run the daemon of the verify search until its queued trials are done. Returns False
     when nothing was pending. Raises DaemonError when it stopped before the end."""
     from adsearch.store import Store
@@ -283,7 +288,7 @@ def run_pending(vr: VerifyRun, on_tick: Callable[[Any], None] | None = None) -> 
     return True
 
 
-def outcomes(vr: VerifyRun) -> dict[tuple[str, int], tuple[Any, Any]]:
+def outcomes(vr: VerifyRun) -> dict[tuple[str, int], tuple[TrialRecord, ResultRecord | None]]:
     """(pattern_hash, seed) -> (trial, result or None) of every trial of the verify search."""
     from adsearch.store import Store
 
@@ -294,13 +299,23 @@ def outcomes(vr: VerifyRun) -> dict[tuple[str, int], tuple[Any, Any]]:
     return {(t.pattern_hash, t.seed): (t, results.get(t.id)) for t in trials}
 
 
-def usable(result: Any | None) -> bool:
+class UsableResult(Protocol):
+    """A stored result that counts (:func:`usable`): it has a reward."""
+
+    @property
+    def reward(self) -> float: ...
+
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+
+def usable(result: ResultRecord | None) -> TypeGuard[UsableResult]:
     """A result that counts: finished with a reward, not a crashed ("bad pattern") child."""
     return (result is not None and result.reward is not None
             and not (result.metrics or {}).get("bad_pattern"))
 
 
-def failure_line(vr: VerifyRun, trial: Any, label: str) -> str:
+def failure_line(vr: VerifyRun, trial: TrialRecord, label: str) -> str:
     """One line naming a run that gave no number: trial, state, error and its log."""
     log = vr.run.trial_dir(trial.id) / f"attempt-{max(1, trial.attempts)}.log"
     return (f"{label} seed {trial.seed}: trial {trial.id} {trial.state}: "
