@@ -40,6 +40,7 @@ from typing import Any
 
 from adsearch.errors import AdsearchError, ConfigError
 from adsearch.patterns import PatternSet, Provenance, SearchSpace, load_patternset
+from adsearch.rungs import LazySink, RungSink
 from adsearch.tasks.result import Budget
 
 ENV_TRIAL = "ADSEARCH_TRIAL"  # path of the trial spec file (set by the script task)
@@ -209,9 +210,24 @@ def _from_spec(path: Path) -> Trial:
         ps = None if baseline.get("kind") == "none" else dict(baseline)
     else:
         ps = PatternSet(space, pats, Provenance(search=doc.get("search"), trial_id=doc["trial_id"]))
-    return Trial(patterns=ps, seed=int(doc["seed"]), budget=Budget.from_dict(doc.get("budget")),
+    budget = doc.get("budget") or {}
+    return Trial(patterns=ps, seed=int(doc["seed"]),
+                 budget=Budget.from_dict(budget, reporter=_reporter(budget.get("store_url"))),
                  trial_id=int(doc["trial_id"]), attempt=int(doc.get("attempt", 1)),
                  threads=int(doc.get("threads") or 0), dir=path.parent, _device=doc["device"])
+
+
+def _reporter(store_url: str | None) -> LazySink | None:
+    """Where ``report`` records rung values: the search's store, opened at the first rung."""
+    if store_url is None:
+        return None
+
+    def open_store() -> RungSink:
+        from adsearch.store import Store
+
+        return Store(store_url)
+
+    return LazySink(open_store)
 
 
 def _install_excepthook(where: Path) -> None:
