@@ -129,3 +129,35 @@ def test_vocabulary_cap_and_training_prefix(data_slices: Path, tmp_path: Path) -
         task.run_child(task.config_from_dict({**base, "train_tokens": 20}), None, None, "cpu", 0)
     with pytest.raises(ConfigError, match="max_vocab must be at least 2"):
         load_corpus(wt, max_vocab=1)
+
+
+def test_keep_best_reports_and_tests_the_weights_of_the_lowest_perplexity(
+    data_slices: Path, tmp_path: Path,
+) -> None:
+    """Early stopping as a tuned length on the LM: with a constant learning rate too high to
+    hold, perplexity is lowest at an intermediate point, and the reward, ``val_*`` and the test
+    metrics are those of its weights: a run stopped at that step (same data order, same
+    constant rate) has the same validation and test loss."""
+    task = get_task("wikitext2")
+    base = {"data": str(_small_corpus(data_slices, tmp_path / "wt")), "d_model": 32, "d_ff": 64,
+            "n_heads": 2, "n_layers": 1, "bptt": 32, "batch_size": 8, "lr": 1e-2,
+            "schedule": "constant", "warmup_steps": 5, "curve_points": 4}
+    # keep_best measures every point on the final evaluation's tokens (all of them here), not
+    # on the first curve_eval_tokens, so that the points compare
+    res = task.run_child({**base, "keep_best": True, "curve_eval_tokens": 256}, None,
+                         Budget(steps=70), "cpu", 0)
+    best = min(res.curve, key=lambda p: p["val_metric"])  # val_metric: perplexity
+    assert best is not res.curve[-1]  # this setting peaks at step 42 of 70 (ppl 324 vs 335)
+    assert res.metrics["best_epoch"] == best["epoch"] and res.metrics["val_ppl"] == best["val_metric"]
+    assert res.metrics["val_loss"] == best["val_loss"]
+    assert res.reward == pytest.approx(80.0 / best["val_metric"])
+    plain = task.run_child(base, None, Budget(steps=70), "cpu", 0)
+    # the same run (the default curve_eval_tokens covers this validation split); only the
+    # reported weights differ
+    assert [q["val_loss"] for q in plain.curve] == pytest.approx([q["val_loss"] for q in res.curve])
+    assert "best_epoch" not in plain.metrics and plain.metrics["val_ppl"] == res.curve[-1]["val_metric"]
+    assert res.reward > plain.reward
+    short = task.run_child(base, None, Budget(steps=int(best["step"])), "cpu", 0)
+    assert short.metrics["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+    assert short.metrics["test_loss"] == pytest.approx(res.metrics["test_loss"], rel=1e-6)
+    assert res.metrics["test_loss"] != pytest.approx(plain.metrics["test_loss"], rel=1e-3)

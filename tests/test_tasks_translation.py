@@ -81,3 +81,31 @@ def test_bad_parallel_inputs_name_the_path(tmp_path: Path) -> None:
         load_parallel(str(tmp_path / "d"), "en", "fr", "train", "val", None, 1, 40)
     with pytest.raises(ConfigError, match="needs a data folder"):
         load_parallel(None, "en", "fr", "train", "val", None, 1, 40)
+
+
+def test_keep_best_validates_every_epoch_and_reports_the_best_pass(data_slices: Path) -> None:
+    """Early stopping as a tuned length on translation: every epoch end is validated, and
+    with a constant learning rate too high to hold, the best BLEU comes early; the reward,
+    ``val_*`` and the test metrics are those of its weights: a run stopped at that epoch (same
+    batches, same constant rate) has the same validation BLEU and test loss."""
+    task = get_task("translation")
+    base = {"data": str(data_slices / "multi30k-en-fr"), "min_freq": 1, "eval_limit": 60,
+            "d_model": 64, "d_ff": 128, "n_heads": 2, "n_layers": 1, "batch_size": 32,
+            "lr": 1e-2, "schedule": "constant", "warmup_steps": 10}
+    res = task.run_child({**base, "keep_best": True}, None, Budget(epochs=6), "cpu", 0)
+    assert [p["epoch"] for p in res.curve] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert all("val_metric" in p for p in res.curve)
+    best = max(res.curve, key=lambda p: p["val_metric"])  # the first of equals, as keep_best
+    assert best is not res.curve[-1]  # this setting peaks at epoch 1 of 6 (BLEU 0.16 vs 0.12)
+    assert res.metrics["best_epoch"] == best["epoch"] and res.metrics["val_bleu"] == best["val_metric"]
+    assert res.metrics["val_loss"] == best["val_loss"]
+    assert res.reward == pytest.approx(best["val_metric"] / 100.0)
+    plain = task.run_child(base, None, Budget(epochs=6), "cpu", 0)
+    # the same run: its epoch ends are points without validation, with the same training loss
+    assert [q["train_loss"] for q in plain.curve] == pytest.approx([q["train_loss"] for q in res.curve])
+    assert "val_metric" not in plain.curve[0] and "best_epoch" not in plain.metrics
+    assert plain.metrics["val_bleu"] == res.curve[-1]["val_metric"] and res.reward > plain.reward
+    short = task.run_child(base, None, Budget(epochs=best["epoch"]), "cpu", 0)
+    assert short.metrics["val_bleu"] == best["val_metric"]
+    assert short.metrics["test_loss"] == pytest.approx(res.metrics["test_loss"], rel=1e-6)
+    assert res.metrics["test_loss"] != pytest.approx(plain.metrics["test_loss"], rel=1e-3)

@@ -47,6 +47,7 @@ from adsearch import reward
 from adsearch.errors import ConfigError, DataError
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
+from adsearch.tasks.childloop import ChildRun
 from adsearch.tasks.image_data import (
     CIFAR_MEAN,
     CIFAR_STD,
@@ -209,69 +210,53 @@ class _ImageTask:
         model = self.build_model(c, len(train.classes), regularizer).to(dev)
         opt = common.make_optimizer(c.optimizer, model, c.lr, c.weight_decay, c.momentum)
         per_epoch = len(train) // c.batch_size
-        total = common.total_steps(budget, per_epoch, c.epochs)
-        seconds = budget.seconds if budget else None
+        run = ChildRun(clock, budget, per_epoch, c.epochs, model, keep_best=c.keep_best)
         warmup = int(c.warmup_epochs * per_epoch)
-        curve: list[dict[str, float]] = []
-        metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "diverged": 0.0}
-        step, epoch_losses, train_loss = 0, [], math.nan
         if isinstance(c.eval_every, bool) or not isinstance(c.eval_every, int) or c.eval_every < 1:
             raise ConfigError(f"eval_every={c.eval_every!r}: use an integer number of epochs >= 1")
-        epochs_run = 0
-        best: tuple[dict[str, float], dict[str, torch.Tensor]] | None = None
-        rungs_left = sorted((budget.rungs or ()) if budget is not None else ())
+        epochs_run, train_loss = 0, math.nan
+
+        def measure() -> tuple[dict[str, float], float]:
+            point = self._validate(model, val, c, dev, run.step, per_epoch, train_loss)
+            return point, point["val_metric"]
+
         model.train()
-        while step < total and not common.out_of_time(clock, seconds):
+        while run.going():
             perm = torch.randperm(len(train), generator=gen)
             for b in range(per_epoch):
-                if step >= total or common.out_of_time(clock, seconds):
+                if not run.going():
                     break
                 idx = perm[b * c.batch_size : (b + 1) * c.batch_size]
                 x = augment(train.x[idx], c.pad, c.flip, gen).to(dev, non_blocking=True)
                 x, y = normalize(x, self.mean, self.std), train.y[idx].to(dev, non_blocking=True)
                 for g in opt.param_groups:
-                    g["lr"] = common.lr_at(c.schedule, step, total, c.lr, warmup)
-                set_progress(model, common.progress(step, total, clock, seconds))
+                    g["lr"] = common.lr_at(c.schedule, run.step, run.total, c.lr, warmup)
+                set_progress(model, run.progress())
                 with common.autocast(dev):
                     loss = F.cross_entropy(model(x).float(), y, label_smoothing=c.label_smoothing)
                 lv = loss.item()
                 if not math.isfinite(lv):
-                    metrics.update(common.diverged_metrics(step))
-                    return ChildResult(0.0, metrics, curve, clock.wall())
+                    return run.diverged()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                step += 1
-                epoch_losses.append(lv)
-            train_loss = sum(epoch_losses) / max(1, len(epoch_losses))
-            epoch_losses = []
+                run.took_step(lv)
+            train_loss = run.mean_loss()
             epochs_run += 1
-            at_rung = bool(rungs_left) and rungs_left[0] <= step / per_epoch + 1e-9
-            while rungs_left and rungs_left[0] <= step / per_epoch + 1e-9:
-                rungs_left.pop(0)
-            if epochs_run % c.eval_every and not at_rung and step < total and not common.out_of_time(clock, seconds):
-                continue  # a validation pass every eval_every epochs (it can cost more than the epoch)
-            with clock.pause():
-                point = self._validate(model, val, c, dev, step, per_epoch, train_loss)
-            curve.append(point)
-            if c.keep_best and (best is None or point["val_metric"] > best[0]["val_metric"]):
-                best = (point, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            if budget is not None and budget.prune_now(step / per_epoch, point["val_metric"], last=step >= total):
-                metrics.update(budget.truncation())
+            at_rung = run.crossed_rung()
+            if epochs_run % c.eval_every and not at_rung and run.going():
+                continue  # a validation every eval_every epochs (it can cost more than one)
+            if run.validate(measure, last=run.step >= run.total):
                 break
-        if not curve or curve[-1]["step"] != step:
-            with clock.pause():
-                curve.append(self._validate(model, val, c, dev, step, per_epoch, train_loss))
-        chosen = curve[-1]
-        if best is not None and best[0]["val_metric"] > chosen["val_metric"]:
-            chosen = best[0]
-            model.load_state_dict(best[1])
-        metrics.update(val_acc=chosen["val_acc"], val_loss=chosen["val_loss"], train_loss=train_loss, steps=float(step), epochs=step / per_epoch)
-        if c.keep_best:
-            metrics["best_epoch"] = chosen["epoch"]
+        if not run.curve or run.curve[-1]["step"] != run.step:  # time ran out between checks
+            run.validate(measure, last=True)
+        chosen = run.finish()  # the last point, or the best one with keep_best (weights restored)
+        metrics = run.metrics
+        metrics.update(val_acc=chosen["val_acc"], val_loss=chosen["val_loss"],
+                       train_loss=train_loss)
         if test is not None:
             metrics["test_acc"], metrics["test_loss"] = self.evaluate(model, test, c, dev)
-        return ChildResult(reward.from_metric(c.reward_metric, metrics[c.reward_metric]), metrics, curve, clock.wall())
+        return run.result(reward.from_metric(c.reward_metric, metrics[c.reward_metric]))
 
 
     def site_maps(self, config: ImageConfig) -> list[tuple[tuple[int, int], ...]]:

@@ -9,6 +9,17 @@ perplexity (1.0 at perplexity 80). ``metrics``: ``val_ppl``, ``val_loss`` (nats/
 ``train_loss``, ``steps``, ``epochs``, ``params``, ``vocab_size``, ``diverged`` and, when
 the config has ``test`` on (the corpus always has a test split), ``test_ppl``/``test_loss``.
 A diverged child returns reward 0.0 (see :mod:`adsearch.tasks.common`).
+
+Curve points (:mod:`adsearch.tasks.childloop`): ``curve_points`` evenly spaced intermediate
+validations on the first ``curve_eval_tokens`` validation tokens, one at each early-stopping
+rung, and the final one on ``max_eval_tokens``; ``val_metric`` is the perplexity.
+
+Training length as a tuned setting (``keep_best``, **ours**, as the image task's): keep the
+weights of the validation point with the best reward (the lowest perplexity); ``val_*``, the
+reward and ``test_*`` then come from those weights and ``metrics["best_epoch"]`` says where
+it was. Every point is then measured on the final evaluation's tokens (``max_eval_tokens``),
+so that they compare; set ``curve_points`` for how many lengths are tried. The schedule still
+runs over the whole budget; selection is on validation only.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from adsearch import reward
 from adsearch.errors import ConfigError
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
+from adsearch.tasks.childloop import ChildRun, Measure
 from adsearch.tasks.lm_data import (
     Corpus,
     batchify,
@@ -65,6 +77,9 @@ class LMTaskConfig:
     max_eval_tokens: int | None = None  # cap on validation tokens of the final evaluation; None = all
     curve_eval_tokens: int = 16384  # validation tokens of each intermediate curve point
     curve_points: int = 3  # intermediate validation points per child (plus the final one)
+    # early stopping as a tuned length: keep the weights of the validation point with the
+    # lowest perplexity and report (and test) those, not the last ones (module doc)
+    keep_best: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,71 +155,68 @@ class _LMTask:
         rows = batchify(corpus.train, c.batch_size)
         starts = windows(rows, c.bptt)
         per_epoch = len(starts)
-        total = common.total_steps(budget, per_epoch, c.epochs)
-        seconds = budget.seconds if budget else None
-        metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "vocab_size": float(corpus.vocab_size), "diverged": 0.0}
-        curve: list[dict[str, float]] = []
-        step, losses = 0, []
+        run = ChildRun(clock, budget, per_epoch, c.epochs, model, keep_best=c.keep_best)
+        run.metrics["vocab_size"] = float(corpus.vocab_size)
+        total = run.total
         eval_every = max(1, total // (c.curve_points + 1)) if c.curve_points > 0 else total + 1
-        at_rungs = common.rung_steps(budget, per_epoch)  # early-stopping checks (ASHA)
-        stopped = False
+        # keep_best compares points, so each one is measured on the final evaluation's tokens
+        curve_tokens = c.max_eval_tokens if c.keep_best else c.curve_eval_tokens
+
+        def measure(max_tokens: int | None) -> Measure:
+            def point() -> tuple[dict[str, float], float]:
+                vl = evaluate(model, corpus.valid, c, dev, max_tokens)
+                p = _point(run.step, per_epoch, run.mean_loss(math.nan), vl)
+                return p, reward.from_metric("val_ppl", p["val_metric"])  # higher is better
+            return point
+
         model.train()
-        while step < total and not common.out_of_time(clock, seconds):
+        while run.going():
             order = torch.randperm(per_epoch, generator=gen).tolist()
             for w in order:
-                if step >= total or common.out_of_time(clock, seconds):
+                if not run.going():
                     break
                 x, y = window(rows, starts[w], c.bptt)
                 for g in opt.param_groups:
-                    g["lr"] = common.lr_at(c.schedule, step, total, c.lr, c.warmup_steps, final_frac=0.1)
-                set_progress(model, common.progress(step, total, clock, seconds))
+                    g["lr"] = common.lr_at(c.schedule, run.step, total, c.lr, c.warmup_steps,
+                                           final_frac=0.1)
+                set_progress(model, run.progress())
                 with common.autocast(dev):
                     _, loss = model(x.to(dev), y.to(dev))
                 lv = loss.item()
                 if not math.isfinite(lv):
-                    metrics.update(common.diverged_metrics(step))
-                    return ChildResult(0.0, metrics, curve, clock.wall())
+                    return run.diverged()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                 opt.step()
-                step += 1
-                losses.append(lv)
-                if (step % eval_every == 0 or step in at_rungs) and step < total:
-                    with clock.pause():
-                        vl = evaluate(model, corpus.valid, c, dev, c.curve_eval_tokens)
-                    curve.append(_point(step, per_epoch, losses, vl))
-                    losses = []
-                    value = reward.from_metric("val_ppl", curve[-1]["val_metric"])  # higher is better
-                    if budget is not None and budget.prune_now(step / per_epoch, value, last=False):
-                        metrics.update(budget.truncation())
-                        stopped = True
-                        break
-            if stopped:
+                run.took_step(lv)
+                due = run.step % eval_every == 0 or run.at_rung_step()  # a rung: ASHA's check
+                if due and run.step < total and run.validate(measure(curve_tokens), last=False):
+                    break
+            if run.stopped:
                 break
-        if stopped:  # stopped at a rung: its value is the result (no full evaluation, no test)
-            vl = curve[-1]["val_loss"]
-            metrics.update(val_loss=vl, val_ppl=curve[-1]["val_metric"], train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
-            return ChildResult(reward.from_metric("val_ppl", curve[-1]["val_metric"]), metrics, curve, clock.wall())
-        with clock.pause():
-            vl = evaluate(model, corpus.valid, c, dev, c.max_eval_tokens)
-        curve.append(_point(step, per_epoch, losses, vl))
-        if budget is not None and math.isfinite(vl):  # the top rung's value, for status
-            budget.prune_now(step / per_epoch, reward.from_metric("val_ppl", curve[-1]["val_metric"]), last=True)
-        if not math.isfinite(vl):
-            metrics.update(common.diverged_metrics(step))
-            return ChildResult(0.0, metrics, curve, clock.wall())
-        val_ppl = math.exp(min(vl, 50.0))
-        metrics.update(val_loss=vl, val_ppl=val_ppl, train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
+        if run.stopped:  # stopped at a rung: its value is the result (no full evaluation, no test)
+            chosen = run.finish()
+            run.metrics.update(val_loss=chosen["val_loss"], val_ppl=chosen["val_metric"],
+                               train_loss=run.curve[-1]["train_loss"])
+            return run.result(reward.from_metric("val_ppl", chosen["val_metric"]))
+        run.validate(measure(c.max_eval_tokens), last=True)  # records the top rung, for status
+        if not math.isfinite(run.curve[-1]["val_loss"]):
+            return run.diverged()
+        chosen = run.finish()  # the last point, or the best one with keep_best (weights restored)
+        val_ppl = chosen["val_metric"]
+        run.metrics.update(val_loss=chosen["val_loss"], val_ppl=val_ppl,
+                           train_loss=run.curve[-1]["train_loss"])
         if c.test:
             tl = evaluate(model, corpus.test, c, dev)
-            metrics.update(test_loss=tl, test_ppl=math.exp(min(tl, 50.0)))
-        return ChildResult(reward.from_metric("val_ppl", val_ppl), metrics, curve, clock.wall())
+            run.metrics.update(test_loss=tl, test_ppl=math.exp(min(tl, 50.0)))
+        return run.result(reward.from_metric("val_ppl", val_ppl))
 
 
-def _point(step: int, per_epoch: int, losses: list[float], val_loss: float) -> dict[str, float]:
-    tl = sum(losses) / len(losses) if losses else math.nan
-    return {"step": float(step), "epoch": step / per_epoch, "train_loss": tl, "val_loss": val_loss, "val_metric": math.exp(min(val_loss, 50.0))}
+def _point(step: int, per_epoch: int, train_loss: float, val_loss: float) -> dict[str, float]:
+    """One LM curve point; ``val_metric`` is the validation perplexity (lower is better)."""
+    return {"step": float(step), "epoch": step / per_epoch, "train_loss": train_loss,
+            "val_loss": val_loss, "val_metric": math.exp(min(val_loss, 50.0))}
 
 
 class WikiText2Task(_LMTask):

@@ -9,6 +9,16 @@ Reward (**ours**): validation BLEU as a fraction, ``val_bleu / 100`` in [0, 1] (
 lowercased sacrebleu BLEU; see :mod:`adsearch.tasks.translation_data`). ``metrics``:
 ``val_bleu`` and ``test_bleu`` (0-100), ``val_loss``, ``train_loss``, ``steps``, ``epochs``,
 ``params``, ``diverged``. A diverged child returns reward 0.0.
+
+Curve points (:mod:`adsearch.tasks.childloop`): a validation (BLEU, ``val_metric``) at each
+early-stopping rung and at the end; at the end of every other epoch a point with the
+training loss only.
+
+Training length as a tuned setting (``keep_best``, **ours**, as the image task's): every epoch
+end is validated too, and the weights of the validation pass with the best BLEU are kept;
+``val_*``, the reward and ``test_*`` then come from those weights and ``metrics["best_epoch"]``
+says which pass it was. The schedule still runs over the whole budget; selection is on
+validation only.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import torch.nn.functional as F
 from adsearch import reward
 from adsearch.patterns import SearchSpace
 from adsearch.tasks import common
+from adsearch.tasks.childloop import ChildRun
 from adsearch.tasks.result import Budget, ChildResult
 from adsearch.tasks.translation_data import (
     BOS,
@@ -63,6 +74,9 @@ class TranslationConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     grad_clip: float = 1.0  # max global gradient norm
+    # early stopping as a tuned length: validate every epoch, keep the weights of the pass with
+    # the best BLEU and report (and test) those, not the last ones (module doc)
+    keep_best: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,56 +155,56 @@ class TranslationTask:
         opt = common.make_optimizer(c.optimizer, model, c.lr, c.weight_decay)
         lengths = [len(s) + len(t) for s, t in zip(data.train.src, data.train.tgt, strict=True)]
         per_epoch = math.ceil(len(lengths) / c.batch_size)
-        total = common.total_steps(budget, per_epoch, c.epochs)
-        seconds = budget.seconds if budget else None
-        metrics: dict[str, float] = {"params": float(sum(p.numel() for p in model.parameters())), "diverged": 0.0}
-        curve: list[dict[str, float]] = []
-        step, losses = 0, []
-        at_rungs = common.rung_steps(budget, per_epoch)  # early-stopping checks (ASHA)
-        stopped = False
+        run = ChildRun(clock, budget, per_epoch, c.epochs, model, keep_best=c.keep_best)
+
+        def measure() -> tuple[dict[str, float], float]:
+            bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
+            point = {"step": float(run.step), "epoch": run.epoch, "train_loss": run.mean_loss(),
+                     "val_loss": vloss, "val_metric": bleu}
+            return point, reward.from_metric("val_bleu", bleu)
+
         model.train()
-        while step < total and not common.out_of_time(clock, seconds) and not stopped:
+        while run.going():
             for idx in length_batches(lengths, c.batch_size, gen):
-                if step >= total or common.out_of_time(clock, seconds):
+                if not run.going():
                     break
                 src, tin, tout = _teacher_batch(data.train, idx, dev)
                 for g in opt.param_groups:
-                    g["lr"] = common.lr_at(c.schedule, step, total, c.lr, c.warmup_steps, final_frac=0.05)
-                set_progress(model, common.progress(step, total, clock, seconds))
+                    g["lr"] = common.lr_at(c.schedule, run.step, run.total, c.lr, c.warmup_steps,
+                                           final_frac=0.05)
+                set_progress(model, run.progress())
                 with common.autocast(dev):
                     logits, _ = model(src, tin)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tout.reshape(-1), ignore_index=PAD, label_smoothing=c.label_smoothing)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                       tout.reshape(-1), ignore_index=PAD,
+                                       label_smoothing=c.label_smoothing)
                 lv = loss.item()
                 if not math.isfinite(lv):
-                    metrics.update(common.diverged_metrics(step))
-                    return ChildResult(0.0, metrics, curve, clock.wall())
+                    return run.diverged()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), c.grad_clip)
                 opt.step()
-                step += 1
-                losses.append(lv)
-                if step in at_rungs and step < total and budget is not None:  # a rung: BLEU now
-                    with clock.pause():
-                        bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
-                    curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses)), "val_loss": vloss, "val_metric": bleu})
-                    losses = []
-                    if budget.prune_now(step / per_epoch, reward.from_metric("val_bleu", bleu), last=False):
-                        metrics.update(budget.truncation())
-                        stopped = True
+                run.took_step(lv)
+                if run.at_rung_step() and run.step < run.total and budget is not None:
+                    if run.validate(measure, last=False):  # a rung: BLEU now
                         break
-            if stopped:  # stopped at a rung: its BLEU is the result (no test decoding)
-                metrics.update(val_bleu=curve[-1]["val_metric"], val_loss=curve[-1]["val_loss"], train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
-                return ChildResult(reward.from_metric("val_bleu", curve[-1]["val_metric"]), metrics, curve, clock.wall())
-            if step < total and not common.out_of_time(clock, seconds):  # end of an epoch: a cheap point
-                curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses))})
-                losses = []
-        with clock.pause():
-            bleu, vloss, _ = evaluate(model, data.val, data, c, dev)
-        curve.append({"step": float(step), "epoch": step / per_epoch, "train_loss": sum(losses) / max(1, len(losses)), "val_loss": vloss, "val_metric": bleu})
-        if budget is not None:  # the top rung's value, for status
-            budget.prune_now(step / per_epoch, reward.from_metric("val_bleu", bleu), last=True)
-        metrics.update(val_bleu=bleu, val_loss=vloss, train_loss=curve[-1]["train_loss"], steps=float(step), epochs=step / per_epoch)
+            if not run.stopped and run.going():  # end of an epoch
+                if not c.keep_best:  # a cheap point: the training loss only
+                    run.curve.append({"step": float(run.step), "epoch": run.epoch,
+                                      "train_loss": run.mean_loss()})
+                elif not run.curve or run.curve[-1]["step"] != run.step:
+                    run.validate(measure, last=False)  # keep_best: a length to choose from
+            if run.stopped:  # stopped at a rung: its BLEU is the result (no test decoding)
+                chosen = run.finish()
+                run.metrics.update(val_bleu=chosen["val_metric"], val_loss=chosen["val_loss"],
+                                   train_loss=run.curve[-1]["train_loss"])
+                return run.result(reward.from_metric("val_bleu", chosen["val_metric"]))
+        run.validate(measure, last=True)  # records the top rung, for status
+        chosen = run.finish()  # the last point, or the best one with keep_best (weights restored)
+        run.metrics.update(val_bleu=chosen["val_metric"], val_loss=chosen["val_loss"],
+                           train_loss=run.curve[-1]["train_loss"])
         if data.test is not None:
-            metrics["test_bleu"], metrics["test_loss"], _ = evaluate(model, data.test, data, c, dev)
-        return ChildResult(reward.from_metric("val_bleu", bleu), metrics, curve, clock.wall())
+            run.metrics["test_bleu"], run.metrics["test_loss"], _ = evaluate(
+                model, data.test, data, c, dev)
+        return run.result(reward.from_metric("val_bleu", chosen["val_metric"]))
