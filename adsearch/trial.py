@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,7 @@ from typing import Any
 
 from adsearch.errors import AdsearchError, ConfigError
 from adsearch.patterns import PatternSet, Provenance, SearchSpace, load_patternset
+from adsearch.rungs import LazySink, RungSink
 from adsearch.tasks.result import Budget
 
 ENV_TRIAL = "ADSEARCH_TRIAL"  # path of the trial spec file (set by the script task)
@@ -48,6 +50,7 @@ ENV_PATTERN = "ADSEARCH_PATTERN"  # standalone runs: a pattern file
 CURVE_FILE = "curve.jsonl"  # one JSON object per report()
 RESULT_FILE = "result.json"  # written by finish()
 EXCEPTION_FILE = "exception.json"  # an uncaught exception of the script
+SITES_FILE = "sites.json"  # each site's map, written by record_sites (attach calls it)
 
 
 class TrialError(AdsearchError):
@@ -113,6 +116,26 @@ class Trial:
         with open(self.dir / CURVE_FILE, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(point, allow_nan=True) + "\n")
         return stop
+
+    def record_sites(self, maps: Sequence[Sequence[int] | None],
+                     sources: Sequence[str] | None = None) -> None:
+        """Record the map each dropout site's pattern acts on: per site ``(H, W)`` in px
+        (conv) or ``(T, D)`` (seq), None where unknown. :func:`adsearch.sites.attach` calls it
+        (from its ``example_input``, or at the first forward pass); call it yourself only
+        where you insert the ops by hand. ``adsearch show`` and ``export`` then draw this
+        search's patterns at these sides instead of the space's defaults. The last call
+        wins; nothing is written in a standalone run."""
+        rows = [None if m is None else [int(v) for v in m] for m in maps]
+        if any(r is not None and (len(r) != 2 or min(r) < 1) for r in rows):
+            raise TrialError(f"trial.record_sites: {list(maps)!r}: expected per site two "
+                             "positive integers (H, W) or None")
+        if self.dir is None:
+            return
+        from adsearch.atomic import write_json_atomic
+
+        write_json_atomic(self.dir / SITES_FILE,
+                          {"maps": rows, "sources": [str(v) for v in (sources or [])]},
+                          durable=False)
 
     def finish(self, reward: float, metrics: dict[str, float] | None = None) -> None:
         """Record the trial's result: ``reward`` (what the search maximises, e.g. the final
@@ -187,9 +210,24 @@ def _from_spec(path: Path) -> Trial:
         ps = None if baseline.get("kind") == "none" else dict(baseline)
     else:
         ps = PatternSet(space, pats, Provenance(search=doc.get("search"), trial_id=doc["trial_id"]))
-    return Trial(patterns=ps, seed=int(doc["seed"]), budget=Budget.from_dict(doc.get("budget")),
+    budget = doc.get("budget") or {}
+    return Trial(patterns=ps, seed=int(doc["seed"]),
+                 budget=Budget.from_dict(budget, reporter=_reporter(budget.get("store_url"))),
                  trial_id=int(doc["trial_id"]), attempt=int(doc.get("attempt", 1)),
                  threads=int(doc.get("threads") or 0), dir=path.parent, _device=doc["device"])
+
+
+def _reporter(store_url: str | None) -> LazySink | None:
+    """Where ``report`` records rung values: the search's store, opened at the first rung."""
+    if store_url is None:
+        return None
+
+    def open_store() -> RungSink:
+        from adsearch.store import Store
+
+        return Store(store_url)
+
+    return LazySink(open_store)
 
 
 def _install_excepthook(where: Path) -> None:

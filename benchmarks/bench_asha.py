@@ -35,8 +35,9 @@ from typing import Any
 
 import torch
 
-from adsearch.daemon.pruning import Schedule, rungs_for
+from adsearch.daemon.pruning import Schedule
 from adsearch.patterns import SearchSpace
+from adsearch.rungs import rungs_for
 from adsearch.store import Store
 from adsearch.store.records import NewTrial
 from adsearch.tasks import Budget, get_task
@@ -64,7 +65,8 @@ def run_mode(mode: str, sched: Schedule, seconds: float, task: Any, config: Any,
             pats = space.sample(rng)
             rec = store.add_trials(sid, [NewTrial(pattern=[p.to_dict() for p in pats], pattern_hash=str(len(children)), tokens=space.encode(pats), controller_version=0, logp=0.0, seed=child_seed)])[0]
             budget = Budget(epochs=max_epochs, rungs=sched.rungs, top_rung=sched.top, keep=sched.keep,
-                            min_trials=sched.min_trials, store_url=url, trial_id=rec.id)
+                            min_trials=sched.min_trials, store_url=url, trial_id=rec.id,
+                            reporter=store)
             res = task.run_child(config, pats, budget, "cpu", child_seed)
             if time.time() - t0 > seconds:  # over the budget: not counted (the same cut for all)
                 break

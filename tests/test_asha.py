@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.pruning import decide, rungs_for
 from adsearch.daemon.rundir import RunDir
 from adsearch.reward import learned_rewards
+from adsearch.rungs import decide, rungs_for
 from adsearch.store import Store
 from adsearch.store.records import NewTrial
 from adsearch.tasks import Budget, get_task
@@ -124,13 +124,13 @@ def test_lm_child_checks_a_fractional_rung(data_slices: Path, tmp_path: Path, ru
     rule = _rule(0.5, 2)
     store.record_rung(high.id, rung, rung, 1e9, rule)
     spec = {"steps": 30, "rungs": [rung], "keep": 0.5, "min_trials": 2, "store_url": url}
-    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": cut.id}), "cpu", 0)
+    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": cut.id}, reporter=store), "cpu", 0)
     assert res.metrics["truncated"] == 1.0 and res.metrics["steps"] == 10
     assert res.metrics["truncated_at_rung"] == pytest.approx(rung) and "test_ppl" not in res.metrics
     assert res.reward == pytest.approx(80.0 / res.metrics["val_ppl"])
     store.record_rung(low.id, rung, rung, -1e9, rule)
     store.record_rung(high.id, rung, rung, -1e9, rule)  # now every other value is low
-    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": full.id}), "cpu", 0)
+    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": full.id}, reporter=store), "cpu", 0)
     assert "truncated" not in res.metrics and res.metrics["steps"] == 30
     assert len(res.curve) == 2 and res.curve[0]["step"] == 10  # the rung point, then the end
     rows = {r.trial_id: r for r in store.rung_rows(sid)}
@@ -145,11 +145,11 @@ def test_translation_child_checks_a_fractional_rung(data_slices: Path, rung_stor
     high, cut, full = _trials(store, sid, 3)
     store.record_rung(high.id, 0.5, 0.5, 2.0, _rule(0.5, 2))  # BLEU/100 can never reach 2
     spec = {"steps": 20, "rungs": [0.5], "keep": 0.5, "min_trials": 2, "store_url": url}
-    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": cut.id}), "cpu", 0)
+    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": cut.id}, reporter=store), "cpu", 0)
     assert res.metrics["truncated"] == 1.0 and res.metrics["steps"] == 7  # ceil(0.5 * 13)
     assert res.reward == pytest.approx(res.metrics["val_bleu"] / 100.0)
     store.record_rung(high.id, 0.5, 0.5, -1.0, _rule(0.5, 2))
-    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": full.id}), "cpu", 0)
+    res = task.run_child(cfg, None, Budget.from_dict({**spec, "trial_id": full.id}, reporter=store), "cpu", 0)
     assert "truncated" not in res.metrics and res.metrics["steps"] == 20
     assert [r.promoted for r in store.rung_rows(sid) if r.trial_id in (cut.id, full.id)] == [False, True]
 
@@ -164,7 +164,7 @@ def test_synthetic_child_reports_a_curve_and_stops_at_a_rung(rung_store: Any) ->
     assert free.reward == free.curve[-1]["val_metric"] and "truncated" not in free.metrics
     high, cut = _trials(store, sid, 2)
     store.record_rung(high.id, 3.0, 3.0, 5.0, _rule(1 / 3, 2))
-    b = Budget(epochs=9, rungs=(1.0, 3.0), top_rung=9.0, keep=1 / 3, min_trials=2, store_url=url, trial_id=cut.id)
+    b = Budget(epochs=9, rungs=(1.0, 3.0), top_rung=9.0, keep=1 / 3, min_trials=2, store_url=url, trial_id=cut.id, reporter=store)
     res = task.run_child(cfg, pats, b, "cpu", 3)
     assert len(res.curve) == 3 and res.metrics["truncated_at_rung"] == 3.0
     assert res.reward == res.curve[-1]["val_metric"] == free.curve[2]["val_metric"]
@@ -219,7 +219,7 @@ def test_controller_learns_on_the_synthetic_task_with_asha(tmp_path: Path) -> No
             samples = ctrl.sample(ctrl.config.batch_size)
             recs = store.add_trials(sid, [NewTrial(pattern=[p.to_dict() for p in s.patterns], pattern_hash=f"{n}-{i}", tokens=list(s.tokens), controller_version=0, logp=s.logp, seed=n + i) for i, s in enumerate(samples)])
             for rec, s in zip(recs, samples, strict=True):
-                b = Budget(epochs=9, rungs=(1.0, 3.0), top_rung=9.0, keep=1 / 3, min_trials=3, store_url=url, trial_id=rec.id)
+                b = Budget(epochs=9, rungs=(1.0, 3.0), top_rung=9.0, keep=1 / 3, min_trials=3, store_url=url, trial_id=rec.id, reporter=store)
                 res = task.run_child(cfg, list(s.patterns), b, "cpu", rec.id)
                 cut += int(bool(res.metrics.get("truncated")))
                 store.update_trial(rec.id, state="running")

@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
-from adsearch.daemon.pruning import Scheduler, decide, quantile, value_at
+from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.runner import run_daemon
 from adsearch.errors import ConfigError
+from adsearch.rungs import decide, quantile, rule, value_at
 from adsearch.store import Store
 from adsearch.store.records import NewTrial
 from adsearch.tasks import Budget, get_task
@@ -65,20 +66,20 @@ def test_image_child_stops_below_the_live_threshold_and_says_so(tmp_path: Path) 
         budget = sched.budget(cut_id.id)
         assert budget["rungs"] == [1.0] and budget["top_rung"] == 3.0 and budget["keep"] == 0.5
         assert budget["store_url"] == run.store_url() and budget["trial_id"] == cut_id.id
-        rule = sched.schedule.rule()
+        rule_ = rule(sched.schedule.keep, sched.schedule.min_trials)
         for i, rec in enumerate(_trials(store, sid, 2)):  # two children already at rung 1
-            store.record_rung(rec.id, 1.0, 1.0, 1.01 + i, rule)
+            store.record_rung(rec.id, 1.0, 1.0, 1.01 + i, rule_)
         task = get_task("cifar10")
         tc = task.config_from_dict({**TINY, "epochs": 3})
-        cut = task.run_child(tc, None, Budget.from_dict(budget), "cpu", 0)
+        cut = task.run_child(tc, None, Budget.from_dict(budget, reporter=store), "cpu", 0)
         assert cut.metrics["truncated"] == 1.0 and cut.metrics["truncated_at_epoch"] == 1.0
         assert cut.metrics["truncated_at_rung"] == 1.0 and cut.metrics["prune_below"] > cut.reward
         assert len(cut.curve) == 1 and cut.metrics["epochs"] == 1.0
         assert cut.reward == cut.curve[0]["val_metric"] == cut.metrics["val_acc"]
         # a rung of low values: the child is promoted, trains on, and its top value is recorded
         for rec in _trials(store, sid, 3):
-            store.record_rung(rec.id, 1.0, 1.0, -1.0, rule)
-        full = task.run_child(tc, None, Budget.from_dict(sched.budget(full_id.id)), "cpu", 0)
+            store.record_rung(rec.id, 1.0, 1.0, -1.0, rule_)
+        full = task.run_child(tc, None, Budget.from_dict(sched.budget(full_id.id), reporter=store), "cpu", 0)
         assert "truncated" not in full.metrics and len(full.curve) == 3
         assert full.curve[0]["val_metric"] == cut.curve[0]["val_metric"]  # same seed, same epoch 1
         rows = {(r.trial_id, r.rung): r for r in store.rung_rows(sid)}
@@ -86,7 +87,7 @@ def test_image_child_stops_below_the_live_threshold_and_says_so(tmp_path: Path) 
         assert rows[(full_id.id, 3.0)].promoted is None  # the top rung: recorded, not decided
         assert rows[(full_id.id, 3.0)].value == full.reward
         # the check point is the last epoch: nothing is left to save, the child is not truncated
-        last = task.run_child(tc, None, Budget.from_dict({**sched.budget(last_id.id), "epochs": 1}), "cpu", 0)
+        last = task.run_child(tc, None, Budget.from_dict({**sched.budget(last_id.id), "epochs": 1}, reporter=store), "cpu", 0)
         assert "truncated" not in last.metrics
         assert others.id not in {r.trial_id for r in store.rung_rows(sid)}
     finally:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from adsearch.cli.main import app
 from adsearch.daemon.agreement import agreement, due_off
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.pruning import decide
+from adsearch.rungs import decide
 from adsearch.store import Store
 from adsearch.store.records import NewTrial
 from adsearch.store.rungs import RungRow

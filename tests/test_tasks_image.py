@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adsearch import rungs
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
 from adsearch.daemon.pruning import Scheduler
@@ -203,7 +204,7 @@ def test_val_loss_reward_is_exp_of_minus_loss_at_every_point_and_at_the_rungs(
     store, sid, sched = _rung_search(tmp_path, tc)
     try:
         full_id, cut_id = _new_trials(store, sid, 2)
-        res = task.run_child(tc, None, Budget.from_dict(sched.budget(full_id)), "cpu", 0)
+        res = task.run_child(tc, None, Budget.from_dict(sched.budget(full_id), reporter=store), "cpu", 0)
         assert "truncated" not in res.metrics and len(res.curve) == 2
         assert res.reward == math.exp(-res.metrics["val_loss"]) and 0.0 < res.reward < 1.0
         for p in res.curve:
@@ -212,10 +213,10 @@ def test_val_loss_reward_is_exp_of_minus_loss_at_every_point_and_at_the_rungs(
         rows = {r.rung: r.value for r in store.rung_rows(sid) if r.trial_id == full_id}
         assert rows == {1.0: res.curve[0]["val_metric"], 2.0: res.reward}
         # higher is better on that scale: below two values near exp(-0) = 1, a child stops
-        rule = sched.schedule.rule()
+        rule = rungs.rule(sched.schedule.keep, sched.schedule.min_trials)
         for i, other in enumerate(_new_trials(store, sid, 2)):
             store.record_rung(other, 1.0, 1.0, 0.98 + 0.01 * i, rule)
-        cut = task.run_child(tc, None, Budget.from_dict(sched.budget(cut_id)), "cpu", 0)
+        cut = task.run_child(tc, None, Budget.from_dict(sched.budget(cut_id), reporter=store), "cpu", 0)
         assert cut.metrics["truncated"] == 1.0 and len(cut.curve) == 1
         assert cut.reward == cut.curve[0]["val_metric"] == math.exp(-cut.metrics["val_loss"])
         assert cut.metrics["prune_below"] > cut.reward

@@ -21,8 +21,22 @@ from rich.text import Text
 
 from adsearch.cli.console import make_console
 from adsearch.errors import PatternError
-from adsearch.patterns import SITE_MAP_SIDES, PatternSet, SearchSpace, load_patternset
+from adsearch.patterns import (
+    SITE_MAP_SIDES,
+    ConvPattern,
+    PatternSet,
+    SearchSpace,
+    SeqPattern,
+    load_patternset,
+)
 from adsearch.patterns.conv2 import RATE_CAP, ConvPattern2
+from adsearch.patterns.mapsides import (
+    SiteSides,
+    default_sides,
+    input_size_sides,
+    parse_sides,
+    provenance_sides,
+)
 from adsearch.patterns.seq2 import SeqPattern2
 
 if TYPE_CHECKING:  # numpy loads with the drawing, not with every adsearch command
@@ -137,19 +151,49 @@ def _write_png(path: Path, title: str, sites: list[tuple[str, str, np.ndarray]],
         raise PatternError(f"cannot write PNG {path}: {exc}") from None
 
 
-def _parse_shape(shape: tuple[int, int] | None, space: SearchSpace) -> list[tuple[int, int]]:
-    """The map shape of each site: ``--shape`` for all, else the site's real map size in the
-    built-in network of a conv space (:data:`SITE_MAP_SIDES`), else the defaults."""
+def _parse_shape(shape: tuple[int, int] | None, space: SearchSpace,
+                 sides: SiteSides | None = None) -> list[tuple[int, int]]:
+    """The map shape of each site: ``--shape`` for all, else ``sides`` (recorded for the
+    file, or the space's defaults: the site's real map in the built-in network of a conv
+    space, :data:`SITE_MAP_SIDES`), else the drawing defaults."""
     kind = space.kind
     if not shape:
-        sides = SITE_MAP_SIDES.get(f"{space.kind}-{space.num_sites}")  # "+off" draws the same maps
-        if kind == "conv" and sides is not None and len(sides) == space.num_sites:
-            return [(n, n) for n in sides]
-        return [DEFAULT_CONV_SHAPE if kind == "conv" else DEFAULT_SEQ_SHAPE] * space.num_sites
+        sides = default_sides(space) if sides is None else sides  # "+off" draws the same maps
+        fallback = DEFAULT_CONV_SHAPE if kind == "conv" else DEFAULT_SEQ_SHAPE
+        return [sides.at(i) or fallback for i in range(space.num_sites)]
     if len(shape) != 2 or any(v < 1 or v > 1024 for v in shape):
         names = "H W" if kind == "conv" else "T D"
         raise PatternError(f"--shape takes two integers {names} in 1..1024, got {shape}")
     return [(int(shape[0]), int(shape[1]))] * space.num_sites
+
+
+def file_sides(ps: PatternSet, shape: tuple[int, int] | None, sides: str | None,
+               input_size: int | None) -> SiteSides:
+    """Which maps ``pattern show`` draws a file at, and why: ``--shape`` (every site), else
+    ``--sides`` or ``--input-size``, else the file's ``provenance.site_maps`` (``export``
+    records the search's), else the space's defaults (saying so)."""
+    space = ps.space
+    if sum(v is not None for v in (shape, sides, input_size)) > 1:
+        raise PatternError("--shape, --sides and --input-size each set the maps: give one")
+    if shape:
+        one = _parse_shape(shape, space)[0]
+        return SiteSides((one,) * space.num_sites, f"--shape {one[0]} {one[1]}", True)
+    if (sides is not None or input_size is not None) and space.kind != "conv":
+        raise PatternError(f"--sides and --input-size give conv map sides; space {space.name} "
+                           "is a sequence space: use --shape T D")
+    if sides is not None:
+        return parse_sides(sides, space)
+    if input_size is not None:
+        return input_size_sides(input_size, space)
+    return provenance_sides(ps.provenance.site_maps, space) or default_sides(space)
+
+
+def _maps_text(sides: SiteSides, shapes: list[tuple[int, int]], kind: str) -> str:
+    """``maps 24x24, 12x12, 6x6 (source)``: what every site is drawn at, and why."""
+    shown = ", ".join(f"{h}x{w}" for h, w in shapes)
+    what = "maps" if kind == "conv" else "T x D"
+    src = sides.source if any(m is not None for m in sides.maps) else "the drawing defaults"
+    return f"{what}: {shown} ({src})"
 
 
 def _render(
@@ -178,17 +222,45 @@ def _render(
         console.print(f"wrote {png}", highlight=False)
 
 
-def _json_doc(file: Path, ps: PatternSet, sites: list[int], shapes: list[tuple[int, int]], seed: int) -> dict[str, Any]:
-    """``pattern show --json``: the file, space and per site its pattern, map shape and the
-    dropped share of this seeded draw (documented in docs/cli.md)."""
+def _json_doc(file: Path, ps: PatternSet, sites: list[int], shapes: list[tuple[int, int]],
+              seed: int, sides: SiteSides | None = None) -> dict[str, Any]:
+    """``pattern show --json``: the file, space, the maps and where they come from, and per
+    site its pattern, map shape, the expected drop there and the dropped share of this
+    seeded draw (documented in docs/cli.md)."""
     out = []
     for i in sites:
         masks = _site_masks(ps.patterns[i], shapes[i], seed + i, ps.space.kind)
         out.append({"site": i, "pattern": ps.patterns[i].to_dict(), "shape": list(shapes[i]),
                     "drop_fraction": round(_dropped(masks), 6),
+                    **_v1_json(ps.patterns[i], shapes[i]),
                     **_v2_json(ps.patterns[i], shapes[i], seed + i)})
-    return {"file": str(file), "space": ps.space.name, "seed": seed,
+    sides = sides or default_sides(ps.space)
+    maps = {"maps": [list(m) for m in shapes], "source": sides.source,
+            "recorded": sides.recorded}
+    return {"file": str(file), "space": ps.space.name, "seed": seed, "maps": maps,
             "provenance": ps.provenance.to_dict(), "sites": out}
+
+
+def expected_drop(pattern: Any, shape: tuple[int, int]) -> float:
+    """The share of units ``pattern`` drops in expectation on a map of ``shape``. v1 conv:
+    the mean over the op's uniform placements on the ``(H, W)`` canvas (it depends on the
+    map where the pattern has a finite ``repeat``, and on the pixel grid); v1 seq: the
+    exact share; v2: the rate, which every v2 kind realises at every map side."""
+    if isinstance(pattern, ConvPattern):
+        if pattern.off:
+            return 0.0
+        from adsearch.cli.mask_draw import conv_canvas
+
+        counts = conv_canvas(pattern, shape[0], shape[1])[1]
+        return max(0.0, 1.0 - float(counts.mean()) / (shape[0] * shape[1]))
+    return float(pattern.drop_fraction())
+
+
+def _v1_json(pattern: Any, shape: tuple[int, int]) -> dict[str, Any]:
+    """``expected_drop`` of a v1 pattern at this map (:func:`expected_drop`)."""
+    if isinstance(pattern, (ConvPattern, SeqPattern)):
+        return {"expected_drop": round(expected_drop(pattern, shape), 6)}
+    return {}
 
 
 def _v2_json(pattern: Any, shape: tuple[int, int], seed: int) -> dict[str, Any]:
@@ -215,6 +287,25 @@ def _v2_json(pattern: Any, shape: tuple[int, int], seed: int) -> dict[str, Any]:
     return {}
 
 
+SidesOpt = Annotated[
+    Optional[str],  # noqa: UP045
+    typer.Option(
+        "--sides",
+        help="Each site's map side in px, comma-separated, e.g. 24,12,6 (conv; overrides the "
+        "sides the file records).",
+        show_default=False,
+    ),
+]
+InputSizeOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option(
+        "--input-size",
+        help="The input side in px of the space's built-in network (conv-3: WRN, conv-4: "
+        "ResNet-50); each site's map follows from its strides.",
+        show_default=False,
+    ),
+]
+
 ShapeOpt = Annotated[
     Optional[tuple[int, int]],  # noqa: UP045 (typer reads the annotation at runtime)
     typer.Option(
@@ -231,23 +322,28 @@ def show(
     file: Annotated[Path, typer.Argument(help="Pattern-set JSON file (written by `adsearch export`).")],
     site: Annotated[Optional[int], typer.Option("--site", help="Only this site (0-based).")] = None,  # noqa: UP045
     shape: ShapeOpt = None,
+    sides: SidesOpt = None,
+    input_size: InputSizeOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the drawn placements.")] = 0,
     png: Annotated[Optional[Path], typer.Option("--png", help="Also write the masks to this PNG.")] = None,  # noqa: UP045
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of drawing (shape: docs/cli.md).")] = False,
 ) -> None:
     """Draw the masks of a pattern file: one row of 4 channels (conv) or examples (seq) per
-    site, each at its map size."""
+    site, each at its map size (the sides the file records, else --sides, else the space's
+    defaults; the first line says which)."""
     ps = load_patternset(file)
     n = ps.space.num_sites
     if site is not None and not 0 <= site < n:
         raise PatternError(f"--site {site} is out of range; {file} has sites 0..{n - 1}")
     sites = [site] if site is not None else list(range(n))
-    shapes = _parse_shape(shape, ps.space)
+    chosen = file_sides(ps, shape, sides, input_size)
+    shapes = _parse_shape(None, ps.space, chosen)
     if as_json:
-        typer.echo(json.dumps(_json_doc(file, ps, sites, shapes, seed)))
+        typer.echo(json.dumps(_json_doc(file, ps, sites, shapes, seed, chosen)))
         return
     console = make_console()
     console.print(f"{file}: space {ps.space.name}, {n} site(s)", highlight=False, soft_wrap=True)
+    console.print(_maps_text(chosen, shapes, ps.space.kind), highlight=False, soft_wrap=True)
     prov = ps.provenance
     origin = f", search {prov.search} trial {prov.trial_id}" if prov.search else ""
     _render(console, ps, sites, shapes, seed, png, f"{file.name}: space {ps.space.name}{origin}, seed {seed}")
@@ -311,8 +407,11 @@ def baseline(
     pats = baseline_patterns(kind, rate, sp, block, per_site)
     from adsearch.patterns import Provenance
 
+    maps = ({"maps": [[v, v] for v in per_site], "source": f"pattern baseline --sides {sides}"}
+            if sides is not None and per_site is not None and sp.kind == "conv" else None)
     ps = PatternSet(sp, tuple(pats), Provenance(search=f"baseline {kind} {rate}"
-                                                + (f" b{block}" if block else "")))
+                                                + (f" b{block}" if block else ""),
+                                                site_maps=maps))
     save_patternset(ps, out)
     typer.echo(f"wrote {out}: {kind} at rate {rate} as space {sp.name}")
 

@@ -210,6 +210,8 @@ def show(
 
     from adsearch.daemon.launch import open_search
     from adsearch.errors import StoreError
+    from adsearch.patterns import SearchSpace
+    from adsearch.patterns.mapsides import search_sides
 
     # --search names the store's search when a store is given (--store or $ADSEARCH_STORE);
     # without one it is the old spelling of NAME (the run directory's search)
@@ -217,12 +219,15 @@ def show(
     name, trial = _name_and_trial(args, None if from_store else search_opt)
     run, store, search = open_search(name, run_dir, store_url,
                                      search_opt if from_store else None)
+    space = SearchSpace.from_name(search.config.get("space") or "")
     try:
         rec = store.get_trial(trial)
         if rec.search_id != search.id:
             raise StoreError(f"trial {trial} belongs to another search than {search.name!r}")
         results = store.results(search.id, [trial])
         placed = _placements(store, search.id, trial)
+        # each site's map: recorded for the search (issue 20), else the space's defaults
+        sides = search_sides(store, search.id, space, results[0] if results else None)
     finally:
         store.close()
     logs = sorted(str(p) for p in run.trial_dir(trial).glob("attempt-*.log")) if run else []
@@ -233,15 +238,13 @@ def show(
            "result": results[0].to_dict() if results else None, "logs": logs,
            # the reward the controller learned from (adsearch.reward); None until an update
            "learned_reward": results[0].learned_reward if results else None,
-           "placements": placed}
+           "placements": placed, "site_maps": sides.to_dict()}
     if as_json:
         typer.echo(json.dumps(doc, default=str))
         return
     from adsearch.cli.show_view import render_trial
-    from adsearch.patterns import SearchSpace
 
-    console.print(render_trial(doc, SearchSpace.from_name(search.config.get("space") or "")),
-                  highlight=False, soft_wrap=True)
+    console.print(render_trial(doc, space), highlight=False, soft_wrap=True)
 
 
 def export(
@@ -270,11 +273,19 @@ def export(
     del best  # the only mode: `--best` is still accepted, and changes nothing
     if top_k < 1:
         raise ConfigError(f"--top-k: invalid value {top_k}; use an integer >= 1")
+    from adsearch.patterns.mapsides import as_provenance, search_sides
+
     _, store, search = open_search(name, run_dir, store_url, search_name)
+    space = SearchSpace.from_name(search.config.get("space") or "")
     try:
         ranked = ranking(store, search.id, SearchConfig.from_dict(search.config), top_k)
         top = ranked.patterns
         n_bad, last_bad = store.bad_patterns(search.id) if not top else (0, None)
+        # each file carries the maps its sites were searched at (issue 20): `pattern show`
+        own = ({r.trial_id: r for r in store.results(search.id, [t.trial_id for t in top])}
+               if top else {})
+        maps = {t.trial_id: as_provenance(search_sides(store, search.id, space,
+                                                       own.get(t.trial_id))) for t in top}
     finally:
         store.close()
     if not top and n_bad:
@@ -284,7 +295,6 @@ def export(
             f"See `adsearch status {search.name}` and the trial logs")
     if not top:
         raise ConfigError(f"search {search.name!r} has no finished trial yet; nothing to export")
-    space = SearchSpace.from_name(search.config.get("space") or "")
     base = output or Path(f"{search.name}-best.json")
     paths = []
     if not as_json:
@@ -295,7 +305,8 @@ def export(
         chosen = "recheck mean" if score.rechecked else "single value"
         recheck = {"selected_on": chosen, **score.to_dict()} if score.rechecked else None
         ps = PatternSet(space, patterns, Provenance(search=search.name, trial_id=score.trial_id,
-                                                    reward=score.reward, recheck=recheck))
+                                                    reward=score.reward, recheck=recheck,
+                                                    site_maps=maps.get(score.trial_id)))
         path = base if top_k == 1 else base.with_name(f"{base.stem}-{i}{base.suffix or '.json'}")
         if path.is_dir():
             raise ConfigError(f"-o {path}: is a directory; give a file name such as {path}/best.json")

@@ -1,7 +1,9 @@
 """The readable view of ``adsearch show NAME TRIAL``: state, result, the pattern drawn, the
-learning curve and the logs. No torch: each site is drawn as one period tile of its pattern
-(``█`` dropped, ``·`` kept) from the pattern's geometry; ``adsearch export`` then
-``adsearch pattern show FILE`` draws the real masks (rotation and shear included).
+learning curve and the logs. No torch: each conv site is drawn as one channel of its mask at
+the site's map (the one recorded for the search, else the space's defaults: the view says
+which, see :mod:`adsearch.patterns.mapsides`), with numpy like ``adsearch pattern show``
+(the same seeded draw as ``pattern show`` of the exported file); a v1 seq site as one
+period of its time pattern (``█`` dropped, ``·`` kept).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from adsearch.errors import AdsearchError
-from adsearch.patterns import SITE_MAP_SIDES
+from adsearch.patterns import ConvPattern, SeqPattern
+from adsearch.patterns.mapsides import SITE_MAPS_METRIC, SiteSides, default_sides
 from adsearch.views.status import sparkline
 
 #: Lines of the newest attempt's log printed under the view.
@@ -31,22 +34,42 @@ def tile_art(p: dict[str, Any]) -> list[str]:
     return ["".join("█" if t < size else "·" for t in range(period))]
 
 
-def _site_text(i: int, p: dict[str, Any], space: Any) -> str:
-    """The site's fields and its expected drop fraction; a finite-repeat conv pattern's
-    depends on the map, taken at the site's real size in the space's built-in network."""
+def _sides_of(doc: dict[str, Any], space: Any) -> SiteSides:
+    """The maps ``show`` resolved (``doc["site_maps"]``), else the space's defaults."""
+    got = doc.get("site_maps")
+    if isinstance(got, dict) and isinstance(got.get("maps"), list):
+        maps = tuple((int(m[0]), int(m[1])) if isinstance(m, list) and len(m) == 2 else None
+                     for m in got["maps"])
+        return SiteSides(maps, str(got.get("source", "")), bool(got.get("recorded")))
+    return default_sides(space)
+
+
+def _site_parts(i: int, p: dict[str, Any], space: Any, sides: SiteSides) -> list[Any]:
+    """The site's fields and its expected drop at its map, then its drawing: one channel of
+    its mask at the map (conv), or one period of a v1 seq pattern."""
+    from adsearch.cli.pattern_cmd import _block_art, _dropped, _site_masks, expected_drop
+
     fields = ", ".join(f"{k}={v}" for k, v in p.items())
-    sides = SITE_MAP_SIDES.get(f"{space.kind}-{space.num_sites}")
     try:
         pat = space.pattern_cls.from_dict(p)
-        if space.kind == "seq" or p.get("repeat") is None:
-            drop = f"drops {pat.drop_fraction():.1%} of units"
-        elif sides is not None and i < len(sides):
-            drop = f"drops {pat.drop_fraction(sides[i], sides[i]):.1%} of a {sides[i]}x{sides[i]} map"
-        else:
-            drop = "finite repeat: its share depends on the map; see `pattern show`"
     except AdsearchError:  # a stored pattern this adsearch cannot read: show it as stored
-        drop = "not readable by this adsearch"
-    return f"site {i}: {fields}  ({drop})"
+        return [Text(f"site {i}: {fields}  (not readable by this adsearch)")]
+    if space.kind == "seq":
+        parts: list[Any] = [Text(f"site {i}: {fields}  (drops {pat.drop_fraction():.1%} of units)")]
+        if isinstance(pat, SeqPattern) and not pat.off:
+            parts.append(Text("\n".join("  " + row for row in tile_art(p)), style="bold"))
+        return parts
+    hw = sides.at(i)
+    if hw is None:
+        if isinstance(pat, ConvPattern) and pat.repeat is not None and not pat.off:
+            return [Text(f"site {i}: {fields}  (finite repeat: its share depends on the map, "
+                         "and none is known; see `pattern show FILE --sides`)")]
+        return [Text(f"site {i}: {fields}  (drops {pat.drop_fraction():.1%} of units)")]
+    masks = _site_masks(pat, hw, i, "conv")[:1]
+    h, w = hw
+    text = (f"site {i} ({h}x{w} map): {fields}  (drops {expected_drop(pat, hw):.1%} of a "
+            f"{h}x{w} map in expectation; the channel drawn: {_dropped(masks):.1%})")
+    return [Text(text), _block_art(masks, 0, "conv")]
 
 
 def render_trial(doc: dict[str, Any], space: Any) -> Any:
@@ -67,15 +90,20 @@ def render_trial(doc: dict[str, Any], space: Any) -> Any:
                     + " (what the controller learned from: adsearch.reward)")
         if r.get("cache_of") is not None:
             head.append(f"cache hit: the stored result of trial {r['cache_of']} (no child)")
-        if r["metrics"]:
+        shown = {k: v for k, v in (r["metrics"] or {}).items() if k != SITE_MAPS_METRIC}
+        if shown:  # the reported site maps are in the site lines
             head.append("metrics: " + ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["metrics"].items()))
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
     if t.get("error"):
         head.append(f"last error: {t['error']}")
+    sides = _sides_of(doc, space)
+    if space.kind == "conv":
+        known = [m for m in sides.maps if m is not None]
+        head.append("site maps: " + (", ".join(f"{h}x{w}" for h, w in known) + f" ({sides.source})"
+                                     if known else sides.source))
     parts: list[Any] = [Text("\n".join(head))]
     for i, p in enumerate(t["pattern"]):
-        parts.append(Text(_site_text(i, p, space)))
-        parts.append(Text("\n".join("  " + row for row in tile_art(p)), style="bold"))
+        parts.extend(_site_parts(i, p, space, sides))
     curve = (r or {}).get("curve") or []
     if curve:
         keys = list(dict.fromkeys(k for point in curve for k in point))

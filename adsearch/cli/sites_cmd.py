@@ -32,13 +32,14 @@ def _table(doc: dict[str, Any]) -> Table:
     t = Table(
         title=f"{doc['model']}: space {doc['space']} (input {'x'.join(map(str, doc['input']))})"
     )
-    for col in ("site", "name", "shape", "channels", "modules", "shortcuts"):
+    for col in ("site", "name", "shape", "map", "channels", "modules", "shortcuts"):
         t.add_column(col, justify="right" if col in ("site", "channels") else "left")
     for s in doc["sites"]:
         t.add_row(
             str(s["index"]),
             s["name"],
             "x".join(map(str, s["shape"])) or "-",
+            "x".join(map(str, s.get("map_shape") or ())) or "-",  # drawn at (H W, or T D)
             _channels(s["channels"]) or "-",
             _modules(s["modules"]),
             str(len(s["shortcuts"])) if s["kind"] == "conv" else "-",

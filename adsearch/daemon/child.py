@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from adsearch.atomic import write_json_atomic
 from adsearch.daemon.failures import BAD_PATTERN, CONFIG, classify
 from adsearch.errors import ConfigError
+from adsearch.rungs import LazySink, RungSink
 
 if TYPE_CHECKING:
     from adsearch.patterns import SearchSpace
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
 
 _PR_SET_PDEATHSIG = 1
 _NO_TORCH = ("synthetic", "script")  # tasks whose child process never imports torch
+_STORES: dict[str, Any] = {}  # store URL -> open adsearch.store.Store (see rung_reporter)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -112,6 +114,24 @@ def regularizer_of(space: SearchSpace, stored: list[Any]) -> list[Pattern] | dic
     return [space.pattern_cls.from_dict(p) for p in stored]
 
 
+def rung_reporter(store_url: str | None) -> LazySink | None:
+    """The reporter of a child's :class:`~adsearch.tasks.result.Budget` (None without a
+    store): the store at ``store_url``, opened at the child's first rung, one connection
+    pool per process and store, reused by each child this process runs (Ray, workers)."""
+    if store_url is None:
+        return None
+
+    def open_store() -> RungSink:
+        from adsearch.store import Store
+
+        store = _STORES.get(store_url)
+        if store is None:
+            store = _STORES[store_url] = Store(store_url)
+        return store
+
+    return LazySink(open_store)
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train the trial described by ``spec`` and return the RESULT document."""
     from adsearch.patterns import SearchSpace
@@ -149,7 +169,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             import torch
 
             torch.set_num_threads(threads)
-        budget = Budget.from_dict(spec.get("budget"))
+        data = spec.get("budget") or {}
+        budget = Budget.from_dict(data, reporter=rung_reporter(data.get("store_url")))
     except Exception as exc:  # noqa: BLE001 - classified; a "bad pattern" here is a bad setup
         status = classify(exc)
         return failed(exc, CONFIG if status == BAD_PATTERN else status)

@@ -113,7 +113,8 @@ class SearchConfig:
     def schedule(self) -> Schedule | None:
         """The rung schedule of early stopping (see adsearch.daemon.pruning); None: off.
         ``--prune-at-epoch E`` is one decision rung at E keeping the top ``1 - q``."""
-        from adsearch.daemon.pruning import Schedule, rungs_for
+        from adsearch.daemon.pruning import Schedule
+        from adsearch.rungs import rungs_for
 
         if self.scheduler == "asha":
             assert self.min_epochs is not None and self.max_epochs is not None

@@ -6,7 +6,8 @@ gives the decision rungs ``R, R*E, R*E**2, ...`` (those below ``M``) and the top
 (the full budget). A child that reaches a decision rung records its validation value there
 in the store and, in the same transaction, learns whether it goes on: it does when its value
 is at or above the ``1 - 1/E`` quantile of every value recorded at that rung so far, its own
-included (:func:`decide`), i.e. when it is in the top ``1/E``. Otherwise it stops there and
+included (:func:`adsearch.rungs.decide`, the rule and its constants, torch- and store-free),
+i.e. when it is in the top ``1/E``. Otherwise it stops there and
 its result is marked ``truncated`` (``truncated_at_epoch``, ``truncated_at_rung``,
 ``prune_below`` = the threshold it missed). No child is stopped at a rung until it holds
 ``min_trials`` values (``ceil(E)`` for ASHA). The top rung's value is recorded without a
@@ -18,7 +19,8 @@ with one decision rung ``E``, keep fraction ``1 - q`` and ``min_trials = prune_m
 
 Decisions use the rung values known when the child gets there (live, from the store), not
 values frozen at launch. The child reaches the store through its budget (``store_url`` and
-``trial_id`` in the child spec); a retried child replaces its earlier rung rows.
+``trial_id`` in the child spec, and the reporter the child process hands it,
+:func:`adsearch.daemon.child.run`); a retried child replaces its earlier rung rows.
 
 Built-in tasks in :data:`adsearch.tasks.registry.PRUNABLE` honour it, and task plug-ins
 whose class sets ``supports_pruning = True``.
@@ -26,54 +28,8 @@ whose class sets ``supports_pruning = True``.
 
 from __future__ import annotations
 
-import functools
-import math
 from dataclasses import dataclass
 from typing import Any
-
-from adsearch.tasks.result import EPS
-
-
-def rungs_for(min_epochs: float, max_epochs: float, eta: float) -> tuple[float, ...]:
-    """The decision rungs ``R, R*eta, ...`` strictly below ``max_epochs`` (in epochs)."""
-    out: list[float] = []
-    r = float(min_epochs)
-    while r < max_epochs - EPS:
-        out.append(round(r, 9))
-        r *= eta
-    return tuple(out)
-
-
-def value_at(curve: list[dict[str, Any]], epoch: float) -> float | None:
-    """The ``val_metric`` of the first curve point at or after ``epoch``; None if none."""
-    for point in curve:
-        e, v = point.get("epoch"), point.get("val_metric")
-        if e is not None and v is not None and float(e) >= epoch - EPS:
-            v = float(v)
-            return v if math.isfinite(v) else None
-    return None
-
-
-def quantile(values: list[float], q: float) -> float:
-    """Linear-interpolated ``q`` quantile of ``values`` (non-empty)."""
-    xs = sorted(values)
-    pos = q * (len(xs) - 1)
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def decide(values: list[float], own: float, *, keep: float, min_trials: int) -> tuple[bool, float | None]:
-    """The one promotion rule: ``(promoted, threshold)`` for a child whose value at a rung
-    is ``own``, given every value recorded at that rung (``values``, ``own`` included).
-
-    ``keep`` is the promoted fraction (``1/eta``); the threshold is the ``1 - keep`` quantile
-    of ``values``, and None (everyone goes on) while fewer than ``min_trials`` are recorded.
-    """
-    if len(values) < min_trials:
-        return True, None
-    threshold = quantile(values, 1.0 - keep)
-    return own >= threshold - 1e-12, threshold
 
 
 @dataclass(frozen=True)
@@ -86,10 +42,6 @@ class Schedule:
     top: float | None
     keep: float
     min_trials: int
-
-    def rule(self) -> Any:
-        """``decide`` bound to this schedule's ``keep`` and ``min_trials``."""
-        return functools.partial(decide, keep=self.keep, min_trials=self.min_trials)
 
 
 class Scheduler:

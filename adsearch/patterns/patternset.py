@@ -46,12 +46,17 @@ class Provenance:
     trial_id: int | None = None
     reward: float | None = None  # the trial's own value (one seed)
     recheck: dict[str, Any] | None = None  # the pattern's re-check: seeds, values, mean, n
+    # each site's map where the search recorded it: {"maps": [[H, W], ...], "source": words}
+    # (adsearch.patterns.mapsides); `pattern show` draws at these sides
+    site_maps: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"search": self.search, "trial_id": self.trial_id,
                                "reward": self.reward}
         if self.recheck is not None:
             out["recheck"] = dict(self.recheck)
+        if self.site_maps is not None:
+            out["site_maps"] = dict(self.site_maps)
         return out
 
 
@@ -119,10 +124,13 @@ class PatternSet:
         recheck = prov.get("recheck")
         if recheck is not None and not isinstance(recheck, dict):
             raise PatternError(f"{source}: 'provenance.recheck' must be an object")
+        site_maps = prov.get("site_maps")
+        if site_maps is not None and not isinstance(site_maps, dict):
+            raise PatternError(f"{source}: 'provenance.site_maps' must be an object")
         try:
             provenance = Provenance(
                 search=prov.get("search"), trial_id=prov.get("trial_id"), reward=prov.get("reward"),
-                recheck=recheck,
+                recheck=recheck, site_maps=site_maps,
             )
             return cls(space, pats, provenance)
         except PatternError as exc:

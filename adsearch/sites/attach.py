@@ -14,9 +14,11 @@ registered, so ``nn.TransformerEncoderLayer``'s inference fast path still applie
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,7 +34,7 @@ from adsearch.models.sites import (
     seq_sublayer_specs,
 )
 from adsearch.patterns import PatternSet, SearchSpace
-from adsearch.sites.find import Site, space_for, survey
+from adsearch.sites.find import Site, first_tensor, space_for, survey
 
 _ATTR = "_adsearch_insert"  # a host's __dict__ entry: its _Insert
 _HANDLE = "_adsearch_attachment"  # the model's __dict__ entry: its Attachment
@@ -140,6 +142,13 @@ class Attachment:
             (``<block>.downsample`` for a shortcut).
         notes: what :func:`find_sites` found that the table alone does not say (each is
             also warned once by :func:`attach`).
+
+    Each site's map (``site.map_shape``, see :class:`~adsearch.sites.Site`) is the dry run's
+    when ``attach`` had an ``example_input``; without one, the first forward pass records
+    the map that really reaches each site (``map_source == "forward"``) and ``sites`` is
+    updated then. In a search's child (``$ADSEARCH_TRIAL`` set) the maps are reported to
+    the trial as soon as they are known (:meth:`adsearch.trial.Trial.record_sites`), so
+    ``adsearch show`` and ``export`` draw the script's patterns at its own map sides.
     """
 
     def __init__(self, model: nn.Module, sites: Sequence[Site], space: SearchSpace) -> None:
@@ -150,7 +159,46 @@ class Attachment:
         self.placements: tuple[str, ...] = ()
         self._hosts: list[tuple[nn.Module, type, nn.Module]] = []  # (host, class, op owner)
         self._shortcuts: list[nn.Module] = []  # blocks whose downsample was None
+        self._probes: list[_MapProbe] = []  # first-forward map recorders not yet fired
         self._attached = True
+
+    @property
+    def map_shapes(self) -> tuple[tuple[int, int] | None, ...]:
+        """Per site, the map its pattern acts on: conv ``(H, W)`` px, seq ``(T, D)``; None
+        where not known yet (no ``example_input`` and no forward pass so far)."""
+        return tuple(s.map_shape for s in self.sites)
+
+    def _watch_maps(self, hosts: Sequence[Any]) -> None:
+        """Record each site's map at the first forward pass (one hook per site, removed
+        when it fires) where the dry run did not run on the user's input."""
+        mods = dict(self.model.named_modules())
+        layout = {(h.sublayer, h.name): h.batch_first for h in hosts}
+        for site in self.sites:
+            if site.map_source == "example" or not site.modules:
+                continue
+            name = site.modules[0]
+            probe = _MapProbe(self, site.index, layout.get((site.name, name), True))
+            probe.handle = mods[name].register_forward_hook(probe)
+            self._probes.append(probe)
+
+    def _record_map(self, index: int, out: Any, batch_first: bool) -> None:
+        t = first_tensor(out)
+        pos = next((k for k, s in enumerate(self.sites) if s.index == index), None)
+        if t is not None and pos is not None:
+            site = self.sites[pos]
+            shape: tuple[int, ...] = ()
+            if site.kind == "conv" and t.dim() == 4:
+                shape = (int(t.shape[2]), int(t.shape[3]))
+            elif site.kind == "seq" and t.dim() == 3:
+                n_t_d = tuple(int(v) for v in t.shape)
+                shape = n_t_d if batch_first else (n_t_d[1], n_t_d[0], n_t_d[2])
+            if shape:
+                rows = list(self.sites)
+                rows[pos] = replace(site, shape=shape, map_source="forward")
+                self.sites = tuple(rows)
+        if self._probes and all(p.fired for p in self._probes):
+            self._probes.clear()
+            report_maps(self)
 
     @property
     def attached(self) -> bool:
@@ -180,6 +228,9 @@ class Attachment:
         """Remove every inserted op and restore the original classes (idempotent)."""
         if not self._attached:
             return
+        for probe in self._probes:
+            probe.remove()
+        self._probes.clear()
         for host, cls, owner in reversed(self._hosts):
             host.__class__ = cls
             del host.__dict__[_ATTR]
@@ -203,6 +254,53 @@ class Attachment:
     def __repr__(self) -> str:
         state = "attached" if self._attached else "detached"
         return f"Attachment(space={self.space.name}, ops={len(self.placements)}, {state})"
+
+
+class _MapProbe:
+    """A forward hook that records one site's map at the first forward pass and removes
+    itself (a class, not a closure, so an attached model still pickles)."""
+
+    def __init__(self, att: Attachment, index: int, batch_first: bool) -> None:
+        self.att = att
+        self.index = index
+        self.batch_first = batch_first
+        self.handle: Any = None
+        self.fired = False
+
+    def remove(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+    def __call__(self, _module: nn.Module, _args: Any, out: Any) -> None:
+        if self.fired:
+            return
+        self.fired = True
+        self.remove()
+        self.att._record_map(self.index, out, self.batch_first)
+
+
+def report_maps(att: Attachment) -> None:
+    """In a search's child (``$ADSEARCH_TRIAL`` set), tell the trial each site's map, for
+    ``adsearch show`` and ``export``: the trial directory's sites file, as
+    :meth:`adsearch.trial.Trial.record_sites` writes it (written here from the ground-floor
+    names, so ``sites`` does not import the trial API above it). A failure to write is
+    warned, never raised: training goes on."""
+    from adsearch.trial import ENV_TRIAL, SITES_FILE
+
+    spec = os.environ.get(ENV_TRIAL)
+    if not spec:
+        return
+    from adsearch.atomic import write_json_atomic
+
+    maps = [None if m is None else list(m) for m in att.map_shapes]
+    try:
+        write_json_atomic(Path(spec).parent / SITES_FILE,
+                          {"maps": maps, "sources": [s.map_source for s in att.sites]},
+                          durable=False)
+    except OSError as exc:
+        warnings.warn(f"attach: could not report the site maps to the trial ({exc})",
+                      UserWarning, stacklevel=2)
 
 
 def _specs(regularizer: Any, space: SearchSpace, sites: Sequence[Site]) -> list[Any]:
@@ -247,7 +345,8 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
         example_input: one batch for the dry run (see :func:`find_sites`); pass your real
             input size for a ConvNet. For a Transformer it lets the dry run check each
             embedding's layout against the layers' ``batch_first`` (an embedding that
-            contradicts them is dropped in its own layout, with a warning).
+            contradicts them is dropped in its own layout, with a warning). Without it,
+            each site's map is recorded at the first forward pass (``map_shapes``).
 
     ConvNets: site ``k``'s spec acts after every batch norm of stage ``k``; a pattern with
     ``residual`` also acts on the shortcut of each torchvision ``BasicBlock``/``Bottleneck``
@@ -308,4 +407,7 @@ def attach(model: nn.Module, regularizer: Any, example_input: Any = None) -> Att
     model.__dict__[_HANDLE] = att  # pickled and deep-copied with the model: attachment_of
     for note in att.notes:  # e.g. an embedding whose layout contradicts the layers'
         warnings.warn(f"attach: {note}", UserWarning, stacklevel=2)
+    att._watch_maps(hosts)  # no example_input: the first forward pass records the maps
+    if not att._probes:
+        report_maps(att)
     return att

@@ -59,6 +59,11 @@ class Site:
         channels: the distinct channel counts (conv ``C``, seq ``D``) of the modules.
         shortcuts: conv only: the blocks whose shortcut the op also acts on when its
             pattern sets ``residual`` (torchvision ``BasicBlock``/``Bottleneck``).
+        map_source: where ``shape`` comes from: ``"example"`` (the dry run on the
+            ``example_input`` given), ``"default"`` (a ConvNet's dry run on the
+            ``(1, C, 224, 224)`` zero image: not the size you train at), ``"forward"`` (the
+            first forward pass after :func:`~adsearch.sites.attach`, which records it once)
+            or ``""`` (not run: a Transformer without ``example_input``).
     """
 
     index: int
@@ -68,8 +73,20 @@ class Site:
     shape: tuple[int, ...]
     channels: tuple[int, ...]
     shortcuts: tuple[str, ...] = ()
+    map_source: str = ""
+
+    @property
+    def map_shape(self) -> tuple[int, int] | None:
+        """The map the site's pattern is drawn on: conv ``(H, W)`` in px; seq ``(T, D)``
+        (time steps, width); None when the model was not run (``map_source`` is ``""``)."""
+        if self.kind == "conv" and len(self.shape) == 2:
+            return int(self.shape[0]), int(self.shape[1])
+        if self.kind == "seq" and len(self.shape) == 3:
+            return int(self.shape[1]), int(self.shape[2])
+        return None
 
     def to_dict(self) -> dict[str, Any]:
+        shape = self.map_shape
         return {
             "index": self.index,
             "name": self.name,
@@ -78,6 +95,8 @@ class Site:
             "shape": list(self.shape),
             "channels": list(self.channels),
             "shortcuts": list(self.shortcuts),
+            "map_shape": None if shape is None else list(shape),
+            "map_source": self.map_source,
         }
 
 
@@ -240,7 +259,7 @@ def _default_image(model: nn.Module) -> torch.Tensor:
     return torch.zeros(1, chans, DEFAULT_IMAGE_SIDE, DEFAULT_IMAGE_SIDE, device=device)
 
 
-def _first_tensor(out: Any) -> torch.Tensor | None:
+def first_tensor(out: Any) -> torch.Tensor | None:
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
@@ -283,7 +302,7 @@ def conv_sites(model: nn.Module, example_input: Any) -> list[Site]:
     calls: list[tuple[str, tuple[int, int], int]] = []
 
     def on(mod: nn.Module, out: Any) -> None:
-        t = _first_tensor(out)
+        t = first_tensor(out)
         if t is not None and t.dim() == 4:
             calls.append((names[id(mod)], (int(t.shape[2]), int(t.shape[3])), int(t.shape[1])))
 
@@ -329,6 +348,7 @@ def conv_sites(model: nn.Module, example_input: Any) -> list[Site]:
             st["shape"],
             tuple(st["channels"]),
             tuple(st["shortcuts"]),
+            "default" if example_input is None else "example",
         )
         for i, st in enumerate(stages)
     ]
@@ -394,7 +414,7 @@ def _seq_survey(
     if example_input is not None:
 
         def on(mod: nn.Module, out: Any) -> None:
-            t = _first_tensor(out)
+            t = first_tensor(out)
             if t is not None:
                 shapes[id(mod)] = tuple(int(s) for s in t.shape)
 
@@ -422,7 +442,8 @@ def _seq_survey(
             if s and s[-1] not in chans:
                 chans.append(s[-1])
         rows.append(
-            Site(SEQ_SITES.index(sub), sub, "seq", tuple(h.name for h in mine), shape, tuple(chans))
+            Site(SEQ_SITES.index(sub), sub, "seq", tuple(h.name for h in mine), shape,
+                 tuple(chans), (), "example" if shape else "")
         )
     return rows, list(hosts), notes
 

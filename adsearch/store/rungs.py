@@ -9,19 +9,17 @@ reaching a rung at once are decided one after the other, each seeing the other's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import case, delete, func, select
 
 from adsearch.errors import StoreError
+from adsearch.rungs import EPS, Decide
 from adsearch.store.base import StoreCore
 from adsearch.store.models import EventModel, RungModel, SearchModel, TrialModel
 from adsearch.store.records import utcnow
 from adsearch.store.retry import retrying_methods
-
-EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,6 @@ class RungRow:
     value: float
     promoted: bool | None
     threshold: float | None
-
-
-#: ``decide(values, own)`` -> ``(promoted, threshold)``; ``values`` includes ``own``.
-Decide = Callable[[list[float], float], "tuple[bool, float | None]"]
 
 
 @retrying_methods  # a lost connection costs a retry (record_rung replaces its own row)

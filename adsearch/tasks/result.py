@@ -1,4 +1,5 @@
-"""Records shared by every task. Pure data: no torch, so the daemon and CLI can use them."""
+"""Records shared by every task. Pure data: no torch and no store, so the daemon and CLI can
+use them; the only import of ours is the ground-floor rung rule (:mod:`adsearch.rungs`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-EPS = 1e-6  # epochs closer than this are the same point
-_STORES: dict[str, Any] = {}  # store URL -> open adsearch.store.Store (see Budget._record)
+from adsearch.rungs import EPS, RungOutcome, RungSink, rule
 
 
 @dataclass(frozen=True)
@@ -18,10 +18,12 @@ class Budget:
 
     Early stopping (set by the daemon, see :mod:`adsearch.daemon.pruning`): ``rungs`` are the
     decision rungs in epochs, ``top_rung`` the full budget; at each, the child records its
-    validation value in the store at ``store_url`` under ``trial_id`` and learns whether it
-    goes on. Every task decides *only* through :meth:`prune_now`, called once per
-    evaluation; tasks in ``registry.PRUNABLE`` (and plug-ins that say ``supports_pruning``)
-    call it.
+    validation value through ``reporter`` (a :class:`~adsearch.rungs.RungSink`, the store
+    at ``store_url``) under ``trial_id`` and learns whether it goes on. Whoever builds the
+    budget passes the reporter (``Budget.from_dict(spec, reporter=...)``); a budget with a
+    ``store_url`` needs one. Every task decides *only* through :meth:`prune_now`, called once
+    per evaluation; tasks in ``registry.PRUNABLE`` (and plug-ins that say
+    ``supports_pruning``) call it.
     """
 
     epochs: float | None = None  # passes over the training split
@@ -33,6 +35,7 @@ class Budget:
     min_trials: int = 1  # no child stops at a rung holding fewer values than this
     store_url: str | None = None  # where rung values are recorded and read
     trial_id: int | None = None  # this child's trial
+    reporter: RungSink | None = field(default=None, compare=False, repr=False)  # not in to_dict
     _state: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -44,14 +47,20 @@ class Budget:
         ``value`` (higher is better) should stop here. The one entry point of early
         stopping: call it after every evaluation.
 
-        At the first evaluation at or after a rung not yet passed, the value is recorded in
-        the store and the rung's live threshold decides (:func:`adsearch.daemon.pruning.decide`).
-        ``last`` (training ends here anyway) records without stopping. A non-finite value
-        is never recorded (the task reports the divergence). :meth:`truncation` describes a
-        stop, for the result's metrics.
+        At the first evaluation at or after a rung not yet passed, the value is recorded
+        through the reporter and the rung's live threshold decides
+        (:func:`adsearch.rungs.decide`). ``last`` (training ends here anyway) records without
+        stopping. A non-finite value is never recorded (the task reports the divergence).
+        :meth:`truncation` describes a stop, for the result's metrics.
+
+        Raises:
+            ValueError: the budget names a ``store_url`` but was built without a reporter.
         """
         if self.store_url is None or self.trial_id is None or not (self.rungs or self.top_rung):
             return False
+        if self.reporter is None:
+            raise ValueError(f"Budget(store_url={self.store_url!r}) has no reporter: build it "
+                             "with Budget.from_dict(spec, reporter=...) (see adsearch.rungs)")
         done: set[float] = self._state.setdefault("done", set())
         points = list(self.rungs or ()) + ([self.top_rung] if self.top_rung is not None else [])
         due = [r for r in points if r <= epoch + EPS and r not in done]
@@ -66,15 +75,10 @@ class Budget:
             self._state["stop"] = (epoch, decision)
         return stop
 
-    def _record(self, rung: float, epoch: float, value: float, deciding: bool) -> Any:
-        from adsearch.daemon.pruning import decide
-        from adsearch.store import Store
-
-        store = _STORES.get(str(self.store_url))
-        if store is None:  # one connection pool per process and store, reused by each child
-            store = _STORES[str(self.store_url)] = Store(str(self.store_url))
-        rule = (lambda vs, own: decide(vs, own, keep=self.keep, min_trials=self.min_trials)) if deciding else None
-        return store.record_rung(int(self.trial_id or 0), rung, epoch, value, rule)
+    def _record(self, rung: float, epoch: float, value: float, deciding: bool) -> RungOutcome:
+        assert self.reporter is not None  # checked by prune_now
+        decide = rule(self.keep, self.min_trials) if deciding else None
+        return self.reporter.record_rung(int(self.trial_id or 0), rung, epoch, value, decide)
 
     def truncation(self) -> dict[str, float]:
         """Metrics that mark a result stopped by :meth:`prune_now` (empty if it was not)."""
@@ -105,14 +109,18 @@ class Budget:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        """The budget as JSON data (the child spec's ``budget``), without its reporter."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if not f.name.startswith("_") and f.name != "reporter"}
         if self.rungs is not None:
             data["rungs"] = list(self.rungs)
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Budget:
-        return cls(**(data or {}))
+    def from_dict(cls, data: dict[str, Any] | None, reporter: RungSink | None = None) -> Budget:
+        """The budget of :meth:`to_dict`'s ``data``, recording its rung values through
+        ``reporter`` (needed when ``data`` names a ``store_url``)."""
+        return cls(**(data or {}), reporter=reporter)
 
 
 @dataclass(frozen=True)

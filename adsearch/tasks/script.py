@@ -47,7 +47,7 @@ from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SearchSpace
 from adsearch.reward import from_metric
 from adsearch.tasks.result import Budget, ChildResult
-from adsearch.trial import CURVE_FILE, ENV_TRIAL, EXCEPTION_FILE, RESULT_FILE
+from adsearch.trial import CURVE_FILE, ENV_TRIAL, EXCEPTION_FILE, RESULT_FILE, SITES_FILE
 
 ENV_TRIAL_ID, ENV_ATTEMPT = "ADSEARCH_TRIAL_ID", "ADSEARCH_ATTEMPT"  # set by the child process
 _PR_SET_PDEATHSIG = 1
@@ -321,7 +321,10 @@ def _outcome(code: int, tdir: Path, command: str, budget: Budget, seconds: float
         raise ScriptError(f"the script exited with status {code} (its output is in the trial "
                           "log)", adsearch_failure="bad_pattern")
     result = _read(tdir / RESULT_FILE)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    sites = _read(tdir / SITES_FILE)  # each site's map, if the script's attach reported it
+    if isinstance(sites, dict) and isinstance(sites.get("maps"), list):
+        metrics["site_maps"] = sites["maps"]  # a list: verify's tables skip it
     if pruned is not None:
         metrics.update({"truncated": 1.0, "truncated_at_epoch": float(pruned["epoch"]),
                         **{k: float(v) for k, v in marks.items()}})
