@@ -42,15 +42,14 @@ from adsearch.errors import AdsearchError, ConfigError
 from adsearch.patterns import PatternSet, Provenance, SearchSpace, load_patternset
 from adsearch.rungs import LazySink, RungSink
 from adsearch.tasks.result import Budget
-
-ENV_TRIAL = "ADSEARCH_TRIAL"  # path of the trial spec file (set by the script task)
-ENV_PATTERN = "ADSEARCH_PATTERN"  # standalone runs: a pattern file
-
-#: file names inside the trial directory the script task hands out
-CURVE_FILE = "curve.jsonl"  # one JSON object per report()
-RESULT_FILE = "result.json"  # written by finish()
-EXCEPTION_FILE = "exception.json"  # an uncaught exception of the script
-SITES_FILE = "sites.json"  # each site's map, written by record_sites (attach calls it)
+from adsearch.trial_files import (
+    CURVE_FILE,
+    ENV_PATTERN,
+    ENV_TRIAL,
+    EXCEPTION_FILE,
+    RESULT_FILE,
+    SITES_FILE,
+)
 
 
 class TrialError(AdsearchError):

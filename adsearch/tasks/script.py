@@ -47,7 +47,7 @@ from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SearchSpace
 from adsearch.reward import from_metric
 from adsearch.tasks.result import Budget, ChildResult
-from adsearch.trial import CURVE_FILE, ENV_TRIAL, EXCEPTION_FILE, RESULT_FILE, SITES_FILE
+from adsearch.trial_files import CURVE_FILE, ENV_TRIAL, EXCEPTION_FILE, RESULT_FILE, SITES_FILE
 
 ENV_TRIAL_ID, ENV_ATTEMPT = "ADSEARCH_TRIAL_ID", "ADSEARCH_ATTEMPT"  # set by the child process
 _PR_SET_PDEATHSIG = 1
