@@ -97,6 +97,18 @@ def test_an_attached_model_with_pending_probes_pickles() -> None:
     assert got is not None and got.map_shapes == ((24, 24), (12, 12), (6, 6))
 
 
+def test_a_compiled_model_with_pending_probes_traces_in_one_graph() -> None:
+    """Under torch.compile a probe records nothing (Dynamo cannot remove a hook while it
+    traces) and breaks no graph; the maps stay the dry run's, and say so."""
+    model = small_cnn()
+    att = attach(model, PatternSet(SearchSpace("conv", 3), (FINITE,) * 3))
+    model.train()
+    torch.compile(model, backend="eager", fullgraph=True)(torch.randn(2, 3, 24, 24))
+    assert {s.map_source for s in att.sites} == {"default"}
+    model(torch.randn(2, 3, 24, 24))  # an eager call still records
+    assert att.map_shapes == ((24, 24), (12, 12), (6, 6))
+
+
 def test_the_attached_op_drops_what_pattern_show_reports_at_the_recorded_maps() -> None:
     """The op at each site of the user's CNN at 24 px drops, on average over independent
     placements, the ``expected_drop`` that ``pattern show`` reports for that map (the

@@ -273,8 +273,8 @@ class _MapProbe:
             self.handle = None
 
     def __call__(self, _module: nn.Module, _args: Any, out: Any) -> None:
-        if self.fired:
-            return
+        if self.fired or torch.compiler.is_compiling():  # a traced call records nothing:
+            return  # Dynamo cannot touch the handle (pass example_input when compiling)
         self.fired = True
         self.remove()
         self.att._record_map(self.index, out, self.batch_first)
@@ -286,7 +286,7 @@ def report_maps(att: Attachment) -> None:
     :meth:`adsearch.trial.Trial.record_sites` writes it (written here from the ground-floor
     names, so ``sites`` does not import the trial API above it). A failure to write is
     warned, never raised: training goes on."""
-    from adsearch.trial import ENV_TRIAL, SITES_FILE
+    from adsearch.trial_files import ENV_TRIAL, SITES_FILE
 
     spec = os.environ.get(ENV_TRIAL)
     if not spec:
