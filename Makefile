@@ -26,7 +26,7 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(TEST_STAMP): pyproject.toml $(RUN_STAMP)
-	$(BIN)/python -m pip install -q $(PIP_TORCH) -e '.[dev,plot,postgres,ray,tpe]'
+	$(BIN)/python -m pip install -q $(PIP_TORCH) -e '.[dev,plot,postgres,ray,tpe,dashboard]'
 	touch $@
 
 install: $(RUN_STAMP)

@@ -89,8 +89,10 @@ def _register_all() -> None:
         worker_cmd,
     )
 
+    from adsearch.dashboard import command as dashboard_cmd  # typer only: the server is lazy
+
     for mod in (search_cmd, read_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd,
-                verify_cmd, sites_cmd, calibrate_cmd):
+                verify_cmd, sites_cmd, calibrate_cmd, dashboard_cmd):
         mod.register(app)
     _guard_all(app)
 
