@@ -88,7 +88,6 @@ def _register_all() -> None:
         verify_cmd,
         worker_cmd,
     )
-
     from adsearch.dashboard import command as dashboard_cmd  # typer only: the server is lazy
 
     for mod in (search_cmd, read_cmd, train_cmd, pattern_cmd, db_cmd, worker_cmd, delete_cmd,
