@@ -17,7 +17,8 @@ logic, results, retries and recovery are the same for both.
 The queue follows the store: a SQLite store keeps the file queue of the run directory (one
 host); a PostgreSQL store keeps the queue as rows (:class:`~adsearch.queue.dbqueue.DbQueue`),
 which ``adsearch worker`` processes on other hosts claim from too. Their results reach the
-store directly; :func:`collect_finished` hands them to the daemon's controller.
+store directly; the daemon collects them for its controller each pass
+(:meth:`~adsearch.daemon.workers.WorkerMixin._collect_finished`).
 """
 
 from __future__ import annotations
@@ -32,15 +33,13 @@ from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.slots import ChildProcess, RunningChild, Slot
 
 if TYPE_CHECKING:
-    from adsearch.daemon.loop import Daemon
     from adsearch.queue.base import Queue
     from adsearch.store import Store
-    from adsearch.store.records import ResultRecord, TrialRecord
 
 log = logging.getLogger("adsearch.daemon")
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "collect_finished", "make_executor",
-           "open_queue", "uses_db_queue"]
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "make_executor", "open_queue",
+           "uses_db_queue"]
 
 
 class Executor(Protocol):
@@ -107,31 +106,3 @@ def open_queue(store: Store, run: RunDir, cfg: SearchConfig, search_id: int,
 
     dbq = DbQueue(store, search_id, lease_seconds=cfg.lease_seconds)
     return dbq, reconcile(store, dbq, run, cfg, search_id, shared=True)
-
-
-def collect_finished(daemon: Daemon) -> list[tuple[TrialRecord, ResultRecord | None]]:
-    """Trials that finished outside the daemon's own slots (``adsearch worker`` processes):
-    done ones join the controller's ``unconsumed`` list in finish order (re-check trials
-    excepted: they are no sample of the policy), failed or stale ones leave ``active``.
-    Returns ``(trial, result or None)`` of each ended trial, done ones in finish order first
-    (the daemon's failure breaker counts them)."""
-    own = {c.trial_id for c in daemon.children.values()}
-    own |= {t.id for t, _ in daemon.prepared.values()}
-    candidates = daemon.active - own
-    if not candidates:
-        return []
-    store, sid = daemon.store, daemon.search_id
-    still = {t.id for t in store.trials(sid, states=["queued", "running"])}
-    gone = sorted(candidates - still)
-    if not gone:
-        return []
-    results = sorted(store.results(sid, gone), key=lambda r: (r.created_at, r.trial_id))
-    trials = {tid: store.get_trial(tid) for tid in gone}
-    done = [r for r in results if trials[r.trial_id].state == "done"]
-    daemon.active.difference_update(gone)
-    daemon.unconsumed.extend(r.trial_id for r in done if r.trial_id not in daemon.consumed
-                             and r.trial_id not in daemon.recheck_ids)
-    ended: list[tuple[TrialRecord, ResultRecord | None]] = [(trials[r.trial_id], r)
-                                                             for r in done]
-    ended += [(trials[t], None) for t in gone if trials[t].state == "failed"]
-    return ended

@@ -39,15 +39,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adsearch.daemon.config import SearchConfig
+from adsearch.daemon.executors import LocalExecutor
 from adsearch.daemon.pruning import Scheduler
-from adsearch.daemon.recovery import Outcome, claim_queued, outcome_from_doc, read_outcome
-from adsearch.daemon.rundir import RunDir, write_json_atomic
+from adsearch.daemon.recovery import Outcome, outcome_from_doc
+from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.settle import interrupt, settle
-from adsearch.daemon.slots import ChildProcess, Slot, ended_children, plan_slots
+from adsearch.daemon.slots import RunningChild, Slot, plan_slots
 from adsearch.daemon.stopping import COLD, Stoppable
-from adsearch.daemon.workers import child_spec
+from adsearch.daemon.workers import SlotSet, child_spec
 from adsearch.errors import ConfigError, DaemonError, StoreError
-from adsearch.queue.base import LeaseLost
 
 if TYPE_CHECKING:
     from adsearch.queue.base import Queue
@@ -85,9 +85,9 @@ class HostWorker(Stoppable):
         self.burst = burst
         self.inline = inline
         self.owner = owner or default_owner("worker")
-        self.children: dict[int, ChildProcess] = {}
-        self._beats: dict[int, float] = {}
-        self._claimed_at: dict[int, float] = {}  # trial id -> when this worker leased it
+        self.executor = LocalExecutor()  # children are subprocesses of this worker
+        # the slots' children and heartbeats; a lease the daemon took back kills its child
+        self.slotset = SlotSet(self, self.owner, owner_checked=True)
         self.stop_level = 0
         self.stop_reason = ""
         self.error: str | None = None  # why this worker stopped on its own (exit status 1)
@@ -96,6 +96,20 @@ class HostWorker(Stoppable):
         self.idle = False  # the last pass found the queue empty
         self.search_state = ""  # as last read from the store (re-read every 2 s)
         self._last_check = 0.0
+
+    @property
+    def children(self) -> dict[int, RunningChild]:
+        """Running children by slot index (the :class:`~adsearch.daemon.workers.SlotSet`'s)."""
+        return self.slotset.children
+
+    @children.setter
+    def children(self, value: dict[int, RunningChild]) -> None:
+        self.slotset.children = value
+
+    @property
+    def _claimed_at(self) -> dict[int, float]:
+        """Trial id -> when this worker leased it (the slot set's)."""
+        return self.slotset.claimed_at
 
     # ------------------------------------------------------------------ initialize
     def initialize(self) -> None:
@@ -164,26 +178,11 @@ class HostWorker(Stoppable):
         return not (self.burst and (not serving or len(self.queue) == 0))
 
     def _claim(self, slot: Slot) -> tuple[TrialRecord, int] | None:
-        claimed = claim_queued(self.store, self.queue, self.owner, slot.name)
-        if claimed is None:
-            return None
-        lease, trial = claimed
-        self.claimed.append(trial.id)
-        self._claimed_at[trial.id] = lease.claimed_at
-        log.debug("%s claimed trial %d", self.owner, trial.id)
-        return trial, trial.attempts + 1
-
-    def _mark_running(self, trial: TrialRecord, attempt: int, slot: Slot, pid: int) -> bool:
-        from adsearch.store.records import utcnow
-
-        try:
-            self.store.update_trial(trial.id, expect_state="queued", state="running",
-                                    slot=slot.index, attempts=attempt, pid=pid,
-                                    started_at=utcnow())
-        except StoreError:  # someone else moved it (it was discarded as stale)
-            self.queue.ack(trial.id)
-            return False
-        return True
+        got = self.slotset.claim(slot)
+        if got is not None:
+            self.claimed.append(got[0].id)
+            log.debug("%s claimed trial %d", self.owner, got[0].id)
+        return got
 
     def _start(self, slot: Slot) -> bool:
         """Claim a trial for ``slot`` and spawn its child. False: the queue is empty."""
@@ -191,20 +190,12 @@ class HostWorker(Stoppable):
         if got is None:
             return False
         trial, attempt = got
-        tdir = self.run.trial_dir(trial.id)
-        tdir.mkdir(parents=True, exist_ok=True)
-        (tdir / "result.json").unlink(missing_ok=True)
-        write_json_atomic(tdir / "spec.json", child_spec(self, trial, attempt, slot), durable=False)
-        child = ChildProcess(slot, trial.id, tdir / "spec.json", tdir / "result.json",
-                             tdir / f"attempt-{attempt}.log", self.cfg.timeout_seconds(),
-                             attempt=attempt)
-        if not self._mark_running(trial, attempt, slot, child.pid):
-            child.kill("the trial changed state before it started")
-            child.reap()
+        self.slotset.stage(slot, trial, attempt)
+        try:
+            child = self.slotset.start(slot)
+        except StoreError:  # someone else moved it (it was discarded as stale): child killed
             return True
         self._placed(trial.id, attempt, slot, str(child.log_path))
-        self.children[slot.index] = child
-        self._beats[trial.id] = time.time()
         return True
 
     def _placed(self, trial_id: int, attempt: int, slot: Slot, log_path: str) -> None:
@@ -227,7 +218,9 @@ class HostWorker(Stoppable):
         if got is None:
             return not self.burst
         trial, attempt = got
-        if not self._mark_running(trial, attempt, slot, os.getpid()):
+        try:
+            self.slotset.mark_running(trial, attempt, slot, os.getpid())
+        except StoreError:  # someone else moved it (it was discarded as stale)
             return True
         doc = run_child(child_spec(self, trial, attempt, slot))
         self._settle(trial.id, attempt, outcome_from_doc(doc), 0, None, "")
@@ -235,18 +228,17 @@ class HostWorker(Stoppable):
 
     # ------------------------------------------------------------------ reaping
     def _reap(self, now: float) -> None:
-        for _, child, code in ended_children(self.children, now):
-            outcome = read_outcome(self.run, child.trial_id, child.attempt)
+        for _, child, code, outcome in self.slotset.reap(now):
             self._settle(child.trial_id, child.attempt, outcome, code, child.kill_reason,
                          str(child.log_path))
 
     def _settle(self, trial_id: int, attempt: int, outcome: Outcome | None, code: int,
                 kill_reason: str | None, log_path: str) -> None:
         """Store a result, or requeue / fail the trial (the daemon's own rules)."""
-        self._beats.pop(trial_id, None)
+        claimed_at = self.slotset.ended(trial_id)
         # A lease younger than half its life cannot have expired, and only an expired lease
         # is ever taken away: skip the lookup then (it matters for short children).
-        fresh = time.time() - self._claimed_at.pop(trial_id, 0.0) < self.cfg.lease_seconds / 2
+        fresh = time.time() - claimed_at < self.cfg.lease_seconds / 2
         if not fresh and not self.queue.holds(trial_id, self.owner):
             log.warning("trial %d: lease lost before the child ended; result dropped", trial_id)
             return
@@ -274,27 +266,16 @@ class HostWorker(Stoppable):
             self.request_stop(reason=f"{what}-error")
 
     def _heartbeat(self, now: float) -> None:
-        for index, child in list(self.children.items()):
-            tid = child.trial_id
-            if now - self._beats.get(tid, 0.0) < self.cfg.heartbeat_seconds:
-                continue
-            try:
-                self.queue.heartbeat(tid, owner=self.owner)
-                self._beats[tid] = now
-            except LeaseLost:  # the daemon gave the trial to someone else
-                log.warning("trial %d: lease revoked; killing its child", tid)
-                child.kill("lease revoked")
-                child.reap()
-                del self.children[index]
-                self._beats.pop(tid, None)
+        """Renew the leases of this worker's children; a lease the daemon took back (it
+        expired) kills its child: the trial is someone else's now."""
+        self.slotset.heartbeat(now)
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
         """Kill running children (cold stop) and requeue their trials uncounted; give back
         every lease this worker still holds; close the store."""
         try:
-            for index, child in list(self.children.items()):
-                del self.children[index]
+            for child in self.slotset.drain():
                 interrupt(self.store, self.queue, self.run, self.cfg, child,
                           f"{self.owner} stopped")
             self.queue.release_owner(self.owner)

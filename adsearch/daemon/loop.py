@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adsearch.daemon.config import SearchConfig
-from adsearch.daemon.executors import collect_finished, make_executor, open_queue, uses_db_queue
+from adsearch.daemon.executors import make_executor, open_queue, uses_db_queue
 from adsearch.daemon.failures import FailureBreaker
 from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.recheck import RECHECK, SEARCH_PURPOSES
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
 from adsearch.daemon.stopping import COLD
-from adsearch.daemon.workers import WorkerMixin
+from adsearch.daemon.workers import SlotSet, WorkerMixin
 from adsearch.errors import AdsearchError, CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
 from adsearch.reward import learned_rewards
@@ -84,9 +84,9 @@ class Daemon(WorkerMixin):
         self.stop_level = 0
         self.stop_reason = ""
         self.finished = False
-        self.children = {}  # slot index -> running child (ChildProcess, RayChild)
-        self.prepared = {}  # slot index -> (trial, attempt) leased next
-        self._beats: dict[int, float] = {}  # trial id -> last lease heartbeat
+        self._owner = f"daemon-{os.getpid()}"
+        # the slots' children, prepared trials, heartbeats, busy time and start latency
+        self.slotset = SlotSet(self, self._owner, owner_checked=False)
         self.unconsumed: list[int] = []  # done trial ids not yet in the controller, finish order
         self.consumed: set[int] = set()
         self.active: set[int] = set()  # queued or running trial ids
@@ -94,15 +94,11 @@ class Daemon(WorkerMixin):
         # never reach the controller and cost no trial budget
         self.wall_spent = False  # --budget-minutes reached (the re-check runs after it)
         self.waiting: list[str] = []
-        self.latencies: list[float] = []  # seconds from a child's end to its slot's next start
-        self.busy: dict[int, float] = {}  # slot index -> seconds with a child running
-        self._freed_at: dict[int, float] = {}
         self._loops = 0
         self._last_state = 0.0
         self._last_elapsed = 0.0
         self._last_lease_scan = 0.0
         self._started = time.time()
-        self._owner = f"daemon-{os.getpid()}"
         self.controller_stats: dict[str, Any] = {}
         self.fatal: str | None = None  # why the search cannot go on (state "failed")
         self._stopping_written = False  # "stopping" is in the store (set once a stop is asked)
@@ -207,11 +203,7 @@ class Daemon(WorkerMixin):
         who = (f"pid {holder.pid} on {holder.host} (run directory {holder.run_dir})"
                if holder is not None else "no daemon")
         self.lease, self.lease_lost = None, True
-        for child in self.children.values():
-            child.kill("another daemon took the search over")
-            child.reap()
-        self.children.clear()
-        self.prepared.clear()
+        self.slotset.abandon("another daemon took the search over")
         self.fatal = self.fatal or (
             f"this daemon lost the search's lease in the store to {who}: its heartbeat lapsed "
             f"for more than {self.cfg.lease_seconds:g} s; it exits and leaves the search to "
@@ -315,12 +307,12 @@ class Daemon(WorkerMixin):
             # statement checks the search state) while running children finish
             self.store.set_search_state(self.search_id, "stopping")
             self._stopping_written = True
-        if self.stop_level and self.prepared:
+        if self.stop_level and self.slotset.prepared:
             self._release_prepared()
         self._reap(now)
         if self.shared_queue and now - self._collected_at >= 0.5:
             self._collected_at = now
-            for trial, result in collect_finished(self):  # what workers on other hosts stored
+            for trial, result in self._collect_finished():  # what workers elsewhere stored
                 failed = result is None or bool((result.metrics or {}).get("bad_pattern"))
                 self._observe(failed, trial.error, None)
             self._check_worker_failed()
@@ -444,7 +436,7 @@ class Daemon(WorkerMixin):
 
     def _remote_settled(self) -> bool:
         """Nothing runs on `adsearch worker` hosts, and every trial they finished has been
-        collected (:func:`collect_finished` runs each pass): only then may the rest be staled.
+        collected (:meth:`_collect_finished` runs each pass): only then may the rest be staled.
         Their trials finish first, as the daemon's own children do, so their results count; a
         dead worker's lease expires and its trial is requeued, then staled."""
         if self.store.counts(self.search_id).get("running", 0):
@@ -561,7 +553,7 @@ class Daemon(WorkerMixin):
     def wait_reasons(self) -> list[str]:
         """Why trials or slots wait right now, in words (shown by ``adsearch status``)."""
         n_slots = len(self.slots)
-        pending = (len(self.queue) if hasattr(self, "queue") else 0) + len(self.prepared)
+        pending = (len(self.queue) if hasattr(self, "queue") else 0) + len(self.slotset.prepared)
         idle = n_slots - len(self.children)
         out = []
         if self.rechecking():
@@ -589,7 +581,7 @@ class Daemon(WorkerMixin):
             return
         self._last_state = now
         window = max(1e-9, now - self._started)
-        lat = sorted(self.latencies)
+        lat = sorted(self.slotset.latencies)
         state = {
             "pid": os.getpid(), "search": self.name, "updated_at": now,
             "started_at": self._started, "stop_level": self.stop_level,
@@ -598,7 +590,7 @@ class Daemon(WorkerMixin):
             "slots": [{**s.to_dict(), **({"trial_id": c.trial_id, "pid": c.pid,
                                           "started_at": c.started_at}
                                          if (c := self.children.get(s.index)) else {}),
-                       "busy_s": self.busy.get(s.index, 0.0)}
+                       "busy_s": self.slotset.busy.get(s.index, 0.0)}
                       for s in getattr(self, "slots", [])],
             "waiting": self.wait_reasons() if hasattr(self, "cfg") else [],
             "controller": {"kind": self.cfg.controller, "version": self.controller.version,
@@ -619,7 +611,7 @@ class Daemon(WorkerMixin):
         try:
             if self.lease_lost:  # the search is another daemon's now: leave its state alone
                 return
-            if self.children or self.prepared:  # an exception ended the loop
+            if self.children or self.slotset.prepared:  # an exception ended the loop
                 self._cold_stop()
             if self.finished and not self.fatal:  # a search with no result is no success
                 self.fatal = self._nothing_succeeded()
