@@ -1,4 +1,4 @@
-"""The torch-free masks of ``pattern show|sample`` (adsearch/cli/mask_draw.py) against the ops.
+"""The torch-free masks of ``pattern show|sample`` (adsearch/views/mask_draw.py) against the ops.
 
 - v1 conv: the numpy canvas equals the op's canvas (``adsearch.ops.conv.conv_canvas``) pixel
   for pixel, kept units and window counts, over a seeded sample of the whole conv space at
@@ -20,11 +20,11 @@ import random
 import numpy as np
 import pytest
 
-from adsearch.cli import mask_draw
 from adsearch.ops import conv as conv_ops
 from adsearch.patterns import ConvPattern, SearchSpace, SeqPattern
 from adsearch.patterns.conv2 import ConvPattern2
 from adsearch.patterns.seq2 import SeqSub2
+from adsearch.views import mask_draw
 
 DELTA = 1e-6
 

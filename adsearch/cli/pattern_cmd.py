@@ -5,7 +5,7 @@ writes) as block art in the terminal and, with ``--png``, as an image: per site,
 panels (channels of a conv map, examples of a sequence), in as many rows as the terminal
 needs. ``sample --space`` prints random patterns of a search space. Masks are one seeded
 draw of the ops' geometry (dark = dropped), made with numpy by
-:mod:`adsearch.cli.mask_draw`: these commands never import torch.
+:mod:`adsearch.views.mask_draw`: these commands never import torch.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _site_masks(pattern: Any, shape: tuple[int, int], seed: int, kind: str) -> n
     Conv: ``PANELS`` channels of one example (identical when ``share_c``), rows = H.
     Seq: ``PANELS`` examples, drawn with channels as rows and time as columns.
     """
-    from adsearch.cli.mask_draw import site_masks
+    from adsearch.views.mask_draw import site_masks
 
     masks = site_masks(pattern, PANELS, shape, seed)
     return masks if kind == "conv" else masks.transpose(0, 2, 1)
@@ -249,7 +249,7 @@ def expected_drop(pattern: Any, shape: tuple[int, int]) -> float:
     if isinstance(pattern, ConvPattern):
         if pattern.off:
             return 0.0
-        from adsearch.cli.mask_draw import conv_canvas
+        from adsearch.views.mask_draw import conv_canvas
 
         counts = conv_canvas(pattern, shape[0], shape[1])[1]
         return max(0.0, 1.0 - float(counts.mean()) / (shape[0] * shape[1]))
@@ -275,7 +275,7 @@ def _v2_json(pattern: Any, shape: tuple[int, int], seed: int) -> dict[str, Any]:
                 "geometry": {"kind": geo.kind, "side_px": geo.side,
                              "period_px": round(geo.period, 6), "seed_prob": round(geo.gamma, 9)}}
     if isinstance(pattern, SeqPattern2):
-        from adsearch.cli.mask_draw import site_masks
+        from adsearch.views.mask_draw import site_masks
 
         subs = {}
         for k, name in enumerate(pattern.sites):
