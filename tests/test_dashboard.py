@@ -127,6 +127,8 @@ def test_api_gives_the_numbers_of_the_cli(runs: Path) -> None:
         assert len(extra["series"]) == own  # one point per finished search trial
         assert [p["n"] for p in extra["series"]] == list(range(1, own + 1))
         full = [p["reward"] for p in extra["series"] if p["full"]]
+        assert all((p["kind"] == "full") == p["full"] for p in extra["series"])
+        assert {p["kind"] for p in extra["series"]} == {"full", "stopped"}  # ASHA stops some
         assert max(full) == pytest.approx(snap["best"]["reward"])
         # the top patterns drawn at conv-3's real map sides (32, 16, 8 px)
         assert [s["shape"] for s in extra["masks"][0]["sites"]] == [[32, 32], [16, 16], [8, 8]]

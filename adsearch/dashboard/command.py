@@ -10,12 +10,22 @@ from pathlib import Path
 
 import typer
 
+RUNS = typer.Option(None, "--runs", metavar="DIR",
+                    help="Serve the searches whose run directories are under DIR (default: "
+                         "$ADSEARCH_RUNS or ./runs).")
+STORE = typer.Option(None, "--store", metavar="URL",
+                     help="Serve every search of this store URL instead (no run directories: "
+                          "daemon state unknown).")
+HOST = typer.Option("127.0.0.1", "--host",
+                    help="Address to bind (default loopback: this machine only).")
+PORT = typer.Option(8080, "--port", help="Port to serve on (0: any free port).")
+
 
 def dashboard(
-    runs: Path = typer.Option(None, "--runs", help="Serve the searches whose run directories are under DIR (default: $ADSEARCH_RUNS or ./runs).", metavar="DIR"),  # noqa: B008
-    store_url: str = typer.Option(None, "--store", help="Serve every search of this store URL instead (no run directories: daemon state unknown).", metavar="URL"),  # noqa: B008
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default loopback: this machine only)."),  # noqa: B008
-    port: int = typer.Option(8080, "--port", help="Port to serve on (0: any free port)."),  # noqa: B008
+    runs: Path = RUNS,
+    store_url: str = STORE,
+    host: str = HOST,
+    port: int = PORT,
 ) -> None:
     """Serve a live, read-only web page of the searches (docs/dashboard.md)."""
     from adsearch.dashboard.data import Source

@@ -166,12 +166,14 @@ class Source:
         """``/api/search/NAME/extra``: what the search page adds to the status document.
 
         ``series``: the search's own results in finish order (a re-check run is no draw),
-        ``[{"n", "t" (seconds since the search was created), "trial_id", "reward", "full"}]``
-        (``full``: a full-budget result, what best-so-far counts), thinned to
-        :data:`SERIES_POINTS`; ``trials``: the latest :data:`LATEST_TRIALS` trials (id,
-        state, purpose, controller version, reward, seconds); ``events``: the latest
-        :data:`LATEST_EVENTS` events; ``masks``: the top patterns drawn at their sites' maps
-        (:func:`draw_pattern`; ``maps_source`` says where the maps come from); ``verify``: whether a verify report can be shown."""
+        ``[{"n", "t" (seconds since the search was created), "trial_id", "reward", "full",
+        "kind"}]`` (``full``: a full-budget result, what best-so-far counts; ``kind``:
+        :func:`_kind`), thinned to :data:`SERIES_POINTS`; ``trials``: the latest
+        :data:`LATEST_TRIALS` trials (id, state, purpose, controller version, seed, reward,
+        full, kind, seconds); ``events``: the latest :data:`LATEST_EVENTS` events;
+        ``masks``: the top patterns drawn at their sites' maps (:func:`draw_pattern`;
+        ``maps_source`` says where the maps come from); ``verify``: whether this is a verify
+        search (its page links to the report)."""
         from adsearch.daemon.recheck import SEARCH_PURPOSES
         from adsearch.views.status import build_status
 
@@ -181,7 +183,7 @@ class Source:
             results = [r for r in store.results(sid) if r.trial_id in own]
             born = search.created_at.timestamp()
             series = [{"n": i + 1, "t": r.created_at.timestamp() - born, "trial_id": r.trial_id,
-                       "reward": _num(r.reward), "full": _full(r)}
+                       "reward": _num(r.reward), "full": _full(r), "kind": _kind(r)}
                       for i, r in enumerate(results)]
             total = sum(store.counts(sid).values())
             latest = store.trials(sid, offset=max(0, total - LATEST_TRIALS))
@@ -190,6 +192,7 @@ class Source:
                        "controller_version": t.controller_version, "seed": t.seed,
                        "reward": _num(res[t.id].reward) if t.id in res else None,
                        "full": _full(res[t.id]) if t.id in res else None,
+                       "kind": _kind(res[t.id]) if t.id in res else None,
                        "seconds": res[t.id].seconds if t.id in res else None}
                       for t in reversed(latest)]
             events = [{"at": _iso(e.at), "kind": e.kind, "message": e.message}
@@ -318,7 +321,8 @@ class Source:
             results = [r for r in store.results(search.id) if r.trial_id in own]
             born = search.created_at.timestamp()
         return _thin([{"n": i + 1, "t": r.created_at.timestamp() - born,
-                       "trial_id": r.trial_id, "reward": _num(r.reward), "full": _full(r)}
+                       "trial_id": r.trial_id, "reward": _num(r.reward), "full": _full(r),
+                       "kind": _kind(r)}
                       for i, r in enumerate(results)])
 
 
@@ -330,9 +334,9 @@ def draw_pattern(space_name: str, pattern: list[dict[str, Any]], seed: int,
     (conv) or 64x32 (seq). ``[{"site", "shape": [H, W], "drop_fraction", "panels": [[row,
     ...], ...]}]``, a row a string with ``#`` dropped and ``.`` kept, :data:`PANELS`
     channels (conv) or examples (seq) per site, seeded by ``seed``."""
-    from adsearch.cli.mask_draw import site_masks  # numpy, imported when a page draws
     from adsearch.patterns import SearchSpace
     from adsearch.patterns.mapsides import default_sides
+    from adsearch.views.mask_draw import site_masks  # numpy, imported when a page draws
 
     space = SearchSpace.from_name(space_name)
     decoded = [space.pattern_cls.from_dict(p) for p in pattern]  # type: ignore[attr-defined]
@@ -364,6 +368,18 @@ def _placements(store: Any, search_id: int, trial_id: int) -> list[dict[str, Any
     events = store.events(search_id, limit=1_000_000, kinds=["trial.placed"])
     keys = ("attempt", "host", "owner", "slot", "log")
     return [{k: e.data.get(k) for k in keys} for e in events if e.data.get("trial_id") == trial_id]
+
+
+def _kind(r: Any) -> str:
+    """What a result is: ``full`` (a full-budget result), ``stopped`` (a child stopped at a
+    rung: its reward is the rung value), ``bad`` (a bad pattern: failed, or refused by the
+    drop cap before training) or ``none`` (no reward)."""
+    m = r.metrics or {}
+    if m.get("bad_pattern"):
+        return "bad"
+    if r.reward is None:
+        return "none"
+    return "stopped" if m.get("truncated") else "full"
 
 
 def _full(r: Any) -> bool:

@@ -214,7 +214,7 @@ async function pageSearch() {
     <p>${esc(daemon)}; task <b>${esc(cfg.task)}</b> (${esc(cfg.space)}), controller <b>${esc(cfg.controller)}</b>, batch ${esc(cfg.batch_size)}, seed ${esc(cfg.seed)}</p>
     ${prog}
     <p>trials: ${c.done || 0} done, ${c.running || 0} running, ${c.queued || 0} queued, ${c.failed || 0} failed, ${c.stale || 0} stale;
-    stage: ${esc(s.stage)}; ${b.trials_per_hour ? b.trials_per_hour.toFixed(1) + " trials/hour; " : ""}ETA ${secs(rc.left ? rc.done_eta_s : b.eta_s)}
+    stage: ${esc(s.stage)}; ${b.trials_per_hour ? b.trials_per_hour.toFixed(1) + " trials/hour; " : ""}ETA ${secs(rc.left && rc.done_eta_s != null ? rc.done_eta_s : b.eta_s)}
     ${s.best ? `; best full-budget reward <b id="best-reward">${num(s.best.reward)}</b> (<a href="${trialUrl(name, s.best.trial_id)}">trial ${s.best.trial_id}</a>)` : ""}</p>
     ${x.verify ? `<p><a href="/verify/${encodeURIComponent(name)}">verify report</a></p>` : ""}
     ${(s.waiting || []).map((w) => `<p class="warn">waiting: ${esc(w)}</p>`).join("")}`);
@@ -260,7 +260,7 @@ async function pageSearch() {
   const bad = s.bad_patterns || {};
   setSection("s-bad", `<h2>Bad patterns and errors</h2><p>${bad.count || 0} bad pattern(s); ${s.refused || 0} refused by the drop cap; ${s.cache_hits || 0} cache hit(s)</p>${bad.last_error ? `<pre class="log">last error: ${esc(bad.last_error)}</pre>` : ""}`);
   const trials = x.trials.map((t) => [`<a class="trial-link" href="${trialUrl(name, t.trial_id)}">${t.trial_id}</a>`,
-    stateTag(t.state), esc(t.purpose), t.controller_version, t.seed, num(t.reward) + (t.full === false && t.reward != null ? ' <span class="muted">(stopped)</span>' : ""), num(t.seconds, 1)]);
+    stateTag(t.state), esc(t.purpose), t.controller_version, t.seed, num(t.reward) + ({stopped: ' <span class="muted">(stopped at a rung)</span>', bad: ' <span class="warn">(bad pattern)</span>'}[t.kind] || ""), num(t.seconds, 1)]);
   setSection("s-trials", `<h2>Latest trials</h2>${table(["trial", "state", "purpose", "ctrl v", "seed", "reward", "seconds"].map((l, i) => ({label: l, num: i >= 3})), trials, "trials")}`);
   const ev = x.events.slice().reverse().map((e) => [when(e.at), esc(e.kind), esc(e.message)]);
   setSection("s-events", `<h2>Event log (latest ${ev.length})</h2>${table([{label: "at (UTC)"}, {label: "kind"}, {label: "message"}], ev, "events")}`);
