@@ -218,11 +218,13 @@ def test_a_task_search_stores_its_maps_where_it_starts(tmp_path: Path) -> None:
     assert doc["site_maps"]["maps"] == SIDES_24
     assert doc["site_maps"]["source"] == "the task's site maps, stored when the search started"
     plain = SearchConfig(name="s0", task="synthetic", controller="random", batch_size=2,
-                         workers=1, budget_trials=1, recheck=False, space="conv-3")
+                         workers=1, budget_trials=1, recheck=False, space="conv2-3")
     assert run_daemon(str(create_search(plain, RunDir(runs / "s0")).path)).finished
     doc = json.loads(_cli(runs, "show", "1", "-s", "s0", "--json").stdout)
     assert doc["site_maps"]["maps"] == [[32, 32], [16, 16], [8, 8]]  # nothing recorded
     assert not doc["site_maps"]["recorded"] and "defaults" in doc["site_maps"]["source"]
+    text = _cli(runs, "show", "1", "-s", "s0").stdout  # a v2 trial is drawn too
+    assert "site 2 (8x8 map): rate=" in text and "no map was recorded" in text
 
 
 def test_pattern_show_sides_for_files_that_carry_none(tmp_path: Path) -> None:
