@@ -21,8 +21,8 @@ from test_daemon_support import cli_env
 from typer.testing import CliRunner
 
 from adsearch.calibrate import analysis as A
-from adsearch.calibrate.rank import kendall_tau_b, mid_ranks, null_sd, spearman
 from adsearch.cli.main import app
+from adsearch.rank import kendall_tau_b, mid_ranks, null_sd, spearman
 
 runner = CliRunner()
 

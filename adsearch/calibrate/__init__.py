@@ -1,7 +1,7 @@
 """Rungs checked against the full budget (issue 19 §3).
 
-- :mod:`adsearch.calibrate.rank`: Spearman and Kendall rank correlations with ties (stdlib
-  only; the daemon's rung check uses it too);
+- the rank maths (Spearman, Kendall with ties; stdlib only) is :mod:`adsearch.rank`, on the
+  ground floor: the daemon's rung check uses it too;
 - :mod:`adsearch.calibrate.analysis`: learning curves -> per-epoch agreement with the final
   value -> recommended rungs, and the calibration document (JSON); no torch;
 - :mod:`adsearch.calibrate.runner`: ``adsearch calibrate``'s training runs (child processes,
@@ -10,5 +10,5 @@
 - :mod:`adsearch.views.calibration_plot`: the PNG (matplotlib, the ``plot`` extra; it is
   presentation, so it sits in :mod:`adsearch.views`).
 
-This package imports nothing heavy at import time: ``status`` reads the rank maths.
+This package imports nothing heavy at import time.
 """

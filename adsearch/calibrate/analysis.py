@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from adsearch.calibrate.rank import kendall_tau_b, null_sd, spearman
 from adsearch.errors import ConfigError
+from adsearch.rank import kendall_tau_b, null_sd, spearman
+from adsearch.rungs import EPS  # epochs closer than this are one point
 
-EPS = 1e-6  # epochs closer than this are one point (adsearch.tasks.result.EPS)
 KIND = "adsearch-calibration"  # the document's "kind"
 VERSION = 1  # the document's format version
 THRESHOLD = 0.7  # default: a rung needs Spearman >= this against the full budget (ours)

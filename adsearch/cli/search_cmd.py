@@ -141,7 +141,7 @@ def start(
     from adsearch.daemon.rundir import RunDir
 
     task, overrides = _task_and_config(task, task_config, script, workdir, space, data)
-    from adsearch.calibrate.use import auto_rungs
+    from adsearch.calibrate.use import auto_rungs, check_calibration
 
     auto, said = auto_rungs(rungs, calibration, scheduler=scheduler, min_epochs=min_epochs,
                             max_epochs=max_epochs, child_epochs=child_epochs)
@@ -173,7 +173,7 @@ def start(
         console.print(said, highlight=False, soft_wrap=True, markup=False)
     run = RunDir(run_dir) if run_dir else RunDir(runs_root() / name)
     steps = _Steps()
-    create_search(cfg, run, store, progress=steps)
+    create_search(cfg, run, store, progress=steps, checks=(check_calibration,))
     console.print(f"created search [bold]{name}[/] in {run.path}")
     _launch(find_run_dir(None, str(run.path)), foreground, steps)
 

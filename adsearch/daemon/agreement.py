@@ -28,13 +28,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from adsearch.calibrate.rank import kendall_tau_b, spearman
+from adsearch.rank import kendall_tau_b, spearman
+from adsearch.rungs import EPS  # rungs closer than this are one rung
 
 if TYPE_CHECKING:
     from adsearch.daemon.config import SearchConfig
     from adsearch.store.contract import StoreContract
-
-EPS = 1e-6  # rungs closer than this are one rung (adsearch.store.rungs.EPS)
 
 
 @dataclass(frozen=True)

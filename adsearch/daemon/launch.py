@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,9 +168,12 @@ def check_slots(cfg: SearchConfig) -> None:
 
 
 def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> RunDir:
+                  progress: Callable[[str], None] | None = None,
+                  checks: Sequence[Callable[[SearchConfig], None]] = ()) -> RunDir:
     """Validate everything, then create the search in the store and claim ``run``.
-    ``progress`` is told each step as it starts (``start`` prints them)."""
+    ``progress`` is told each step as it starts (``start`` prints them). ``checks`` are the
+    caller's own, run on the config as the task resolved it (``start --rungs auto``:
+    :func:`adsearch.calibrate.use.check_calibration`); each raises ConfigError to refuse."""
     from adsearch.controller import KINDS
     from adsearch.store import Store
 
@@ -178,10 +181,8 @@ def create_search(cfg: SearchConfig, run: RunDir, store_url: str | None = None,
     cfg = cfg.validate()
     say(f"checking task {cfg.task}: its config, space and data (loads torch and the task)")
     cfg = check_task(cfg)
-    if cfg.calibration is not None:  # --rungs auto: measured on this very protocol?
-        from adsearch.calibrate.use import check_calibration
-
-        check_calibration(cfg)
+    for check in checks:
+        check(cfg)
     if cfg.controller not in KINDS:
         raise ConfigError(f"--controller: unknown kind {cfg.controller!r}; use {', '.join(KINDS)}")
     check_slots(cfg)
