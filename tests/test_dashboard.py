@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_backends import *  # noqa: F403  (fixtures: store_url, pg_base_url)
 from test_daemon_support import REPO, cli_env, run_cli
 from typer.testing import CliRunner
 
@@ -203,6 +204,26 @@ def test_cli_binds_loopback_and_says_so(runs: Path) -> None:
         res = runner.invoke(app, ["dashboard", "--runs", str(runs), "--port", port])
         assert res.exit_code == 1 and f"cannot serve on 127.0.0.1:{port}" in res.stderr
         assert "Traceback" not in res.output
+
+
+def test_a_store_with_no_run_directory(runs: Path, store_url: str) -> None:
+    """``--store URL``: every search of a store (SQLite and PostgreSQL), read in read-only
+    transactions, with the numbers of ``status --store URL --search NAME --json``."""
+    src = f"sqlite:///{runs / 'rand' / 'adsearch.db'}"
+    res = runner.invoke(app, ["db", "copy", src, store_url, "--search", "rand"])
+    assert res.exit_code == 0, res.output
+    with served(Source(store_url=store_url)) as (base, _):
+        rows = api(base, "/api/searches")
+        assert [(r["search"], r["state"], r["daemon_pid"]) for r in rows] == [
+            ("rand", "finished", None)]
+        snap = api(base, "/api/search/rand")
+        res = runner.invoke(app, ["status", "--store", store_url, "--search", "rand", "--json"])
+        assert res.exit_code == 0, res.output
+        assert snap == _finite(json.loads(res.stdout)) and snap["run_dir"] is None
+        best = snap["best"]["trial_id"]
+        assert api(base, f"/api/search/rand/trial/{best}")["run_dir"] is None
+        assert api(base, f"/api/search/rand/trial/{best}/extra")["log_tail"] is None
+        assert get(base + "/verify/rand")[0] == 404  # no verify search
 
 
 def test_light_commands_load_no_web_server() -> None:

@@ -214,8 +214,7 @@ async function pageSearch() {
     <p>${esc(daemon)}; task <b>${esc(cfg.task)}</b> (${esc(cfg.space)}), controller <b>${esc(cfg.controller)}</b>, batch ${esc(cfg.batch_size)}, seed ${esc(cfg.seed)}</p>
     ${prog}
     <p>trials: ${c.done || 0} done, ${c.running || 0} running, ${c.queued || 0} queued, ${c.failed || 0} failed, ${c.stale || 0} stale;
-    stage: ${esc(s.stage)}; ${b.trials_per_hour ? b.trials_per_hour.toFixed(1) + " trials/hour; " : ""}ETA ${secs(rc.left && rc.done_eta_s != null ? rc.done_eta_s : b.eta_s)}
-    ${s.best ? `; best full-budget reward <b id="best-reward">${num(s.best.reward)}</b> (<a href="${trialUrl(name, s.best.trial_id)}">trial ${s.best.trial_id}</a>)` : ""}</p>
+    stage: ${esc(s.stage)}; ${b.trials_per_hour ? b.trials_per_hour.toFixed(1) + " trials/hour; " : ""}ETA ${secs(rc.left && rc.done_eta_s != null ? rc.done_eta_s : b.eta_s)}${s.best ? `; best full-budget reward <b id="best-reward">${num(s.best.reward)}</b> (<a href="${trialUrl(name, s.best.trial_id)}">trial ${s.best.trial_id}</a>)` : ""}</p>
     ${x.verify ? `<p><a href="/verify/${encodeURIComponent(name)}">verify report</a></p>` : ""}
     ${(s.waiting || []).map((w) => `<p class="warn">waiting: ${esc(w)}</p>`).join("")}`);
   // best so far over time, every result as a dot
