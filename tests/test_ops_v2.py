@@ -122,27 +122,119 @@ def test_seeded_draws_repeat_and_render() -> None:
 
 
 # ---------------------------------------------------------------- baselines as points
-def test_dropout_and_spatial_are_the_same_function() -> None:
-    """element and channel call F.dropout / F.dropout2d, as Dropout and SpatialDropout do:
-    the same seed gives the same output (equal masks, equal scaling)."""
+def test_spatial_is_the_same_function() -> None:
+    """channel calls F.dropout2d, as SpatialDropout does: the same seed gives the same
+    output (equal masks, equal scaling)."""
     x = torch.randn(8, 6, 16, 16)
-    for base, pat in ((Dropout(0.2), ConvPattern2(rate=0.2, kind="element")),
-                      (SpatialDropout(0.1), ConvPattern2(rate=0.1, kind="channel"))):
-        torch.manual_seed(7)
-        want = base.train()(x)
-        torch.manual_seed(7)
-        got = ConvDropout2(pat).train()(x)
-        assert torch.equal(want, got)
+    torch.manual_seed(7)
+    want = SpatialDropout(0.1).train()(x)
+    torch.manual_seed(7)
+    assert torch.equal(want, ConvDropout2(ConvPattern2(rate=0.1, kind="channel")).train()(x))
 
 
-def test_variational_and_seq_dropout_are_the_same_function() -> None:
+def test_variational_is_the_same_function() -> None:
     x = torch.randn(4, 9, 16)
-    for base, sub in ((VariationalDropout(0.3), SeqSub2(0.3, "variational")),
-                      (Dropout(0.2), SeqSub2(0.2, "element"))):
-        torch.manual_seed(3)
-        want = base.train()(x)
-        torch.manual_seed(3)
-        assert torch.equal(want, SeqDropout2(sub).train()(x))
+    torch.manual_seed(3)
+    want = VariationalDropout(0.3).train()(x)
+    torch.manual_seed(3)
+    assert torch.equal(want, SeqDropout2(SeqSub2(0.3, "variational")).train()(x))
+
+
+def _law_stats(dropped: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per-row statistics of a ``(rows, units)`` bool mask: the drop fraction, the co-drop
+    fraction of neighbours 1 apart (units of one random byte and of one word), 8 apart (the
+    next word's byte at the same place) and 1031 apart (far)."""
+    d = dropped.double()
+    return (d.mean(1),) + tuple((d[:, k:] * d[:, :-k]).mean(1) for k in (1, 8, 1031))
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2, 0.25, 0.5])
+def test_element_is_dropout_in_distribution(rate: float) -> None:
+    """Element-wise draws a random byte per unit plus Poisson hits (adsearch.ops.v2), not
+    F.dropout's float per unit: the law is the same, i.i.d. Bernoulli(rate). Against
+    ``nn.Dropout`` (two-sample) and against the exact values (rate, rate**2 for any pair):
+    each statistic is a mean over independent rows, so 6 standard errors (CLT) bound it."""
+    rows, units = 400, 16 * 32 * 32
+    x = torch.ones(rows, 16, 32, 32)
+    ours = conv2_dropout(x, ConvPattern2(rate=rate, kind="element"), True,
+                         torch.Generator().manual_seed(11)) == 0
+    torch.manual_seed(12)
+    theirs = Dropout(rate).train()(x) == 0
+    for a, b, want in zip(_law_stats(ours.view(rows, units)), _law_stats(theirs.view(rows, units)),
+                          (rate, rate**2, rate**2, rate**2), strict=True):
+        se_a, se_b = float(a.std()) / math.sqrt(rows), float(b.std()) / math.sqrt(rows)
+        assert abs(float(a.mean()) - want) <= 6 * se_a, (float(a.mean()), want, se_a)
+        assert abs(float(a.mean() - b.mean())) <= 6 * math.hypot(se_a, se_b)
+    out = conv2_dropout(x, ConvPattern2(rate=rate, kind="element"), True)
+    assert torch.allclose(out[out != 0], torch.full_like(out[out != 0], 1 / (1 - rate)))
+
+
+def test_element_draw_law_at_rates_off_the_byte_grid() -> None:
+    """The byte threshold alone drops floor(256 rate) / 256 (0.19922 at 0.2); the Poisson
+    hits make up the rest exactly, and below 1/256 a uniform draw is used: the realised rate
+    over 2**24 units is within 6 binomial standard errors of the rate, the hits included."""
+    from adsearch.ops.v2 import _element_src
+
+    n = 2**24
+    for rate in (0.2, 0.3, 0.001):
+        src, t = _element_src(n, rate, torch.device("cpu"), torch.Generator().manual_seed(3))
+        frac = float((src < t).double().mean())
+        assert abs(frac - rate) <= 6 * math.sqrt(rate * (1 - rate) / n), (rate, frac)
+        if rate >= 1 / 256:
+            assert abs(frac - math.floor(256 * rate) / 256) > 6 * math.sqrt(rate / n)  # hits
+
+
+def test_seq_element_is_dropout_in_distribution() -> None:
+    rows = 300
+    x = torch.ones(rows, 32, 64)
+    ours = seq2_dropout(x, SeqSub2(0.2, "element"), True, torch.Generator().manual_seed(5)) == 0
+    for stat, want in zip(_law_stats(ours.view(rows, -1)), (0.2, 0.04, 0.04, 0.04), strict=True):
+        assert abs(float(stat.mean()) - want) <= 6 * float(stat.std()) / math.sqrt(rows)
+
+
+def test_fast_ops_seeded_repeat_layouts_dtypes_and_retained_graph() -> None:
+    """The CPU element and block ops: the same generator gives the same output on every
+    layout and dtype; the mask is the one conv2_dropped draws (element) or the seeds'
+    blocks of DropBlock's own code (block, with its realised scale); a second backward
+    (retain_graph) gives the first one's gradient; gradcheck passes."""
+    from adsearch.ops._common import keep_scale
+    from adsearch.ops.dropblock import _BlockMul, _dropped_mask, bernoulli_positions
+
+    x = torch.randn(6, 5, 13, 13, requires_grad=True)
+    for pat in (ConvPattern2(rate=0.3, kind="element"), ConvPattern2(rate=0.2, kind="block",
+                side=0.25), ConvPattern2(rate=0.4, kind="block", side=0.5, share_c=True)):
+        y = conv2_dropout(x, pat, True, torch.Generator().manual_seed(4))
+        cl = x.detach().contiguous(memory_format=torch.channels_last)
+        y_cl = conv2_dropout(cl, pat, True, torch.Generator().manual_seed(4))
+        assert torch.equal(y_cl, y) and y_cl.is_contiguous(memory_format=torch.channels_last)
+        for dt in (torch.float16, torch.bfloat16, torch.float64):
+            y_dt = conv2_dropout(x.detach().to(dt), pat, True, torch.Generator().manual_seed(4))
+            assert y_dt.dtype == dt and torch.equal(y_dt == 0, y == 0)
+        up = torch.randn_like(y)
+        y.backward(up, retain_graph=True)
+        assert x.grad is not None
+        first, x.grad = x.grad.clone(), None
+        y.backward(up)
+        assert torch.equal(first, x.grad)
+        x.grad = None
+        assert torch.equal(first == 0, (y == 0) | (up == 0))
+        xd = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(
+            lambda t, p=pat: conv2_dropout(t, p, True, torch.Generator().manual_seed(1)), (xd,))
+        if pat.kind == "element":
+            d = conv2_dropped(pat, tuple(x.shape), torch.device("cpu"),
+                              torch.Generator().manual_seed(4))
+            assert torch.equal(d, y == 0)
+            continue
+        geo = resolve(pat, 13, 13)
+        cs = 1 if pat.share_c else 5
+        v = 13 - geo.side + 1
+        seeds = bernoulli_positions(6 * cs * v * v, geo.gamma, x.device,
+                                    torch.Generator().manual_seed(4))
+        d = _dropped_mask(seeds, (6, cs, 13, 13), geo.side)
+        kept = (d.numel() - torch.count_nonzero(d)) * (5 // cs)
+        want = _BlockMul.apply(x.detach(), d, seeds, keep_scale(x.numel(), kept), geo.side)
+        assert torch.equal(y.detach(), want)
 
 
 def _opening(d: torch.Tensor, b: int) -> torch.Tensor:

@@ -21,8 +21,16 @@ baselines are exactly these kinds, see :mod:`adsearch.ops.baselines`); block and
 rescale by the realised kept fraction of the batch, as DropBlock does.
 
 Masks are drawn on the generator's device, so one seeded generator gives the same masks
-on every device. With no generator, element and channel use ``F.dropout``/``F.dropout2d``
-(the floor of ``benchmarks/bench_masks.py``).
+on every device. Channel uses ``F.dropout2d`` with no generator.
+
+Speed (issue 20; BENCHMARKS.md "v2 ops: speed per kind against the floor"): per-unit
+element-wise (conv and seq) draws one random *byte* per unit plus a few Poisson hits, exact
+in distribution (i.i.d. Bernoulli(``rate``), see :func:`_element_src`), instead of one float
+per unit; on a CUDA tensor with no generator it stays ``F.dropout`` (one fused kernel there),
+so it is the same law as ``nn.Dropout`` but not the same random numbers. A block's dropped
+set is dilated from its seeds on a bit-packed map and unpacked to a float mask by a table.
+Both apply the mask with one fused ``addcmul`` forward and backward (:class:`_KeepMul`), and
+the backward writes the gradient into the mask's own memory.
 """
 
 from __future__ import annotations
@@ -30,10 +38,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from adsearch.ops._common import LIBRARY, check_rank, compiling, keep_scale, pattern_key, uniform
 from adsearch.ops.dropblock import (
@@ -62,6 +73,189 @@ def _bernoulli_keep(x: torch.Tensor, shape: tuple[int, ...], rate: float,
     return x * (keep.to(x.dtype) / (1.0 - rate))
 
 
+# ------------------------------------------------------------------ fast CPU draws (speed)
+# Element-wise: one random byte per unit instead of one float (a quarter of the random bits),
+# made exact by Poissonised sparse draws. A unit is dropped when its byte is below
+# ``t = floor(256 * rate)`` (probability ``t / 256 <= rate``) or when it is hit by one of
+# ``K ~ Poisson(n * lam)`` uniform positions drawn with replacement: each unit's hit count is
+# then Poisson(``lam``) independently, so it is hit with probability ``1 - exp(-lam)``; with
+# ``lam = -ln((1 - rate) / (1 - t / 256))`` every unit is dropped independently with
+# probability exactly ``1 - (1 - t/256) exp(-lam) = rate`` (i.i.d. Bernoulli(rate); the hits
+# are about ``1e-3 n`` at rate 0.2, none at rates that are multiples of 1/256).
+_BYTE_MIN_RATE = 1.0 / 256.0  # below it the byte threshold is 0: a uniform draw is used
+
+
+def _element_src(n: int, rate: float, device: torch.device,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
+    """``(src, t)``: a uint8 tensor of ``n`` units on ``device`` (drawn on the generator's
+    device) such that ``src >= t`` keeps each unit independently with probability
+    ``1 - rate`` (see the comment above)."""
+    gdev = generator.device if generator is not None else device
+    if rate < _BYTE_MIN_RATE:
+        keep = torch.rand(n, generator=generator, device=gdev, dtype=torch.float64) >= rate
+        return keep.to(torch.uint8).to(device), 1
+    words = torch.empty(-(-n // 8), dtype=torch.int64, device=gdev)
+    words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform
+    src = words.view(torch.uint8)[:n]
+    t = math.floor(rate * 256.0)
+    extra = 1.0 - (1.0 - rate) / (1.0 - t / 256.0)  # the hits' drop probability per unit
+    if extra > 0.0:
+        mean = torch.full((1,), -n * math.log1p(-extra), dtype=torch.float64, device=gdev)
+        k = int(torch.poisson(mean, generator=generator).item())
+        if k:
+            u = torch.rand(k, generator=generator, device=gdev, dtype=torch.float64)
+            src.index_fill_(0, (u * n).to(torch.int64).clamp_(max=n - 1), 0)
+    return src.to(device), t
+
+
+def _fill_keep(keep: torch.Tensor, src: torch.Tensor, t: int) -> torch.Tensor:
+    """Write the 0/1 keep mask ``src >= t`` (``src`` in ``keep``'s logical order) into the
+    floating tensor ``keep``, whatever its memory format; returns ``keep``."""
+    return torch.ge(src.view(keep.shape), t, out=keep)
+
+
+class _KeepMul(torch.autograd.Function):
+    """``x * keep * scale`` with a floating 0/1 ``keep`` built for this call.
+
+    One fused ``addcmul`` forward and one backward. The first backward writes the input
+    gradient into ``keep``'s own memory (no new buffer, no second pass to rebuild the mask);
+    a later backward (``retain_graph``) rebuilds ``keep`` with ``refill(*saved)``. Only the
+    compact ``saved`` tensors (the random bytes, a block's seeds) go through
+    ``save_for_backward``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float,  # type: ignore[override]
+                refill: Callable[..., torch.Tensor], *saved: torch.Tensor) -> torch.Tensor:
+        ctx.keep, ctx.scale, ctx.refill = keep, scale, refill
+        ctx.save_for_backward(*saved)
+        out = torch.empty_like(x)  # x's memory format, whatever keep's broadcast
+        return torch.addcmul(x.new_zeros(()), x, keep, value=scale, out=out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        keep = ctx.keep
+        if keep is None:  # a second backward: the first one used the buffer
+            keep = ctx.refill(*ctx.saved_tensors)
+        zero = grad.new_zeros(())
+        if keep.shape == grad.shape and keep.dtype == grad.dtype:
+            ctx.keep = None
+            gx = torch.addcmul(zero, grad, keep, value=ctx.scale, out=keep)
+        else:  # a mask shared over channels, or another dtype: a fresh gradient
+            gx = torch.addcmul(zero, grad, keep, value=ctx.scale)
+        return (gx, None, None, None) + (None,) * len(ctx.saved_tensors)
+
+
+def _element_apply(x: torch.Tensor, rate: float,
+                   generator: torch.Generator | None) -> torch.Tensor:
+    """``x`` with each unit dropped i.i.d. with ``rate``, textbook ``1 / (1 - rate)`` scaling
+    (the fast draw above; the same law as ``F.dropout``)."""
+    with torch.no_grad():
+        src, t = _element_src(x.numel(), rate, x.device, generator)
+        keep = _fill_keep(torch.empty_like(x), src, t)
+
+    def refill(s: torch.Tensor) -> torch.Tensor:
+        return _fill_keep(torch.empty_like(x), s, t)
+
+    return _KeepMul.apply(x, keep, 1.0 / (1.0 - rate), refill, src)  # type: ignore[no-any-return]
+
+
+def _fast(x: torch.Tensor, generator: torch.Generator | None) -> bool:
+    """Whether element-wise units use the byte draw: on the CPU, and with any seeded
+    generator (so one generator gives the same masks on every device); a CUDA tensor with
+    no generator keeps ``F.dropout`` (one fused kernel there)."""
+    return generator is not None or x.device.type == "cpu"
+
+
+def _shifts(side: int) -> list[int]:
+    """Shifts whose OR-doubling grows a run of 1 unit into a run of ``side`` units."""
+    out: list[int] = []
+    width = 1
+    while width < side:
+        step = min(width, side - width)
+        out.append(step)
+        width += step
+    return out
+
+
+def _block_bits(seeds: torch.Tensor, maps: int, height: int, width: int,
+                side: int) -> torch.Tensor:
+    """The dropped units of the ``side`` px blocks whose top-left corners are the
+    valid-position indices ``seeds`` (as ``dropblock._block_index`` numbers them), packed 8
+    units a byte (unit ``u`` is bit ``u % 8`` of byte ``u // 8``; ``maps * H * W`` units).
+
+    The seeds' bits are set, then the set is dilated by ``ceil(log2 side)`` shifted ORs per
+    axis of the whole packed map (1/8 byte a unit). A flat shift never carries a block across
+    a row or map edge, since seeds lie only where the whole block fits."""
+    vh, vw = height - side + 1, width - side + 1
+    nbytes = -(-(maps * height * width) // 8)
+    bits = torch.zeros(nbytes, dtype=torch.uint8, device=seeds.device)
+    if seeds.numel():
+        s = seeds.to(torch.float64)  # exact below 2**50; float division is the fast one here
+        row = torch.floor(s / vw)  # map * vh + i
+        m = torch.floor(row / vh)
+        pix = (s + (side - 1) * row + m * (height * width - vh * vw - (side - 1) * vh)).to(
+            torch.int64)
+        one = torch.ones((), dtype=torch.uint8, device=seeds.device)
+        # seeds are distinct, so adding their bits into a byte is OR-ing them
+        bits.index_put_((pix >> 3,), torch.bitwise_left_shift(one, (pix & 7).to(torch.uint8)),
+                        accumulate=True)
+    for step in _shifts(side) + [k * width for k in _shifts(side)]:
+        q, r = divmod(step, 8)
+        grown = bits.clone()
+        if r == 0:
+            grown[q:] |= bits[:nbytes - q]
+        else:
+            grown[q:] |= torch.bitwise_left_shift(bits[:nbytes - q], r)
+            grown[q + 1:] |= torch.bitwise_right_shift(bits[:nbytes - q - 1], 8 - r)
+        bits = grown
+    return bits
+
+
+@functools.lru_cache(maxsize=32)
+def _keep_table(dtype: torch.dtype, device: str) -> torch.Tensor:
+    """``(256, 8)`` table: row ``v`` holds the 0/1 keep values of the 8 units packed in byte
+    ``v`` (1 where the bit is clear)."""
+    v = torch.arange(256)
+    return (1 - ((v[:, None] >> torch.arange(8)) & 1)).to(dtype=dtype, device=device)
+
+
+def _block_keep(x: torch.Tensor, seeds: torch.Tensor, cs: int, side: int) -> tuple[
+        torch.Tensor, int]:
+    """``(keep, kept)``: the floating 0/1 keep mask of the blocks, ``(N, C, H, W)`` in ``x``'s
+    memory format (``(N, 1, H, W)`` when shared), and the kept units of ``x``."""
+    n, c, h, w = x.shape
+    units = n * cs * h * w
+    bits = _block_bits(seeds, n * cs, h, w, side).to(torch.int32)
+    keep = torch.index_select(_keep_table(x.dtype, str(x.device)), 0, bits)
+    keep = keep.view(-1)[:units].view(n, cs, h, w)
+    if cs == c and not keep.is_contiguous(memory_format=_memory_format(x)):
+        keep = torch.empty_like(x).copy_(keep)
+    counts = torch.bincount(bits, minlength=256)
+    kept = int((counts * _keep_table(torch.int64, "cpu").sum(1).to(counts.device)).sum())
+    kept -= 8 * bits.numel() - units  # the padding bits of the last byte count as kept
+    return keep, kept * (c // cs)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return (torch.channels_last if x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+
+
+def _block_apply_fast(x: torch.Tensor, seeds: torch.Tensor, cs: int, side: int) -> torch.Tensor:
+    """The block kind on the CPU: the seeds' blocks dropped, kept units times the realised
+    ``numel / kept`` (0 when nothing is kept), as ``dropblock._BlockMul`` computes it."""
+    with torch.no_grad():
+        keep, kept = _block_keep(x, seeds, cs, side)
+    scale = x.numel() / kept if kept else 0.0
+
+    def refill(s: torch.Tensor) -> torch.Tensor:
+        return _block_keep(x, s, cs, side)[0]
+
+    return _KeepMul.apply(x, keep, scale, refill, seeds)  # type: ignore[no-any-return]
+
+
 @functools.lru_cache(maxsize=256)
 def _tile_frame(matrix: tuple[tuple[float, float], tuple[float, float]], height: int,
                 width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +274,9 @@ def conv2_dropped(pattern: ConvPattern2, shape: tuple[int, int, int, int], devic
     geo = resolve(pattern, h, w)
     gdev = generator.device if generator is not None else device
     cs = 1 if pattern.share_c and geo.kind != "channel" else c
+    if geo.kind == "element" and cs == c:  # the op's own draw (see _element_src)
+        src, t = _element_src(n * c * h * w, pattern.rate, device, generator)
+        return (src < t).view(n, c, h, w)
     if geo.kind == "element":
         return (torch.rand((n, cs, h, w), generator=generator, device=gdev) < pattern.rate).to(device)
     if geo.kind == "channel":
@@ -105,19 +302,18 @@ def conv2_dropout(x: torch.Tensor, pattern: ConvPattern2, training: bool = True,
     check_rank(x, 4, "(N, C, H, W)", "conv2_dropout")
     if not training or pattern.rate == 0.0 or x.numel() == 0:
         return x
-    if compiling() and pattern.kind in ("block", "tile"):
-        return _traced_conv2(x, pattern, generator)  # element and channel trace as they are
+    if compiling() and (pattern.kind in ("block", "tile") or (
+            pattern.kind == "element" and not pattern.share_c and x.device.type == "cpu")):
+        return _traced_conv2(x, pattern, generator)  # the others trace as they are
     n, c, h, w = x.shape
     # element and channel ignore the map's size (and resolve, a cached function, is then not
     # traced by torch.compile)
     geo = (ConvGeometry(pattern.kind, 1, 1.0, pattern.rate, ((1.0, 0.0), (0.0, 1.0)))
            if pattern.kind in ("element", "channel") else resolve(pattern, h, w))
     if geo.kind == "element" and not pattern.share_c:
-        if generator is None:
+        if not _fast(x, generator):
             return F.dropout(x, pattern.rate, True)
-        with torch.no_grad():
-            keep = _rand((n, c, h, w), x, generator) >= pattern.rate
-        return x * (keep.to(x.dtype) / (1.0 - pattern.rate))
+        return _element_apply(x, pattern.rate, generator)
     if geo.kind == "channel" and generator is None:
         return F.dropout2d(x, pattern.rate, True)
     if geo.kind in ("element", "channel"):  # shared over channels, or a seeded channel draw
@@ -125,6 +321,11 @@ def conv2_dropout(x: torch.Tensor, pattern: ConvPattern2, training: bool = True,
         with torch.no_grad():
             keep = (_rand(shape, x, generator) >= pattern.rate).to(x.dtype) / (1.0 - pattern.rate)
         return x * keep
+    if geo.kind == "block" and x.device.type == "cpu":
+        cs = 1 if pattern.share_c else c
+        vh, vw = h - geo.side + 1, w - geo.side + 1
+        seeds = bernoulli_positions(n * cs * vh * vw, geo.gamma, x.device, generator)
+        return _block_apply_fast(x, seeds, cs, geo.side)
     with torch.no_grad():
         if geo.kind == "block":
             cs = 1 if pattern.share_c else c
@@ -167,7 +368,10 @@ def _conv2_draw(x: torch.Tensor, pattern: str) -> tuple[torch.Tensor, torch.Tens
     geo = resolve(p, h, w)
     cs = _draw_channels(p, c)
     with torch.no_grad():
-        if geo.kind == "element":
+        if geo.kind == "element" and cs == c and x.device.type == "cpu":  # eager's own draw
+            src, t = _element_src(n * c * h * w, p.rate, x.device, None)
+            dropped = (src < t).view(n, c, h, w)
+        elif geo.kind == "element":
             dropped = uniform((n, cs, h, w), x.device, None) < p.rate
         elif geo.kind == "channel":
             dropped = (uniform((n, c, 1, 1), x.device, None) < p.rate).expand(n, c, h, w)
@@ -207,6 +411,39 @@ def _traced_conv2(
     return _block_apply(x, dropped, scale)
 
 
+@torch.library.custom_op(f"{LIBRARY}::element_draw", mutates_args=())
+def _element_draw(x: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dropped, scale)`` of :func:`_element_apply`'s draw for ``x`` (read for its shape
+    and device) from torch's global generator: the bool mask in ``x``'s shape and the 0-d
+    float64 ``1 / (1 - rate)``."""
+    with torch.no_grad():
+        src, t = _element_src(x.numel(), rate, x.device, None)
+        dropped = (src < t).view(x.shape)
+    return dropped, torch.full((), 1.0 / (1.0 - rate), dtype=torch.float64, device=x.device)
+
+
+@_element_draw.register_fake
+def _element_draw_fake(x: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.new_empty(x.shape, dtype=torch.bool), x.new_empty((), dtype=torch.float64)
+
+
+@torch.compiler.disable
+def _element_with_generator(x: torch.Tensor, rate: float,
+                            generator: torch.Generator) -> torch.Tensor:
+    """A seeded generator is no custom-op argument: that call runs eagerly (a graph break)."""
+    return _element_apply(x, rate, generator)
+
+
+def _traced_element(x: torch.Tensor, rate: float,
+                    generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`_element_apply` while ``torch.compile`` traces it: two custom ops, the very
+    draw of eager mode (the number of Poisson hits is random, so the graph holds the mask)."""
+    if generator is not None:
+        return _element_with_generator(x, rate, generator)
+    dropped, scale = _element_draw(x.detach(), rate)
+    return _block_apply(x, dropped, scale)
+
+
 class ConvDropout2(nn.Module):
     """Module form of :func:`conv2_dropout`; returns ``x`` itself in eval."""
 
@@ -237,6 +474,9 @@ def seq2_keep(sub: SeqSub2, shape: tuple[int, int, int], device: torch.device,
               generator: torch.Generator | None = None) -> torch.Tensor:
     """One draw of ``sub``'s kept units, a bool tensor broadcastable to ``(N, T, D)``."""
     n, t, d = shape
+    if sub.kind == "element":  # the op's own draw (see _element_src)
+        src, thr = _element_src(n * t * d, sub.rate, device, generator)
+        return (src >= thr).view(n, t, d)
     keep = uniform(_seq_keep_shape(sub, n, t, d), device, generator) >= sub.rate
     if sub.kind == "group":
         size = math.ceil(d / sub.groups)
@@ -252,10 +492,23 @@ def seq2_dropout(x: torch.Tensor, sub: SeqSub2, training: bool = True,
     check_rank(x, 3, "(N, T, D)", "seq2_dropout")
     if not training or sub.rate == 0.0 or x.numel() == 0:
         return x
-    if sub.kind == "element" and generator is None:
-        return F.dropout(x, sub.rate, True)
+    if sub.kind == "element":
+        if not _fast(x, generator):
+            return F.dropout(x, sub.rate, True)
+        if compiling():
+            return _traced_element(x, sub.rate, generator)
+        return _element_apply(x, sub.rate, generator)
+    n, t, d = x.shape
+    g = sub.groups
+    if sub.kind in ("group", "interleave") and d % g == 0:
+        # the same draw as seq2_keep, broadcast over a view instead of gathered to (N, T, D)
+        with torch.no_grad():
+            keep = (uniform((n, t, g), x.device, generator) >= sub.rate).to(x.dtype)
+            keep = keep / (1.0 - sub.rate)
+        if sub.kind == "group":
+            return (x.reshape(n, t, g, d // g) * keep.view(n, t, g, 1)).reshape(n, t, d)
+        return (x.reshape(n, t, d // g, g) * keep.view(n, t, 1, g)).reshape(n, t, d)
     with torch.no_grad():
-        n, t, d = x.shape
         keep = seq2_keep(sub, (n, t, d), x.device, generator).to(x.dtype) / (1.0 - sub.rate)
     return x * keep
 

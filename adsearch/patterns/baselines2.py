@@ -3,8 +3,9 @@
 :func:`baseline_patterns` writes Dropout, SpatialDropout, DropBlock or variational dropout
 as one pattern per site of a ``conv2-K`` or ``seq2-K`` space:
 
-- conv ``dropout p`` -> kind ``"element"`` at rate ``p`` at every site: the same function
-  (``F.dropout``) at the same places, so the same seed gives the same masks;
+- conv ``dropout p`` -> kind ``"element"`` at rate ``p`` at every site: the same law
+  (i.i.d. Bernoulli(p), ``1/(1-p)`` scaling) at the same places, drawn with other random
+  numbers than ``F.dropout`` (docs/spaces-v2.md, "Speed"), so equal in distribution;
 - conv ``spatial p`` -> kind ``"channel"`` (``F.dropout2d``), likewise exact;
 - conv ``dropblock p --block B`` -> kind ``"block"`` with the side fraction that gives ``B``
   px at each site's map side (``sides``) and, per site, the grid rate nearest the rate that
