@@ -39,7 +39,13 @@ from types import TracebackType
 from typing import Any
 
 from adsearch.errors import AdsearchError, ConfigError
-from adsearch.patterns import PatternSet, Provenance, SearchSpace, load_patternset
+from adsearch.patterns import (
+    PatternSet,
+    Provenance,
+    SearchSpace,
+    decode_patterns,
+    load_patternset,
+)
 from adsearch.rungs import LazySink, RungSink
 from adsearch.tasks.result import Budget
 from adsearch.trial_files import (
@@ -199,7 +205,7 @@ def _from_spec(path: Path) -> Trial:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         space = SearchSpace.from_name(doc["space"])
-        pats = tuple(space.pattern_cls.from_dict(p) for p in doc["patterns"])  # type: ignore[attr-defined]
+        pats = decode_patterns(doc["patterns"], space)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"${ENV_TRIAL}={path}: not a readable trial spec ({exc}); it is "
                           "written by `adsearch start --script`, unset it to run by hand") from None

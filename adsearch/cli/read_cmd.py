@@ -266,6 +266,7 @@ def export(
         PatternSet,
         Provenance,
         SearchSpace,
+        decode_patterns,
         load_patternset,
         save_patternset,
     )
@@ -301,7 +302,7 @@ def export(
         for w in ranked.warnings:
             console.print(f"warning: {w}", style="yellow", highlight=False, soft_wrap=True)
     for i, score in enumerate(top, 1):
-        patterns = tuple(space.pattern_cls.from_dict(p) for p in score.pattern)  # type: ignore[attr-defined]
+        patterns = decode_patterns(score.pattern, space)
         chosen = "recheck mean" if score.rechecked else "single value"
         recheck = {"selected_on": chosen, **score.to_dict()} if score.rechecked else None
         ps = PatternSet(space, patterns, Provenance(search=search.name, trial_id=score.trial_id,

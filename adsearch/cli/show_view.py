@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from adsearch.errors import AdsearchError
-from adsearch.patterns import ConvPattern, SeqPattern
+from adsearch.patterns import ConvPattern, SeqPattern, decode_pattern
 from adsearch.patterns.mapsides import SITE_MAPS_METRIC, SiteSides, default_sides
 from adsearch.views.status import sparkline
 
@@ -51,7 +51,7 @@ def _site_parts(i: int, p: dict[str, Any], space: Any, sides: SiteSides) -> list
 
     fields = ", ".join(f"{k}={v}" for k, v in p.items())
     try:
-        pat = space.pattern_cls.from_dict(p)
+        pat = decode_pattern(p, space)
     except AdsearchError:  # a stored pattern this adsearch cannot read: show it as stored
         return [Text(f"site {i}: {fields}  (not readable by this adsearch)")]
     if space.kind == "seq":

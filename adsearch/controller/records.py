@@ -17,22 +17,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from adsearch.errors import ConfigError, PatternError
-from adsearch.patterns import CONV_FIELDS, SEQ_FIELDS, ConvPattern, Pattern, SearchSpace, SeqPattern
-
-
-def _pattern_from_dict(data: Any) -> Pattern:
-    """A pattern dict -> ConvPattern or SeqPattern, told apart by its field names."""
-    if isinstance(data, dict):
-        keys = set(data)
-        if keys == set(CONV_FIELDS):
-            return ConvPattern.from_dict(data)
-        if keys == set(SEQ_FIELDS):
-            return SeqPattern.from_dict(data)
-    raise PatternError(
-        f"Sample.patterns: cannot tell the pattern kind of {data!r}; expected the fields of "
-        f"ConvPattern ({', '.join(CONV_FIELDS)}) or SeqPattern ({', '.join(SEQ_FIELDS)}), "
-        "or pass space= to rebuild the patterns from the tokens"
-    )
+from adsearch.patterns import Pattern, SearchSpace, decode_pattern
+from adsearch.strict import strict_from_dict
 
 
 @dataclass(frozen=True)
@@ -119,7 +105,7 @@ class Sample:
         if space is not None:
             patterns = tuple(space.decode(list(tokens)))
             if raw_patterns is not None:
-                given = tuple(_pattern_from_dict(p) for p in raw_patterns)
+                given = tuple(decode_pattern(p, what="Sample.patterns") for p in raw_patterns)
                 if given != patterns:
                     raise PatternError(
                         "Sample: the stored patterns disagree with the stored tokens in space "
@@ -127,7 +113,7 @@ class Sample:
                         "rebuild them"
                     )
         elif raw_patterns is not None:
-            patterns = tuple(_pattern_from_dict(p) for p in raw_patterns)
+            patterns = tuple(decode_pattern(p, what="Sample.patterns") for p in raw_patterns)
         else:
             raise ConfigError(
                 "Sample.from_dict: no 'patterns' field and no space; pass space=SearchSpace(...) "
@@ -180,16 +166,4 @@ class UpdateStats:
 
     @classmethod
     def from_dict(cls, data: Any) -> UpdateStats:
-        if not isinstance(data, dict):
-            raise ConfigError(f"UpdateStats: expected a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"UpdateStats: unknown field(s) {', '.join(unknown)}; known fields are "
-                f"{', '.join(sorted(known))}"
-            )
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"UpdateStats: {exc}") from None
+        return strict_from_dict(cls, data, "UpdateStats", word="field", types_too=False)

@@ -111,7 +111,9 @@ def regularizer_of(space: SearchSpace, stored: list[Any]) -> list[Pattern] | dic
     such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``."""
     if len(stored) == 1 and isinstance(stored[0], dict) and "kind" in stored[0]:
         return dict(stored[0])
-    return [space.pattern_cls.from_dict(p) for p in stored]
+    from adsearch.patterns import decode_patterns
+
+    return list(decode_patterns(stored, space))
 
 
 def rung_reporter(store_url: str | None) -> LazySink | None:

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from adsearch import reward
 from adsearch.daemon.config import SearchConfig
-from adsearch.patterns import SearchSpace
+from adsearch.patterns import SearchSpace, decode_patterns
 
 if TYPE_CHECKING:
     from adsearch.store.contract import StoreContract
@@ -176,7 +176,7 @@ class Admission:
             return None  # a planned baseline spec (verify): not a pattern
         from adsearch.ops.cap import refusal
 
-        pats = [self.space.pattern_cls.from_dict(p) for p in pattern]
+        pats = list(decode_patterns(pattern, self.space))
         return refusal(pats, self.maps, float(self.cfg.max_drop))
 
     # ------------------------------------------------------------------ admitting draws

@@ -25,6 +25,7 @@ from torch import nn
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SEQ_SITES, ConvPattern, PatternSet, SearchSpace, SeqPattern
 from adsearch.patterns.conv2 import ConvPattern2
+from adsearch.patterns.decode import decode_pattern
 from adsearch.patterns.seq2 import SeqPattern2, SeqSub2
 
 Spec = Union[ConvPattern, SeqPattern, ConvPattern2, SeqPattern2, SeqSub2, dict, None]  # noqa: UP007
@@ -58,9 +59,7 @@ def regularizer_for_sites(regularizer: Any, space: SearchSpace) -> list[Spec]:
                 "dropblock, variational"
             )
         if kind == "pattern":  # {"kind": "pattern", "pattern": {...}}: that pattern at every site
-            from adsearch.ops import pattern_from_dict
-
-            pat = pattern_from_dict(regularizer.get("pattern"))
+            pat = decode_pattern(regularizer.get("pattern"), what="pattern spec")
             return regularizer_for_sites([pat] * n, space)
         return [dict(regularizer) for _ in range(n)]
     if isinstance(regularizer, (ConvPattern, SeqPattern, ConvPattern2, SeqPattern2)):

@@ -20,7 +20,6 @@ from adsearch.ops.dropblock import DropBlock2d, drop_block_2d
 from adsearch.ops.factory import (
     SPEC_KEYS,
     make_dropout,
-    pattern_from_dict,
     render_mask,
     set_progress,
 )
@@ -40,7 +39,6 @@ __all__ = [
     "make_dropout",
     "pattern_dropout_2d",
     "pattern_dropout_seq",
-    "pattern_from_dict",
     "pattern_geometry",
     "render_mask",
     "set_progress",

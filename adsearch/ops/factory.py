@@ -30,12 +30,14 @@ from adsearch.ops.conv import PatternDropout2d, pattern_dropout_2d
 from adsearch.ops.dropblock import DropBlock2d
 from adsearch.ops.seq import PatternDropoutSeq, pattern_dropout_seq
 from adsearch.ops.v2 import ConvDropout2, SeqDropout2, conv2_dropped, seq2_keep
-from adsearch.patterns.conv import CONV_FIELDS, ConvPattern
+from adsearch.patterns.conv import ConvPattern
 from adsearch.patterns.conv2 import ConvPattern2
-from adsearch.patterns.seq import SEQ_FIELDS, SeqPattern
+from adsearch.patterns.decode import decode_pattern
+from adsearch.patterns.seq import SeqPattern
 from adsearch.patterns.seq2 import SeqSub2
+from adsearch.strict import check_keys
 
-__all__ = ["SPEC_KEYS", "make_dropout", "pattern_from_dict", "render_mask", "set_progress"]
+__all__ = ["SPEC_KEYS", "make_dropout", "render_mask", "set_progress"]
 
 #: Allowed keys (besides ``"kind"``) of every dict spec, with their defaults.
 SPEC_KEYS: dict[str, dict[str, Any]] = {
@@ -46,30 +48,6 @@ SPEC_KEYS: dict[str, dict[str, Any]] = {
     "variational": {"drop_prob": 0.1},
     "pattern": {"pattern": None},
 }
-
-_CONV_ONLY = set(CONV_FIELDS) - set(SEQ_FIELDS)
-_SEQ_ONLY = set(SEQ_FIELDS) - set(CONV_FIELDS)
-
-
-def pattern_from_dict(data: Any) -> ConvPattern | SeqPattern:
-    """A ConvPattern or SeqPattern from its JSON object; the fields tell which."""
-    if isinstance(data, (ConvPattern, SeqPattern)):
-        return data
-    if not isinstance(data, dict):
-        raise PatternError(
-            f"pattern spec: expected a JSON object of pattern fields, got {type(data).__name__}"
-        )
-    keys = set(data)
-    if keys & _CONV_ONLY and not keys & _SEQ_ONLY:
-        return ConvPattern.from_dict(data)
-    if keys & _SEQ_ONLY and not keys & _CONV_ONLY:
-        return SeqPattern.from_dict(data)
-    raise PatternError(
-        "pattern spec: cannot tell a ConvPattern from a SeqPattern by its fields "
-        f"{sorted(keys)}; a ConvPattern has {', '.join(CONV_FIELDS)}; a SeqPattern has "
-        f"{', '.join(SEQ_FIELDS)}"
-    )
-
 
 def make_dropout(spec: Any) -> nn.Module:
     """The dropout module described by ``spec`` (see the module docstring).
@@ -100,13 +78,8 @@ def make_dropout(spec: Any) -> nn.Module:
             f"dropout spec: unknown kind {kind!r}; allowed kinds are {', '.join(SPEC_KEYS)}"
         )
     allowed = SPEC_KEYS[kind]
-    unknown = sorted(set(spec) - set(allowed) - {"kind"})
-    if unknown:
-        keys = ", ".join(allowed) if allowed else "none besides 'kind'"
-        raise PatternError(
-            f"dropout spec of kind {kind!r}: unknown key(s) {', '.join(map(repr, unknown))}; "
-            f"allowed keys are {keys}"
-        )
+    check_keys(spec, allowed, f"dropout spec of kind {kind!r}", besides=("kind",),
+               error=PatternError)
     args = {**allowed, **{k: v for k, v in spec.items() if k != "kind"}}
     if kind == "none":
         return Identity()
@@ -123,7 +96,7 @@ def make_dropout(spec: Any) -> nn.Module:
         return DropBlock2d(args["drop_prob"], args["block_size"], share_c)
     if args["pattern"] is None:
         raise PatternError("dropout spec of kind 'pattern': missing key 'pattern' (the pattern's fields)")
-    return make_dropout(pattern_from_dict(args["pattern"]))
+    return make_dropout(decode_pattern(args["pattern"], what="pattern spec"))
 
 
 _active = threading.local()

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from adsearch.errors import PatternError
+from adsearch.strict import check_keys
 
 #: The discrete choices of every field, in token order. Change the search space here.
 CONV_VALUES: dict[str, tuple[Any, ...]] = {
@@ -70,19 +71,9 @@ def _check_value(cls: str, name: str, value: Any, allowed: tuple[Any, ...]) -> N
 
 def _from_mapping(cls_name: str, table: dict[str, tuple[Any, ...]], data: Any) -> dict[str, Any]:
     """Check a pattern's JSON object against ``table`` (every field required) and
-    :data:`OFF_VALUES` (optional)."""
-    if not isinstance(data, dict):
-        raise PatternError(f"{cls_name}: expected a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - set(table) - set(OFF_VALUES))
-    if unknown:
-        raise PatternError(
-            f"{cls_name}: unknown field(s) {', '.join(map(repr, unknown))}; "
-            f"known fields are {', '.join(table)}"
-        )
-    missing = [k for k in table if k not in data]
-    if missing:
-        raise PatternError(f"{cls_name}: missing field(s) {', '.join(map(repr, missing))}")
-    out = dict(data)
+    :data:`OFF_VALUES` (optional), with :func:`adsearch.strict.check_keys`."""
+    out = check_keys(data, [*table, *OFF_VALUES], cls_name, required=table, word="field",
+                     error=PatternError)
     for k, allowed in table.items():
         v = out[k]
         if isinstance(v, int) and not isinstance(v, bool) and all(

@@ -34,10 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from adsearch.errors import PatternError
+from adsearch.patterns.decode import decode_patterns
 from adsearch.patterns.space import Pattern, SearchSpace
+from adsearch.strict import check_keys
 
 FORMAT = "adsearch.patternset"
 FORMAT_VERSION = 1
+#: The keys of a pattern file's top-level object.
+_FILE_KEYS = ("format", "format_version", "space", "space_fingerprint", "patterns", "provenance")
 
 
 @dataclass(frozen=True)
@@ -98,9 +102,7 @@ class PatternSet:
                 f"{source}: format_version {version!r} is not supported; this adsearch reads "
                 f"version {FORMAT_VERSION}"
             )
-        unknown = sorted(set(data) - {"format", "format_version", "space", "space_fingerprint", "patterns", "provenance"})
-        if unknown:
-            raise PatternError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}")
+        check_keys(data, _FILE_KEYS, source, error=PatternError)
         try:
             space = SearchSpace.from_name(data.get("space", ""))
         except PatternError as exc:
@@ -115,7 +117,7 @@ class PatternSet:
         if not isinstance(raw, list):
             raise PatternError(f"{source}: 'patterns' must be a list with one object per site")
         try:
-            pats = tuple(space.pattern_cls.from_dict(p) for p in raw)
+            pats = decode_patterns(raw, space)
         except PatternError as exc:
             raise PatternError(f"{source}: {exc}") from None
         prov = data.get("provenance") or {}

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 from adsearch.errors import PatternError, SpaceMismatchError
 from adsearch.patterns.conv import CONV_VALUES, OFF_VALUES, ConvPattern
 from adsearch.patterns.conv2 import CONV2_VALUES, ConvPattern2
+from adsearch.patterns.decode import decode_pattern
 from adsearch.patterns.seq import SEQ_VALUES, SeqPattern
 from adsearch.patterns.seq2 import SEQ2_VALUES, SeqPattern2
 
@@ -207,21 +208,14 @@ class SearchSpace:
         return out
 
     def pattern_from_dict(self, data: Any) -> Pattern:
-        """A pattern of this space from its JSON object; a pattern of the other family is
-        refused with a message that names both (a v2 file in a v1 search, or the reverse)."""
-        try:
-            return self.pattern_cls.from_dict(data)
-        except PatternError as exc:
-            other = SearchSpace(self.kind, self.num_sites, version=3 - self.version)
-            try:
-                other.pattern_cls.from_dict(data)
-            except PatternError:
-                raise exc from None
-            raise SpaceMismatchError(
-                f"space {self.name}: the pattern is of space family {other.name} (v"
-                f"{other.version}), not {self.name}'s (v{self.version}); use a file of this "
-                f"family, or search in --space {other.name}"
-            ) from None
+        """A pattern of this space from its JSON object: :func:`adsearch.patterns.decode.
+        decode_pattern` with this space (a pattern of the other family is refused with a
+        message that names both: a v2 file in a v1 search, or the reverse)."""
+        return decode_pattern(data, self)
+
+    def other_family(self) -> SearchSpace:
+        """The space of the other family (v1 <-> v2) with this kind and number of sites."""
+        return SearchSpace(self.kind, self.num_sites, version=3 - self.version)
 
     def sample(self, rng: random.Random | None = None) -> list[Pattern]:
         """Uniformly random patterns, one per site."""

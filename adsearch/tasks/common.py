@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import torch
 
 from adsearch.errors import ConfigError
-from adsearch.tasks.fields import check_field_types
+from adsearch.strict import check_keys, check_types
 from adsearch.tasks.result import Budget
 
 C = TypeVar("C")
@@ -33,24 +33,18 @@ C = TypeVar("C")
 
 def config_from_dict(cls: type[C], data: dict[str, Any], task: str) -> C:
     """Build a frozen config dataclass from a dict; unknown keys, and values that do not fit a
-    field's annotation or are not finite (:func:`~adsearch.tasks.fields.check_field_types`),
-    raise ConfigError."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{task} config must be a JSON object, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"{task} config: unknown key(s) {', '.join(map(repr, unknown))}; known keys are "
-            f"{', '.join(sorted(names))}"
-        )
+    field's annotation or are not finite (:func:`adsearch.strict.check_types`), raise
+    ConfigError."""
+    what = f"{task} config"
+    names = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]
+    data = check_keys(data, names, what)
     if data.get("task", task) != task:
         raise ConfigError(f"config is for task {data.get('task')!r}, not {task!r}")
-    check_field_types(cls, data, task)  # type: ignore[arg-type]
+    check_types(cls, data, what)
     try:
         return cls(**data)
     except TypeError as exc:
-        raise ConfigError(f"{task} config: {exc}") from None
+        raise ConfigError(f"{what}: {exc}") from None
 
 
 def rung_steps(budget: Budget | None, steps_per_epoch: int) -> set[int]:

@@ -36,7 +36,7 @@ from typing import Any
 from adsearch.errors import ConfigError, PatternError
 from adsearch.patterns import SearchSpace
 from adsearch.reward import from_metric
-from adsearch.tasks.fields import check_field_types
+from adsearch.strict import check_types
 from adsearch.tasks.result import Budget, ChildResult
 
 
@@ -94,7 +94,7 @@ class SyntheticTask:
                 f"synthetic task config: unknown key(s) {', '.join(unknown)}; known keys are "
                 f"{', '.join(sorted(known))}"
             )
-        check_field_types(SyntheticConfig, data, "synthetic task")
+        check_types(SyntheticConfig, data, "synthetic task config")
         cfg = SyntheticConfig(**data)
         if cfg.task != "synthetic":
             raise ConfigError(f"synthetic task config: task is {cfg.task!r}, expected 'synthetic'")
