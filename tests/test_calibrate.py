@@ -130,6 +130,16 @@ def test_config_differences_ignore_keys_that_change_no_value() -> None:
     assert A.config_differences(a, b) == ["lr: 0.001 vs 0.002"]
 
 
+def test_with_keep_best_when_to_validate_counts() -> None:
+    """keep_best picks the reported length among the validated passes, so a calibration made
+    with other validation times does not apply."""
+    a = {"epochs": 16, "eval_every": 1, "keep_best": True, "test": True}
+    b = {"epochs": 16, "eval_every": 4, "keep_best": True, "test": False}
+    assert A.config_differences(a, b) == ["eval_every: 1 vs 4"]
+    assert A.config_differences({**a, "keep_best": False}, b) == [
+        "eval_every: 1 vs 4", "keep_best: False vs True"]
+
+
 # ----------------------------------------------------------------------------- real runs
 REFS = ("--reference", "none", "--reference", "dropout:0.1", "--reference", "dropout:0.2",
         "--reference", "spatial:0.3", "--reference", "dropblock:0.05:3")

@@ -45,6 +45,9 @@ METRICS = ("val_metric", "val_loss")
 #: task-config keys that change neither training nor any value a rung or the full budget
 #: sees, so a calibration still applies when they differ (when to validate, and the test set)
 IGNORED_KEYS = frozenset({"curve_points", "eval_every", "test", "test_data", "test_split"})
+#: ... except with ``keep_best`` on: then when to validate decides which lengths the full
+#: budget's value can be chosen from, so those keys count
+COUNTED_WITH_KEEP_BEST = frozenset({"curve_points", "eval_every"})
 
 
 def check_metric(metric: str) -> str:
@@ -242,7 +245,11 @@ def load_calibration(path: str | Path) -> dict[str, Any]:
 
 def config_differences(calibrated: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: calibrated vs current`` for each task-config key that differs, ignoring
-    :data:`IGNORED_KEYS` (keys that change neither training nor validation values)."""
-    keys = sorted((set(calibrated) | set(current)) - IGNORED_KEYS)
+    :data:`IGNORED_KEYS` (keys that change neither training nor validation values; with
+    ``keep_best`` on either side, when to validate counts)."""
+    ignored = IGNORED_KEYS
+    if calibrated.get("keep_best") or current.get("keep_best"):
+        ignored = IGNORED_KEYS - COUNTED_WITH_KEEP_BEST
+    keys = sorted((set(calibrated) | set(current)) - ignored)
     return [f"{k}: {calibrated.get(k)!r} vs {current.get(k)!r}" for k in keys
             if calibrated.get(k) != current.get(k)]
