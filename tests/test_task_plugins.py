@@ -348,3 +348,29 @@ def test_the_docs_example_plugin_works(tmp_path: Path, monkeypatch: pytest.Monke
     res = task.run_child(task.config_from_dict(cfg.task_config), space.sample(random.Random(0)),
                          Budget(steps=2), "cpu", 0)
     assert 0.0 <= res.reward <= 1.0 and res.metrics["val_acc"] == res.reward
+
+
+
+def test_each_task_declares_its_data_keys(on_path: None) -> None:
+    """--data/--test-data/--download map onto each task's own config keys, declared on the
+    task class (adsearch.tasks.registry.data_overrides); a plug-in that declares none gets
+    the defaults ("data", "test_data", no download), and an option a task does not take is
+    refused by name. train and verify both ask the registry."""
+    from adsearch.tasks.registry import data_overrides
+
+    def keys(name: str, **kw: object) -> dict[str, object]:
+        return data_overrides(get_task(name), name, **kw)  # type: ignore[arg-type]
+
+    assert keys("cifar10", data="d", test_data="t", download=True) == {
+        "data": "d", "test_data": "t", "download": True}
+    assert keys("wikitext2", test_data="t.txt") == {"test_data": "t.txt"}
+    assert keys("translation", test_data="p/test") == {"test_split": "p/test"}
+    assert not hasattr(type(get_task(TASK)), "test_data_key")  # the example declares none
+    assert keys(TASK, data="d", test_data="t") == {"data": "d", "test_data": "t"}
+    assert keys("cifar10") == {}
+    for name in ("synthetic", "script"):
+        with pytest.raises(ConfigError, match=f"--test-data is not supported by task {name}"):
+            keys(name, test_data="t")
+    for name in ("wikitext2", TASK):
+        with pytest.raises(ConfigError, match="--download only applies"):
+            keys(name, download=True)

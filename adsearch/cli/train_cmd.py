@@ -35,27 +35,6 @@ def baseline_spec(name: str, drop_prob: float, block_size: int) -> dict[str, Any
     return {"kind": name, "drop_prob": drop_prob}
 
 
-def task_overrides(task: str, data: Path | None, test_data: Path | None, download: bool) -> dict[str, Any]:
-    """Config keys set by --data/--test-data/--download for ``task``."""
-    out: dict[str, Any] = {}
-    if data is not None:
-        out["data"] = str(data)
-    if task in ("cifar10", "imagenet"):
-        if test_data is not None:
-            out["test_data"] = str(test_data)
-        if download:
-            out["download"] = True
-    elif download:
-        raise ConfigError(f"--download only applies to image tasks, not {task}")
-    elif task == "translation" and test_data is not None:
-        out["test_split"] = str(test_data)  # a path prefix: <prefix>.<lang>[.gz]
-    elif task in ("wikitext2", "ptb") and test_data is not None:
-        out["test_data"] = str(test_data)
-    elif test_data is not None:
-        raise ConfigError(f"--test-data is not supported by task {task}")
-    return out
-
-
 def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Mean, sample std (None for a single value) and count over seeds of the reward and
     every val_/test_ metric."""
@@ -100,6 +79,7 @@ def register(app: typer.Typer) -> None:
         from adsearch.cli.search_cmd import _task_config
         from adsearch.patterns import load_patternset
         from adsearch.tasks import Budget, get_task, load_config
+        from adsearch.tasks.registry import data_overrides
 
         # every check that needs no task module comes first: torch loads only after them
         child_epochs = one("--child-epochs", child_epochs, "--epochs", epochs)
@@ -118,7 +98,6 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 raise ConfigError(f"--config {config}: cannot read it ({exc.strerror})") from None
         overrides = _task_config(task_config)
-        overrides.update(task_overrides(task, data, test_data, download))
         ps = load_patternset(pattern) if pattern is not None else None
         regularizer: Any = ps
         reg_desc: Any = None
@@ -130,6 +109,9 @@ def register(app: typer.Typer) -> None:
         import torch
 
         t = get_task(task)
+        overrides.update(data_overrides(
+            t, task, data=None if data is None else str(data),
+            test_data=None if test_data is None else str(test_data), download=download))
         cfg = load_config(t, task, overrides)
         space = t.space(cfg)
         if ps is not None:

@@ -130,6 +130,7 @@ def _cached(key: tuple[Any, ...], fn: Any) -> Any:
 class _ImageTask:
     name = "cifar10"
     mean, std = CIFAR_MEAN, CIFAR_STD
+    test_data_key, downloads = "test_data", True  # --test-data DIR, --download (registry)
 
     def get_default_config(self) -> ImageConfig:
         return ImageConfig()

@@ -125,6 +125,7 @@ def evaluate(model: torch.nn.Module, ids: torch.Tensor, c: LMTaskConfig, device:
 
 class _LMTask:
     name = "wikitext2"
+    test_data_key = "test_data"  # --test-data FILE sets it (registry.data_overrides)
 
     def get_default_config(self) -> LMTaskConfig:
         return LMTaskConfig(task=self.name)

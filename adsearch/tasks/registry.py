@@ -60,7 +60,9 @@ class Task(Protocol):
     that returns a JSON object and :meth:`config_from_dict` to rebuild them, so the daemon
     can store them and send them to children on other hosts. Class attribute
     ``supports_pruning: bool`` (default False) says that :meth:`run_child` stops early when
-    ``budget.prune_now(...)`` says so.
+    ``budget.prune_now(...)`` says so; ``data_key``, ``test_data_key`` and ``downloads``
+    name the config keys of ``--data``, ``--test-data`` and ``--download``
+    (:func:`data_overrides`).
     """
 
     name: str
@@ -129,6 +131,37 @@ def supports_pruning(name: str, task: Task) -> bool:
     if name in TASKS:
         return name in PRUNABLE
     return bool(getattr(type(task), "supports_pruning", False))
+
+
+def data_overrides(task: Task, name: str, *, data: str | None = None,
+                   test_data: str | None = None, download: bool = False) -> dict[str, Any]:
+    """The task config keys that ``--data``, ``--test-data`` and ``--download`` set for
+    ``task`` (resolved from ``name``): each task declares its own with class attributes
+
+    - ``data_key`` (default ``"data"``): the key ``--data`` sets;
+    - ``test_data_key`` (default ``"test_data"``): the key ``--test-data`` sets (a
+      directory, a file or, for translation, a path prefix); None: the task has no test
+      data to point at, and ``--test-data`` is refused;
+    - ``downloads`` (default False): ``--download`` may fetch the data into ``--data``.
+
+    ``adsearch train`` and ``adsearch verify`` ask this, so neither holds task knowledge.
+    Raises ConfigError for an option the task does not take.
+    """
+    kind = type(task)
+    out: dict[str, Any] = {}
+    if data is not None:
+        out[str(getattr(kind, "data_key", "data"))] = str(data)
+    if test_data is not None:
+        key = getattr(kind, "test_data_key", "test_data")
+        if key is None:
+            raise ConfigError(f"--test-data is not supported by task {name}")
+        out[str(key)] = str(test_data)
+    if download:
+        if not getattr(kind, "downloads", False):
+            raise ConfigError(f"--download only applies to tasks that fetch their data "
+                              f"(cifar10), not {name}")
+        out["download"] = True
+    return out
 
 
 def load_config(task: Task, name: str, data: dict[str, Any]) -> Any:

@@ -118,6 +118,7 @@ class ScriptTask:
     """Runs the user's command as each child (see the module docstring)."""
 
     name = "script"
+    test_data_key = None  # the script reads its own data: --test-data is refused
 
     def get_default_config(self) -> ScriptConfig:
         return ScriptConfig()

@@ -82,6 +82,7 @@ class SyntheticTask:
     """A task whose reward is a known function of the pattern tokens."""
 
     name = "synthetic"
+    test_data_key = None  # no data: --test-data is refused (registry.data_overrides)
 
     def get_default_config(self) -> SyntheticConfig:
         return SyntheticConfig()

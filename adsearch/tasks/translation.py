@@ -126,6 +126,7 @@ class TranslationTask:
     """Parallel-text translation with a seq2seq Transformer (space seq-2, as the LM)."""
 
     name = "translation"
+    test_data_key = "test_split"  # --test-data PREFIX (<prefix>.<lang>[.gz], data_overrides)
 
     def get_default_config(self) -> TranslationConfig:
         return TranslationConfig()

@@ -130,13 +130,10 @@ def _test_overrides(task: str, test_data: str | None) -> dict[str, Any]:
     path = Path(test_data).expanduser()
     if not path.exists() and not any(path.parent.glob(path.name + ".*")):
         raise DataError(f"--test-data: {path} does not exist; give the task's test split")
-    if task == "translation":
-        return {"test_split": str(path.absolute())}
-    from adsearch.cli.train_cmd import task_overrides
+    from adsearch.tasks import get_task
+    from adsearch.tasks.registry import data_overrides
 
-    if task in ("cifar10", "imagenet", "wikitext2", "ptb"):
-        return task_overrides(task, None, path.absolute(), False)
-    return {"test_data": str(path.absolute())}  # a plug-in task: its config decides
+    return data_overrides(get_task(task), task, test_data=str(path.absolute()))
 
 
 def prepare(req: VerifyRequest) -> VerifyRun:
