@@ -6,7 +6,11 @@ Slot planning, in order of precedence:
    (each child calls ``torch.set_num_threads``; ``OMP_NUM_THREADS`` is set too).
 2. ``--gpus 0,2``: those GPUs.
 3. ``CUDA_VISIBLE_DEVICES`` (when set): the GPUs it lists; set but empty means CPU mode.
-4. ``torch.cuda.device_count()`` (imports torch; 0 means CPU mode with one worker).
+4. ``torch.cuda.device_count()`` (imports torch; 0 means CPU mode with one slot).
+
+``--workers N`` is the CLI's name for N CPU slots (it stays, as the search config's
+``workers`` key does); in code a place where one child runs is a *slot*, and a *worker* is
+only ``adsearch worker`` (docs/architecture.md, Glossary).
 
 Each GPU gives ``--slots-per-gpu`` slots. A child sees only its GPU: its environment has
 ``CUDA_VISIBLE_DEVICES=<id>`` and it trains on ``cuda`` (device 0 inside the child).
@@ -81,7 +85,7 @@ def plan_slots(
     if workers is not None:
         threads = max(1, cpus // workers)
         return ([Slot(i, None, threads) for i in range(workers)],
-                f"CPU mode: {workers} worker(s), {threads} thread(s) each")
+                f"CPU mode: {workers} slot(s), {threads} thread(s) each")
     source = "--gpus"
     ids: list[str]
     if gpus is not None:
