@@ -1,4 +1,4 @@
-"""The file-locked trial queue: the daemon produces trial ids, one worker per slot claims
+"""The trial queue: the daemon produces trial ids, the owner of each free slot claims
 them with a lease and keeps the lease alive with a heartbeat. The contract is
 :class:`.base.Queue`; the backends :mod:`.filequeue` (one host) and :mod:`.dbqueue` (rows of
 the store, many hosts)."""
