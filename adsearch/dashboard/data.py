@@ -334,12 +334,12 @@ def draw_pattern(space_name: str, pattern: list[dict[str, Any]], seed: int,
     (conv) or 64x32 (seq). ``[{"site", "shape": [H, W], "drop_fraction", "panels": [[row,
     ...], ...]}]``, a row a string with ``#`` dropped and ``.`` kept, :data:`PANELS`
     channels (conv) or examples (seq) per site, seeded by ``seed``."""
-    from adsearch.patterns import SearchSpace
+    from adsearch.patterns import SearchSpace, decode_patterns
     from adsearch.patterns.mapsides import default_sides
     from adsearch.views.mask_draw import site_masks  # numpy, imported when a page draws
 
     space = SearchSpace.from_name(space_name)
-    decoded = [space.pattern_cls.from_dict(p) for p in pattern]  # type: ignore[attr-defined]
+    decoded = decode_patterns(pattern, space)
     sides = default_sides(space) if sides is None else sides
     fallback = DEFAULT_CONV_SHAPE if space.kind == "conv" else DEFAULT_SEQ_SHAPE
     out = []
