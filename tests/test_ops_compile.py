@@ -61,6 +61,7 @@ OPS: list[tuple[str, Callable[[], nn.Module], tuple[int, ...]]] = [
         ConvPattern2(rate=0.2, kind="element", share_c=True)), (4, 3, 9, 9)),
     ("v2 channel", lambda: ConvDropout2(ConvPattern2(rate=0.3, kind="channel")), (4, 3, 9, 9)),
     ("v2 seq group", lambda: SeqDropout2(SeqSub2(0.2, "group", 4)), (3, 7, 8)),
+    ("v2 seq element", lambda: SeqDropout2(SeqSub2(0.2, "element")), (3, 7, 8)),
     ("v2 seq token", lambda: SeqDropout2(SeqSub2(0.3, "token")), (3, 7, 8)),
     ("v2 seq variational", lambda: SeqDropout2(SeqSub2(0.2, "variational")), (3, 7, 8)),
 ]
