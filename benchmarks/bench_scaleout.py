@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def _seed(url: str, name: str, n: int) -> None:
     from adsearch.daemon.config import SearchConfig
-    from adsearch.daemon.loop import pattern_hash
     from adsearch.patterns import SearchSpace
+    from adsearch.patterns.canonical import pattern_hash
     from adsearch.queue.dbqueue import DbQueue
     from adsearch.store import NewTrial, Store
 

@@ -21,7 +21,6 @@ from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.dedup import Admission, task_site_maps
 from adsearch.daemon.launch import create_search
-from adsearch.daemon.loop import pattern_hash
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.runner import run_daemon
 from adsearch.errors import ConfigError
@@ -29,7 +28,7 @@ from adsearch.ops.cap import conv_drop, refusal, seq_drop
 from adsearch.ops.conv import pattern_dropout_2d
 from adsearch.ops.seq import pattern_dropout_seq
 from adsearch.patterns import ConvPattern, SearchSpace, SeqPattern
-from adsearch.patterns.canonical import canonical_dicts, canonical_patterns, is_none
+from adsearch.patterns.canonical import canonical_dicts, canonical_patterns, is_none, pattern_hash
 from adsearch.patterns.patternset import load_patternset
 from adsearch.store import NewTrial, Store
 

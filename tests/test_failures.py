@@ -233,8 +233,8 @@ def test_adsearch_worker_fails_the_search_on_a_code_error(pg_base_url: str,
     import subprocess
     import sys
 
-    from adsearch.daemon.loop import pattern_hash
     from adsearch.patterns import SearchSpace
+    from adsearch.patterns.canonical import pattern_hash
     from adsearch.queue.dbqueue import DbQueue
     from adsearch.store import NewTrial
 

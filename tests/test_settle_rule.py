@@ -44,8 +44,8 @@ def _trials(st: Store, sid: int, n: int) -> list[Any]:
     """``n`` trials with valid patterns of the synthetic task's space, so children run."""
     import random
 
-    from adsearch.daemon.loop import pattern_hash
     from adsearch.patterns import SearchSpace
+    from adsearch.patterns.canonical import pattern_hash
     from adsearch.store import NewTrial
 
     space, rng = SearchSpace.from_name("conv-3"), random.Random(0)

@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search
-from adsearch.daemon.loop import pattern_hash
 from adsearch.daemon.rundir import RunDir
 from adsearch.errors import ConfigError
+from adsearch.patterns.canonical import pattern_hash
 from adsearch.queue.dbqueue import DbQueue
 from adsearch.store import NewTrial, Store
 from adsearch.tasks import entry_point_names, get_task
@@ -348,7 +348,6 @@ def test_the_docs_example_plugin_works(tmp_path: Path, monkeypatch: pytest.Monke
     res = task.run_child(task.config_from_dict(cfg.task_config), space.sample(random.Random(0)),
                          Budget(steps=2), "cpu", 0)
     assert 0.0 <= res.reward <= 1.0 and res.metrics["val_acc"] == res.reward
-
 
 
 def test_each_task_declares_its_data_keys(on_path: None) -> None:

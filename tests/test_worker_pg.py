@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.launch import create_search, spawn_detached
-from adsearch.daemon.loop import pattern_hash
 from adsearch.daemon.rundir import RunDir, pid_alive
 from adsearch.patterns import SearchSpace
+from adsearch.patterns.canonical import pattern_hash
 from adsearch.queue.dbqueue import DbQueue
 from adsearch.store import NewTrial, Store
 

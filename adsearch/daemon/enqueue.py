@@ -122,8 +122,7 @@ def next_enqueued(store: StoreContract, search_id: int, cfg: SearchConfig, space
     ``first_seed(k)`` gives the child seed of the k-th item of this draw (the daemon's rule).
     """
     from adsearch.controller import Sample
-    from adsearch.daemon.loop import pattern_hash
-    from adsearch.patterns.canonical import canonical_patterns
+    from adsearch.patterns.canonical import canonical_patterns, pattern_hash
     from adsearch.store import NewTrial
 
     if not (cfg.enqueue or cfg.seed_baselines) or n <= 0:

@@ -20,8 +20,6 @@ start, every ``done`` trial not in that set is fed again (once), in finish order
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
@@ -41,6 +39,7 @@ from adsearch.daemon.stopping import COLD
 from adsearch.daemon.workers import SlotSet, WorkerMixin
 from adsearch.errors import AdsearchError, CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
+from adsearch.patterns.canonical import pattern_hash
 from adsearch.reward import learned_rewards
 
 if TYPE_CHECKING:
@@ -48,10 +47,6 @@ if TYPE_CHECKING:
     from adsearch.store.leases import DaemonLease
 
 log = logging.getLogger("adsearch.daemon")
-
-
-def pattern_hash(patterns: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(json.dumps(patterns, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class Daemon(WorkerMixin):

@@ -20,6 +20,8 @@ canonicalisation happens when a trial is made, never on load. Pure data, no torc
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,6 +31,12 @@ from adsearch.patterns.seq import SeqPattern
 from adsearch.patterns.space import Pattern, SearchSpace
 
 _SEQ_DEFAULT = SeqPattern()
+
+
+def pattern_hash(patterns: list[dict[str, Any]]) -> str:
+    """The key of a trial's pattern list (its stored JSON, canonical when drawn): 32 hex
+    characters of the SHA-256 of the list with sorted keys."""
+    return hashlib.sha256(json.dumps(patterns, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def canonical_pattern(pattern: Pattern) -> Pattern:
