@@ -125,8 +125,10 @@ class _KeepMul(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float,  # type: ignore[override]
-                refill: Callable[..., torch.Tensor], *saved: torch.Tensor) -> torch.Tensor:
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, keep: torch.Tensor, scale: float,
+        refill: Callable[..., torch.Tensor], *saved: torch.Tensor,
+    ) -> torch.Tensor:
         ctx.keep, ctx.scale, ctx.refill = keep, scale, refill
         ctx.save_for_backward(*saved)
         out = torch.empty_like(x)  # x's memory format, whatever keep's broadcast
@@ -154,9 +156,10 @@ def _element_apply(x: torch.Tensor, rate: float,
     with torch.no_grad():
         src, t = _element_src(x.numel(), rate, x.device, generator)
         keep = _fill_keep(torch.empty_like(x), src, t)
+    shape, stride, dtype, device = keep.shape, keep.stride(), x.dtype, x.device
 
-    def refill(s: torch.Tensor) -> torch.Tensor:
-        return _fill_keep(torch.empty_like(x), s, t)
+    def refill(s: torch.Tensor) -> torch.Tensor:  # holds no reference to x
+        return _fill_keep(torch.empty_strided(shape, stride, dtype=dtype, device=device), s, t)
 
     return _KeepMul.apply(x, keep, 1.0 / (1.0 - rate), refill, src)  # type: ignore[no-any-return]
 
@@ -224,14 +227,15 @@ def _keep_table(dtype: torch.dtype, device: str) -> torch.Tensor:
 def _block_keep(x: torch.Tensor, seeds: torch.Tensor, cs: int, side: int) -> tuple[
         torch.Tensor, int]:
     """``(keep, kept)``: the floating 0/1 keep mask of the blocks, ``(N, C, H, W)`` in ``x``'s
-    memory format (``(N, 1, H, W)`` when shared), and the kept units of ``x``."""
+    memory format (``(N, 1, H, W)`` when shared), and the kept units of ``x``. ``x`` is read
+    for its shape, strides, dtype and device only (a meta tensor will do)."""
     n, c, h, w = x.shape
     units = n * cs * h * w
     bits = _block_bits(seeds, n * cs, h, w, side).to(torch.int32)
-    keep = torch.index_select(_keep_table(x.dtype, str(x.device)), 0, bits)
+    keep = torch.index_select(_keep_table(x.dtype, str(seeds.device)), 0, bits)
     keep = keep.view(-1)[:units].view(n, cs, h, w)
     if cs == c and not keep.is_contiguous(memory_format=_memory_format(x)):
-        keep = torch.empty_like(x).copy_(keep)
+        keep = torch.empty_like(x, device=keep.device).copy_(keep)
     counts = torch.bincount(bits, minlength=256)
     kept = int((counts * _keep_table(torch.int64, "cpu").sum(1).to(counts.device)).sum())
     kept -= 8 * bits.numel() - units  # the padding bits of the last byte count as kept
@@ -249,9 +253,10 @@ def _block_apply_fast(x: torch.Tensor, seeds: torch.Tensor, cs: int, side: int) 
     with torch.no_grad():
         keep, kept = _block_keep(x, seeds, cs, side)
     scale = x.numel() / kept if kept else 0.0
+    like = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device="meta")
 
-    def refill(s: torch.Tensor) -> torch.Tensor:
-        return _block_keep(x, s, cs, side)[0]
+    def refill(s: torch.Tensor) -> torch.Tensor:  # holds no reference to x
+        return _block_keep(like, s, cs, side)[0]
 
     return _KeepMul.apply(x, keep, scale, refill, seeds)  # type: ignore[no-any-return]
 
