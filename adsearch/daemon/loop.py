@@ -25,7 +25,6 @@ import os
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adsearch.daemon.config import SearchConfig
@@ -649,7 +648,3 @@ class Daemon(WorkerMixin):
                 f"up, not one result (last error: {first}); so many failures look like a "
                 "problem of the task, its config or the space, not of the patterns: fix it, "
                 f"then `adsearch resume {self.name} --budget-trials N` (or start a new search)")
-
-    @property
-    def state_path(self) -> Path:
-        return self.run.state_file

@@ -26,7 +26,7 @@ follows the embedding's own layout), or attention blocks of a ConvNet that are n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -509,9 +509,3 @@ def find_sites(model: nn.Module, example_input: Any = None) -> SiteTable:
     """
     return survey(model, example_input)[0]
 
-
-def iter_named(model: nn.Module, names: Sequence[str]) -> Iterator[tuple[str, nn.Module]]:
-    """``(name, module)`` for each qualified name, in order."""
-    mods = dict(model.named_modules())
-    for n in names:
-        yield n, mods[n]
