@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from adsearch.controller.base import KINDS, Controller, controller_from_state, make_controller
+from adsearch.controller.base import KINDS, Controller
 from adsearch.controller.config import ControllerConfig, config_from_dict, get_default_config
+from adsearch.controller.factory import controller_from_state, make_controller
 from adsearch.controller.records import Sample, UpdateStats
 
 _LAZY = {

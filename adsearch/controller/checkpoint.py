@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from adsearch import atomic
-from adsearch.controller.base import Controller, controller_from_state
+from adsearch.controller.base import Controller
+from adsearch.controller.factory import controller_from_state
 from adsearch.errors import CheckpointError, ConfigError
 from adsearch.patterns import SearchSpace
 

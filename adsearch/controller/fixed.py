@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from adsearch.controller.base import check_state_header
+from adsearch.controller.checks import check_state_header
 from adsearch.controller.config import ControllerConfig, get_default_config
 from adsearch.controller.records import Sample, UpdateStats
 from adsearch.errors import DaemonError

@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from adsearch.controller.base import check_batch, check_state_header
+from adsearch.controller.checks import check_batch, check_state_header
 from adsearch.controller.config import ControllerConfig, config_from_dict, get_default_config
 from adsearch.controller.records import Sample, UpdateStats
 from adsearch.errors import CheckpointError, ConfigError

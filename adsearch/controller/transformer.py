@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from adsearch.controller.base import check_batch, check_state_header
+from adsearch.controller.checks import check_batch, check_state_header
 from adsearch.controller.config import ControllerConfig, config_from_dict, get_default_config
 from adsearch.controller.policy import PatternPolicy
 from adsearch.controller.records import Sample, UpdateStats
