@@ -69,8 +69,9 @@ class Trial:
     ``patterns`` is a :class:`~adsearch.patterns.PatternSet` (one pattern per dropout site),
     None (train without dropout), or, in the baseline runs of ``adsearch verify``, a baseline
     spec dict such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``: pass it to
-    ``adsearch.sites.attach`` (or ``adsearch.ops.make_dropout``) as it is; ``seed`` the trial's seed; ``budget`` the daemon's
-    child budget (``epochs``/``steps``/``seconds`` may be None: the script's own defaults);
+    ``adsearch.sites.attach`` (or ``adsearch.ops.make_dropout``) as it is; ``seed`` the
+    trial's seed; ``budget`` the daemon's child budget (``epochs``/``steps``/``seconds`` may
+    be None: the script's own defaults; it records rung values in the search's store);
     ``trial_id`` None in a standalone run.
     """
 
