@@ -24,7 +24,7 @@ from adsearch.cli.main import app
 from adsearch.daemon.config import SearchConfig
 from adsearch.daemon.rundir import RunDir
 from adsearch.reward import learned_rewards
-from adsearch.rungs import decide, rungs_for
+from adsearch.rungs import LazySink, decide, rungs_for
 from adsearch.store import Store
 from adsearch.store.records import NewTrial
 from adsearch.tasks import Budget, get_task
@@ -102,6 +102,34 @@ def rung_store(tmp_path: Path) -> Any:
     sid = store.create_search("s", {}).id
     yield url, store, sid
     store.close()
+
+
+def test_a_budget_records_through_the_reporter_it_is_given(rung_store: Any) -> None:
+    """Budget (tasks/result.py) opens no store: it records through its reporter, here a
+    LazySink over the real store, opened at the first rung and kept; a budget that names a
+    store but got no reporter refuses to prune rather than silently not record."""
+    url, store, sid = rung_store
+    high, cut = _trials(store, sid, 2)
+    store.record_rung(high.id, 1.0, 1.0, 0.9, _rule(0.5, 2))
+    spec = {"epochs": 3, "rungs": [1.0], "top_rung": 3.0, "keep": 0.5, "min_trials": 2,
+            "store_url": url, "trial_id": cut.id}
+    with pytest.raises(ValueError, match="no reporter"):
+        Budget.from_dict(spec).prune_now(1.0, 0.1, last=False)
+    opened: list[str] = []
+
+    def open_store() -> Store:
+        opened.append(url)
+        return store
+
+    b = Budget.from_dict(spec, reporter=LazySink(open_store))
+    assert opened == [] and "reporter" not in b.to_dict() and Budget.from_dict(b.to_dict()) == b
+    assert b.prune_now(0.5, 0.1, last=False) is False and opened == []  # no rung yet
+    assert b.prune_now(1.0, 0.1, last=False) is True  # below the 0.5 quantile of 0.1, 0.9
+    assert b.truncation() == {"truncated": 1.0, "truncated_at_epoch": 1.0,
+                              "truncated_at_rung": 1.0, "prune_below": pytest.approx(0.5)}
+    assert b.prune_now(3.0, 0.2, last=True) is False and opened == [url]  # opened once
+    rows = {(r.trial_id, r.rung): r for r in store.rung_rows(sid)}
+    assert rows[(cut.id, 1.0)].promoted is False and rows[(cut.id, 3.0)].promoted is None
 
 
 def _lm_setup(data_slices: Path, tmp_path: Path) -> tuple[Any, Any, int]:
