@@ -89,7 +89,8 @@ def strict_from_dict(cls: type[T], data: Any, what: str, *, word: str = "key",
                      types_too: bool = True) -> T:
     """Build the dataclass ``cls`` from ``data``: :func:`check_keys` (fields without a
     default are required), then :func:`check_types` unless ``types_too`` is False, then the
-    constructor, whose own ``TypeError``/``ValueError`` becomes ``error``."""
+    constructor, whose own ``TypeError``/``ValueError`` becomes ``error`` (an
+    :class:`~adsearch.errors.AdsearchError` it raises passes unchanged)."""
     fs = fields(cls)  # type: ignore[arg-type]
     required = [f.name for f in fs
                 if f.default is MISSING and f.default_factory is MISSING and f.init]
@@ -99,6 +100,8 @@ def strict_from_dict(cls: type[T], data: Any, what: str, *, word: str = "key",
         check_types(cls, data, what, error=error)
     try:
         return cls(**data)
+    except AdsearchError:
+        raise  # the record's own check said it, in its words
     except (TypeError, ValueError) as exc:
         raise error(f"{what}: {exc}") from None
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from adsearch.errors import ConfigError
+from adsearch.strict import strict_from_dict
 from adsearch.tasks.result import Budget
 
 if TYPE_CHECKING:
@@ -334,19 +335,8 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        if not isinstance(data, dict):
-            raise ConfigError("search config: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(
-                f"search config: unknown key(s) {', '.join(unknown)}; this adsearch knows "
-                f"{', '.join(sorted(known))} (was it written by a newer adsearch?)"
-            )
-        try:
-            return cls(**data)
-        except TypeError as exc:
-            raise ConfigError(f"search config: {exc}") from None
+        return strict_from_dict(cls, data, "search config", types_too=False,
+                                hint=" (was it written by a newer adsearch?)")
 
     def with_changes(self, **changes: Any) -> SearchConfig:
         return replace(self, **changes).validate()

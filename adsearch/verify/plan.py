@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from adsearch.errors import ConfigError
+from adsearch.strict import strict_from_dict
 
 #: Drop rates of every baseline grid (issue 14; the paper tunes its baselines, grid **ours**).
 GRID_RATES: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
@@ -108,7 +109,7 @@ class Regularizer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Regularizer:
-        return cls(**data)
+        return strict_from_dict(cls, data, "verify regularizer", word="field")
 
 
 def trial_key(stage: str, stored: list[Any]) -> str:
