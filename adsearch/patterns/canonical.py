@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Any
 
 from adsearch.patterns.conv import ConvPattern
+from adsearch.patterns.decode import decode_patterns
 from adsearch.patterns.seq import SeqPattern
 from adsearch.patterns.space import Pattern, SearchSpace
 
@@ -70,7 +71,7 @@ def canonical_dicts(space: SearchSpace, stored: Sequence[Any]) -> list[Any]:
     verify``: one dict with a ``kind``) is returned unchanged: it is no pattern list."""
     if len(stored) == 1 and isinstance(stored[0], dict) and "kind" in stored[0]:
         return [dict(stored[0])]
-    return [p.to_dict() for p in canonical_patterns([space.pattern_cls.from_dict(d) for d in stored])]
+    return [p.to_dict() for p in canonical_patterns(decode_patterns(stored, space))]
 
 
 __all__ = ["canonical_dicts", "canonical_pattern", "canonical_patterns", "is_none"]
