@@ -1,5 +1,5 @@
 """One settle rule for the daemon's slots and for ``adsearch worker``: the same ended run,
-settled by the daemon (:class:`~adsearch.daemon.workers.WorkerMixin`) and by a worker
+settled by the daemon (:class:`~adsearch.daemon.slotset.SlotsMixin`) and by a worker
 (:class:`~adsearch.daemon.hostworker.HostWorker`), on the file queue and on PostgreSQL's,
 leaves the trial and the queue alike; only the messages say who ran it."""
 
@@ -22,8 +22,8 @@ from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.recovery import Outcome
 from adsearch.daemon.rundir import RunDir, write_json_atomic
 from adsearch.daemon.slots import ChildProcess, Slot
+from adsearch.daemon.slotset import child_spec
 from adsearch.daemon.stopping import WARM
-from adsearch.daemon.workers import child_spec
 from adsearch.queue import FileQueue
 from adsearch.queue.dbqueue import DbQueue
 from adsearch.store import Store

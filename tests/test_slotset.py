@@ -1,4 +1,4 @@
-"""One owner of the slots (:class:`adsearch.daemon.workers.SlotSet`) for the daemon and for
+"""One owner of the slots (:class:`adsearch.daemon.slotset.SlotSet`) for the daemon and for
 ``adsearch worker``: claim, stage, start, heartbeat, reap, with real children (synthetic
 task, subprocesses), a real store and real queues."""
 
@@ -17,7 +17,7 @@ from adsearch.daemon.loop import Daemon
 from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.slots import Slot
-from adsearch.daemon.workers import SlotSet
+from adsearch.daemon.slotset import SlotSet
 from adsearch.errors import StoreError
 from adsearch.queue import FileQueue, LeaseLost
 from adsearch.queue.dbqueue import DbQueue

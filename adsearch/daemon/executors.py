@@ -18,7 +18,7 @@ The queue follows the store: a SQLite store keeps the file queue of the run dire
 host); a PostgreSQL store keeps the queue as rows (:class:`~adsearch.queue.dbqueue.DbQueue`),
 which ``adsearch worker`` processes on other hosts claim from too. Their results reach the
 store directly; the daemon collects them for its controller each pass
-(:meth:`~adsearch.daemon.workers.WorkerMixin._collect_finished`).
+(:meth:`~adsearch.daemon.slotset.SlotsMixin._collect_finished`).
 """
 
 from __future__ import annotations

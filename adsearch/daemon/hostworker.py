@@ -45,8 +45,8 @@ from adsearch.daemon.recovery import Outcome, outcome_from_doc
 from adsearch.daemon.rundir import RunDir
 from adsearch.daemon.settle import interrupt, settle
 from adsearch.daemon.slots import RunningChild, Slot, plan_slots
+from adsearch.daemon.slotset import SlotSet, child_spec
 from adsearch.daemon.stopping import COLD, Stoppable
-from adsearch.daemon.workers import SlotSet, child_spec
 from adsearch.errors import ConfigError, DaemonError, StoreError
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class HostWorker(Stoppable):
 
     @property
     def children(self) -> dict[int, RunningChild]:
-        """Running children by slot index (the :class:`~adsearch.daemon.workers.SlotSet`'s)."""
+        """Running children by slot index (the :class:`~adsearch.daemon.slotset.SlotSet`'s)."""
         return self.slotset.children
 
     @children.setter

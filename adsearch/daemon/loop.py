@@ -34,8 +34,8 @@ from adsearch.daemon.pruning import Scheduler
 from adsearch.daemon.recheck import RECHECK, SEARCH_PURPOSES
 from adsearch.daemon.rundir import DaemonLock, RunDir, write_json_atomic
 from adsearch.daemon.slots import plan_slots
+from adsearch.daemon.slotset import SlotSet, SlotsMixin
 from adsearch.daemon.stopping import COLD
-from adsearch.daemon.workers import SlotSet, WorkerMixin
 from adsearch.errors import AdsearchError, CheckpointError, DaemonError
 from adsearch.patterns import SearchSpace
 from adsearch.patterns.canonical import pattern_hash
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("adsearch.daemon")
 
 
-class Daemon(WorkerMixin):
+class Daemon(SlotsMixin):
     """Runs one search from its run directory until its budget is spent or it is stopped.
 
     Args:

@@ -1,5 +1,5 @@
 """What happens to a trial when its child run ends: one rule for the daemon's own slots
-(:class:`~adsearch.daemon.workers.WorkerMixin`) and for ``adsearch worker`` hosts
+(:class:`~adsearch.daemon.slotset.SlotsMixin`) and for ``adsearch worker`` hosts
 (:class:`~adsearch.daemon.hostworker.HostWorker`).
 
 - a result (``ok`` or a bad pattern) is stored and the queue entry acked;

@@ -3,7 +3,7 @@ watches and reaps them, for the daemon's own slots and for ``adsearch worker`` a
 
 A :class:`SlotSet` owns the slots' state: the running children, the prepared trials, the lease
 heartbeats, each slot's busy time and start latency. Its owner (the host) keeps what a
-child's end means: the daemon (:class:`WorkerMixin`, mixed into
+child's end means: the daemon (:class:`SlotsMixin`, mixed into
 :class:`~adsearch.daemon.loop.Daemon`) feeds its controller and failure breaker, and finds
 expired leases; a worker (:class:`~adsearch.daemon.hostworker.HostWorker`) checks that it still
 holds a trial's lease. Both settle a run by the one rule of :mod:`adsearch.daemon.settle`.
@@ -255,7 +255,7 @@ class SlotSet:
         self.prepared.clear()
 
 
-class WorkerMixin(Stoppable):
+class SlotsMixin(Stoppable):
     """What the daemon (:class:`~adsearch.daemon.loop.Daemon`) does with its slots, whose
     state its :class:`SlotSet` owns: dispatch, settle ended runs into the search (controller,
     failure breaker), find expired leases, stop; and collect what ``adsearch worker`` hosts
