@@ -15,7 +15,7 @@ Each task keeps its own data order, its own optimizer step and its own evaluatio
   the value to ``Budget.prune_now``, the one entry point of early stopping; a stop sets
   ``stopped`` and the truncation metrics. A task may also append points that validate nothing
   (the translation task's epoch ends) to ``curve`` directly; they are never chosen.
-- **keep_best** (training length tuned on validation, classic early stopping with restore):
+- **keep_best** (training length tuned on validation; not early stopping, which is rungs):
   after each validated point whose value beats every earlier one (strictly), a copy of the
   model's weights is kept; :meth:`ChildRun.finish` then reports the best validated point,
   restores its weights (so the task's test evaluation sees them) and sets

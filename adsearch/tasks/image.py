@@ -96,8 +96,9 @@ class ImageConfig:
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     eval_every: int = 1  # validate every N epochs (also at each early-stopping rung and the end)
     reward_metric: str = "val_acc"  # the reward: val_acc (accuracy) or val_loss (exp(-loss))
-    # early stopping as a tuned length: keep the weights of the validation pass with the best
-    # reward and report (and test) those, not the last ones (module doc)
+    # keep_best (a training length tuned on validation; not early stopping, which is rungs):
+    # keep the weights of the validation pass with the best reward and report (and test)
+    # those, not the last ones (module doc)
     keep_best: bool = False
 
     def __post_init__(self) -> None:

@@ -77,8 +77,9 @@ class LMTaskConfig:
     max_eval_tokens: int | None = None  # cap on validation tokens of the final evaluation; None = all
     curve_eval_tokens: int = 16384  # validation tokens of each intermediate curve point
     curve_points: int = 3  # intermediate validation points per child (plus the final one)
-    # early stopping as a tuned length: keep the weights of the validation point with the
-    # lowest perplexity and report (and test) those, not the last ones (module doc)
+    # keep_best (a training length tuned on validation; not early stopping, which is rungs):
+    # keep the weights of the validation point with the lowest perplexity and report (and
+    # test) those, not the last ones (module doc)
     keep_best: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -74,8 +74,9 @@ class TranslationConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     grad_clip: float = 1.0  # max global gradient norm
-    # early stopping as a tuned length: validate every epoch, keep the weights of the pass with
-    # the best BLEU and report (and test) those, not the last ones (module doc)
+    # keep_best (a training length tuned on validation; not early stopping, which is rungs):
+    # validate every epoch, keep the weights of the pass with the best BLEU and report (and
+    # test) those, not the last ones (module doc)
     keep_best: bool = False
 
     def to_dict(self) -> dict[str, Any]:
