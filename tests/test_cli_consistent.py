@@ -83,7 +83,7 @@ def test_show_name_trial_json_and_readable_view(runs: Path) -> None:
     tid = snap["best"]["trial_id"]
     doc = json.loads(ok(cli(runs, "show", "one", str(tid), "--json")).stdout)
     assert set(doc) == {"search", "run_dir", "trial", "result", "logs", "placements",
-                        "learned_reward"}
+                        "learned_reward", "site_maps"}  # site_maps: the maps show drew at
     assert doc["learned_reward"] == doc["result"]["learned_reward"] is not None
     assert doc["search"] == "one" and doc["run_dir"] == str(runs / "one")
     assert doc["trial"]["id"] == tid and doc["result"]["reward"] == snap["best"]["reward"]
@@ -92,7 +92,8 @@ def test_show_name_trial_json_and_readable_view(runs: Path) -> None:
     text = ok(cli(runs, "show", "one", str(tid))).stdout
     assert not text.lstrip().startswith("{")  # not raw JSON
     assert f"trial {tid} of one  [done]" in text and "reward " in text
-    assert "site 0: size=" in text and "site 2:" in text and "█" in text  # the pattern drawn
+    # the pattern drawn, each site at its map ("site 0 (32x32 map): size=...")
+    assert "site 0 (32x32 map): size=" in text and "site 2 (" in text and "█" in text
     assert text.count("(drops ") == 3  # each site with its drop fraction (at its map size)
     assert "curve (4 points)" in text and "val_metric" in text  # the synthetic task's curve
     assert "logs: " in text and "attempt-1.log" in text

@@ -271,7 +271,7 @@ def test_a_hard_polled_dashboard_changes_nothing(tmp_path: Path) -> None:
     quiet = _outcome(search(tmp_path / "quiet"))
     root = tmp_path / "polled"
     stop = threading.Event()
-    seen: list[tuple[int, str]] = []
+    seen: list[tuple[int, str, str]] = []
     with served(Source(runs=root)) as (base, _):
         def hammer(k: int) -> None:
             paths = ["/api/searches", "/api/search/s", "/api/search/s/extra",
@@ -283,7 +283,7 @@ def test_a_hard_polled_dashboard_changes_nothing(tmp_path: Path) -> None:
                 i += 1
                 status, _, body = get(base + path)
                 ok = status == 200 and path == "/api/search/s"
-                seen.append((status, json.loads(body)["state"] if ok else body[:300]))
+                seen.append((status, json.loads(body)["state"] if ok else body[:300], path))
 
         threads = [threading.Thread(target=hammer, args=(k,), daemon=True) for k in range(4)]
         for t in threads:
@@ -296,10 +296,19 @@ def test_a_hard_polled_dashboard_changes_nothing(tmp_path: Path) -> None:
                 t.join(30)
         assert _outcome(polled) == quiet
         assert len(seen) > 100, len(seen)  # it really was polled hard
-        first = next(i for i, (s, st) in enumerate(seen) if s == 200 and st == "running")
+        first = next(i for i, (s, st, _) in enumerate(seen) if s == 200 and st == "running")
         # before the search exists: 404 (no run directory) or 503 (no store in it yet)
-        assert all(s == 200 for s, _ in seen[first:]), {s for s, _ in seen[first:]}
-        assert all(s in (200, 404, 503) for s, _ in seen[:first]), seen[:first]
+        assert all(s in (200, 404, 503) for s, _, _ in seen[:first]), seen[:first]
+        # once it runs, every page answers; a trial's pages answer 404 only until that trial
+        # is drawn (the search can be running before its first trial exists)
+        trial_ok = next((i for i, (s, _, p) in enumerate(seen) if s == 200 and "/trial/" in p),
+                        len(seen))
+        for i, (s, body, path) in enumerate(seen[first:], start=first):
+            if "/trial/" in path and i < trial_ok:
+                assert s in (200, 404), (path, s, body)
+            else:
+                assert s == 200, (path, s, body)
+        assert trial_ok < len(seen)  # trial 1's pages were served while the search ran
         before = _files(polled)
         stop.clear()
         threads = [threading.Thread(target=hammer, args=(k,), daemon=True) for k in range(4)]
