@@ -15,6 +15,8 @@ finish_search() {
 }
 
 # pin_core N: prints "taskset -c N" when taskset exists and the machine has 2+ cores.
+# (`nproc --all`: a plain `nproc` honours OMP_NUM_THREADS, so OMP_NUM_THREADS=1 would
+# silently turn the pinning off.)
 pin_core() {
-  if command -v taskset >/dev/null && [[ "$(nproc)" -ge 2 ]]; then echo "taskset -c $1"; fi
+  if command -v taskset >/dev/null && [[ "$(nproc --all)" -ge 2 ]]; then echo "taskset -c $1"; fi
 }

@@ -7,10 +7,15 @@
 #   WHICH: tpe | reinforce | random | v1      MINUTES: the search budget (default 70)
 #   CORE: the core to pin it to (default 1)
 # Each search then re-checks its top 2 on 2 more seeds (about 16 more minutes), so the whole
-# run stays within the issue's 90 minutes. Resumable: run it again after a kill and it
+# run stays within the issue's 90 minutes (45 + 16: four searches and the calibration fit two
+# cores in one session). Resumable: run it again after a kill and it
 # resumes the search (`adsearch resume`) instead of starting a new one.
 #
-#   tpe:       conv2-3, Optuna TPE, seeded with the tuned-baseline grid (--seed-baselines)
+#   tpe:       conv2-3, Optuna TPE, seeded with the three tuned baselines (each family at the
+#              rate the regime scan picked on validation: Dropout 0.2, SpatialDropout 0.1,
+#              DropBlock 0.2 b3; --enqueue of benchmarks/results/proof4/seeds/*.json). Not the
+#              whole 7-point grid (--seed-baselines): the scan has measured it already, and at
+#              about 4 minutes a child it would take 7 of the search's ~11 children.
 #   reinforce: conv2-3, the paper's REINFORCE controller, seeded the same way
 #   random:    conv2-3, uniform random draws, not seeded
 #   v1:        conv-3, the paper's space, REINFORCE, not seeded (its space holds no baseline)
@@ -25,16 +30,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/e2e_lib.sh
 WHICH="${1:?usage: proof4_search.sh tpe|reinforce|random|v1 [MINUTES] [CORE]}"
-MINUTES="${2:-70}"
+MINUTES="${2:-45}"
 CORE="${3:-1}"
 SHARED="${ADSEARCH_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 RUNS="${ADSEARCH_RUNS:-runs/proof4}"
 OUT=benchmarks/results/proof4
 mkdir -p "$OUT"
 CFG='{"data": "'"$SHARED/cifar10-jpg"'", "test_data": "'"$SHARED/cifar10-jpg/test"'", "image_size": 32, "train_per_class": 100, "val_per_class": 200, "split_seed": 0, "depth": 10, "width": 2, "epochs": 40, "batch_size": 50, "lr": 0.05, "weight_decay": 0.0005, "pad": 0, "flip": false, "keep_best": true}'
+SEEDS=()
+for f in dropout-0.2 spatial-0.1 dropblock-0.2; do SEEDS+=(--enqueue "$OUT/seeds/$f.json"); done
 case "$WHICH" in
-  tpe)       EXTRA=(--space conv2-3 --controller tpe --seed-baselines) ;;
-  reinforce) EXTRA=(--space conv2-3 --controller transformer --seed-baselines) ;;
+  tpe)       EXTRA=(--space conv2-3 --controller tpe "${SEEDS[@]}") ;;
+  reinforce) EXTRA=(--space conv2-3 --controller transformer "${SEEDS[@]}") ;;
   random)    EXTRA=(--space conv2-3 --controller random) ;;
   v1)        EXTRA=(--space conv-3 --controller transformer) ;;
   *) echo "usage: proof4_search.sh tpe|reinforce|random|v1 [MINUTES] [CORE]" >&2; exit 2 ;;
