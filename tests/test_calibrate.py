@@ -115,6 +115,40 @@ def test_a_reference_without_a_final_value_is_left_out_and_counted() -> None:
     assert doc["recommended_rungs"] == [1.0, 2.0] and doc["first_rung"] == 1.0
 
 
+def test_keep_best_ranks_against_the_best_validated_point() -> None:
+    """With keep_best a child reports its best validated point, so the calibration's final
+    value is that point's (ties with the last go to the last, as tasks/childloop.py), and
+    the agreement is against it: here the last epoch ranks the three references backwards
+    while their best points rank as epoch 1 does."""
+    curves = [
+        [{"epoch": 1.0, "val_metric": 0.1, "val_loss": 3.0},
+         {"epoch": 2.0, "val_metric": 0.5, "val_loss": 1.0},
+         {"epoch": 3.0, "val_metric": 0.3, "val_loss": 2.0}],
+        [{"epoch": 1.0, "val_metric": 0.2, "val_loss": 2.5},
+         {"epoch": 2.0, "val_metric": 0.6, "val_loss": 0.9},
+         {"epoch": 3.0, "val_metric": 0.2, "val_loss": 2.4}],
+        [{"epoch": 1.0, "val_metric": 0.3, "val_loss": 2.0},
+         {"epoch": 2.0, "val_metric": 0.7, "val_loss": 0.8},
+         {"epoch": 3.0, "val_metric": 0.7, "val_loss": 0.7}],
+    ]
+    assert [A.final_value(c, 3.0, "val_metric") for c in curves] == [0.3, 0.2, 0.7]
+    assert [A.final_value(c, 3.0, "val_metric", keep_best=True) for c in curves] == [
+        0.5, 0.6, 0.7]
+    # the loss of the chosen point; the third reference's tie goes to the last point
+    assert [A.final_value(c, 3.0, "val_loss", keep_best=True) for c in curves] == [
+        1.0, 0.9, 0.7]
+    assert A.final_value(curves[0][:2], 3.0, "val_metric", keep_best=True) is None
+    plain = A.agreement_table(curves, 3.0, "val_metric", 0.7)
+    kept = A.agreement_table(curves, 3.0, "val_metric", 0.7, keep_best=True)
+    assert plain[0].spearman == pytest.approx(0.5) and kept[0].spearman == pytest.approx(1.0)
+    refs = [{"label": str(i), "stored": [], "status": "ok", "curve": c}
+            for i, c in enumerate(curves)]
+    doc = A.build_doc(task="t", task_config={"keep_best": True}, space="s", full_epochs=3.0,
+                      metric="val_metric", threshold=0.7, seed=0, references=refs)
+    assert [r["final"] for r in doc["references"]] == [0.5, 0.6, 0.7]
+    assert doc["epochs"][0]["spearman"] == pytest.approx(1.0)
+
+
 def test_too_few_references_recommend_nothing() -> None:
     curves = [_curve([1], 1.0), _curve([2], 2.0)]
     doc = A.build_doc(task="t", task_config={}, space="s", full_epochs=2.0, metric="val_metric",

@@ -5,7 +5,9 @@ validation point at every whole epoch ``e < E`` (the point a rung at ``e`` would
 tasks evaluate at each rung of their budget) and at the end. For each ``e`` it takes
 Spearman's rho (and Kendall's tau-b) of the K values at ``e`` against the K final values,
 over the references that have both; a diverged reference has no final value and is left
-out, and the count ``n`` says how many remain.
+out, and the count ``n`` says how many remain. With ``keep_best`` in the task config the
+final value is the best validated point's (what such a child reports and the search learns
+from), not the last epoch's; a rung still sees the value at its own epoch.
 
 **The recommendation** (**ours**): rungs belong where the ranking they see is the full
 budget's, and stays so: the recommended rungs are the epochs ``e`` from which on rho is at
@@ -83,17 +85,28 @@ def value_at(curve: Sequence[dict[str, Any]], epoch: float, field: str) -> float
     return None
 
 
-def final_value(curve: Sequence[dict[str, Any]], full_epochs: float, field: str) -> float | None:
-    """``field`` of the last curve point, if that point is at the full budget (a child that
-    stopped short of it, e.g. diverged, has no final value)."""
-    for point in reversed(curve):
-        if point.get(field) is None or point.get("epoch") is None:
-            continue
-        v = float(point[field])
-        if float(point["epoch"]) < full_epochs - 1e-3 or not math.isfinite(v):
-            return None
-        return v
-    return None
+def final_value(curve: Sequence[dict[str, Any]], full_epochs: float, field: str,
+                keep_best: bool = False) -> float | None:
+    """The full budget's value of ``field``: what the search's reward is made of.
+
+    Without ``keep_best``: the last curve point's, if that point is at the full budget (a
+    child that stopped short of it, e.g. diverged, has no final value). With ``keep_best``
+    the child reports its best validated point instead (tasks/childloop.py: the first point
+    of the highest ``val_metric``, unless the last one ties it), so that point's ``field``
+    is the final value; the curve must still reach the full budget."""
+    points = [p for p in curve if p.get("epoch") is not None and p.get(field) is not None]
+    if not points or float(points[-1]["epoch"]) < full_epochs - 1e-3:
+        return None
+    chosen = points[-1]
+    if keep_best:
+        scored = [p for p in points if p.get("val_metric") is not None
+                  and math.isfinite(float(p["val_metric"]))]
+        if scored:
+            best = max(scored, key=lambda p: float(p["val_metric"]))  # the first maximum
+            last = scored[-1]
+            chosen = last if float(last["val_metric"]) >= float(best["val_metric"]) else best
+    v = float(chosen[field])
+    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)
@@ -119,9 +132,11 @@ class EpochAgreement:
 
 
 def agreement_table(curves: Sequence[Sequence[dict[str, Any]]], full_epochs: float,
-                    field: str, threshold: float) -> list[EpochAgreement]:
-    """One :class:`EpochAgreement` per whole epoch before ``full_epochs``."""
-    finals = [final_value(c, full_epochs, field) for c in curves]
+                    field: str, threshold: float,
+                    keep_best: bool = False) -> list[EpochAgreement]:
+    """One :class:`EpochAgreement` per whole epoch before ``full_epochs`` (``keep_best``:
+    against the best validated point's value, as :func:`final_value`)."""
+    finals = [final_value(c, full_epochs, field, keep_best) for c in curves]
     out = []
     for e in rung_epochs(full_epochs):
         pairs = [(v, f) for c, f in zip(curves, finals, strict=True)
@@ -191,8 +206,9 @@ def build_doc(*, task: str, task_config: dict[str, Any], space: str, full_epochs
     curve points) and ``seconds``.
     """
     curves = [r.get("curve") or [] for r in references]
-    rows = agreement_table(curves, full_epochs, metric, threshold)
-    finals = [final_value(c, full_epochs, metric) for c in curves]
+    keep_best = bool(task_config.get("keep_best"))
+    rows = agreement_table(curves, full_epochs, metric, threshold, keep_best)
+    finals = [final_value(c, full_epochs, metric, keep_best) for c in curves]
     n_final = sum(f is not None for f in finals)
     rungs = recommend(rows) if n_final >= MIN_REFERENCES else []
     refs = []

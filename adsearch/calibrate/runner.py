@@ -97,41 +97,11 @@ class Plan:
 def parse_reference(text: str, space_kind: str) -> Reference:
     """``none``, ``KIND:RATE`` (``dropout:0.1``), ``dropblock:RATE:BLOCK`` or a JSON spec
     object such as ``{"kind": "variational", "drop_prob": 0.3}``; checked against the
-    baselines that fit a space of ``space_kind`` (``conv`` or ``seq``)."""
+    baselines that fit a space of ``space_kind`` (``conv`` or ``seq``). The syntax is
+    :func:`adsearch.verify.plan.parse_spec`'s (``adsearch verify --tuned`` takes it too)."""
     from adsearch.verify import plan as P
 
-    raw = text.strip()
-    if raw == "none":
-        return Reference("none", [{"kind": "none"}])
-    spec: dict[str, Any]
-    if raw.startswith("{"):
-        try:
-            spec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--reference {text!r}: invalid JSON ({exc})") from None
-        if not isinstance(spec, dict) or "kind" not in spec:
-            raise ConfigError(f"--reference {text!r}: a JSON spec is an object with a \"kind\"")
-    else:
-        parts = raw.split(":")
-        try:
-            nums = [float(x) for x in parts[1:]]
-        except ValueError:
-            nums = []
-        if len(parts) not in (2, 3) or len(nums) != len(parts) - 1:
-            raise ConfigError(f"--reference {text!r}: use none, KIND:RATE (dropout:0.1), "
-                              "dropblock:RATE:BLOCK or a JSON spec")
-        spec = {"kind": parts[0], "drop_prob": nums[0]}
-        if len(nums) == 2:
-            spec["block_size"] = int(nums[1])
-    if spec["kind"] == "none":
-        return Reference("none", [{"kind": "none"}])
-    P.baseline_kinds(space_kind, [str(spec["kind"])])  # ConfigError: unknown or misfit kind
-    p = spec.get("drop_prob")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ConfigError(f"--reference {text!r}: drop_prob {p!r} must be a number in [0, 1)")
-    if spec["kind"] == "dropblock" and not isinstance(spec.get("block_size"), int):
-        raise ConfigError(f"--reference {text!r}: dropblock needs a block size, e.g. "
-                          "dropblock:0.1:5")
+    spec = P.parse_spec(text, space_kind, "--reference")
     return Reference(P.describe(spec), [spec])
 
 
@@ -309,7 +279,8 @@ def run(plan: Plan, say: Say = print) -> list[dict[str, Any]]:
                 got = _adopt(plan, ref, child.result_path)
                 if got is not None and got.get("key"):
                     done[i] = got
-                    final = A.final_value(got["curve"], plan.full_epochs, plan.request.metric)
+                    final = A.final_value(got["curve"], plan.full_epochs, plan.request.metric,
+                                          bool(plan.task_config.get("keep_best")))
                     what = ("diverged: no final value" if got["status"] != "ok" else
                             f"final {plan.request.metric} {final:.4g}" if final is not None
                             else "no final value")
