@@ -5,7 +5,9 @@ with the ``fixed`` controller: its trials are planned here, not sampled. Each pl
 is one (stage, regularizer, seed) child run:
 
 - stage ``tune``: every setting of each baseline's grid, at the tuning seeds; its reward is
-  the child's *validation* reward, and the best setting of each baseline is picked on it;
+  the child's *validation* reward, and the best setting of each baseline is picked on it.
+  A baseline given with ``--tuned SPEC`` (already tuned on validation elsewhere) has no
+  grid here: its given setting is the one tested;
 - stage ``test``: ``none``, the top-k patterns of ``NAME`` and the tuned best of each
   baseline, at seeds ``0..N-1``; the same seed gives the same initialisation and data order
   to every regularizer (the tasks seed torch and the data order from the trial seed), so the
@@ -44,11 +46,13 @@ def seq_baselines() -> tuple[str, ...]:
     return tuple(k for k in SEQ_BASELINE_KINDS if k != "none")
 
 
-def baseline_kinds(space_kind: str, requested: Sequence[str] | None) -> tuple[str, ...]:
+def baseline_kinds(space_kind: str, requested: Sequence[str] | None,
+                   option: str = "--baselines") -> tuple[str, ...]:
     """The baselines to tune for a space of ``space_kind`` ("conv" or "seq").
 
     ``requested`` None: every baseline valid for the space. Raises ConfigError on a name
-    that is unknown or not valid for the space (e.g. DropBlock on a sequence model).
+    that is unknown or not valid for the space (e.g. DropBlock on a sequence model); the
+    message starts with ``option``, the command-line option that asked for it.
     """
     valid = CONV_BASELINES if space_kind == "conv" else seq_baselines()
     if requested is None:
@@ -57,10 +61,10 @@ def baseline_kinds(space_kind: str, requested: Sequence[str] | None) -> tuple[st
     out: list[str] = []
     for name in requested:
         if name not in known:
-            raise ConfigError(f"--baselines: unknown baseline {name!r}; use some of "
+            raise ConfigError(f"{option}: unknown baseline {name!r}; use some of "
                               f"{', '.join(sorted(known))}")
         if name not in valid:
-            raise ConfigError(f"--baselines: {name} does not apply to a {space_kind} space; "
+            raise ConfigError(f"{option}: {name} does not apply to a {space_kind} space; "
                               f"for this search use some of {', '.join(valid)}")
         if name not in out:
             out.append(name)
@@ -75,6 +79,72 @@ def grid(kind: str) -> list[dict[str, Any]]:
         return [{"kind": kind, "drop_prob": p, "block_size": b}
                 for p in GRID_RATES for b in DROPBLOCK_SIZES]
     return [{"kind": kind, "drop_prob": p} for p in GRID_RATES]
+
+
+def parse_spec(text: str, space_kind: str, option: str) -> dict[str, Any]:
+    """One regularizer setting as the command line gives it: ``none``, ``KIND:RATE``
+    (``dropout:0.1``), ``dropblock:RATE:BLOCK`` (block side in px) or a JSON spec object such
+    as ``{"kind": "variational", "drop_prob": 0.3}``; checked against the baselines that fit
+    a space of ``space_kind`` ("conv" or "seq"). Returns a ``make_dropout`` spec dict
+    (``{"kind": "none"}`` for none). ``option`` (``--reference``, ``--tuned``) names the
+    option in the ConfigError raised on a bad value."""
+    raw = text.strip()
+    if raw == "none":
+        return {"kind": "none"}
+    spec: dict[str, Any]
+    if raw.startswith("{"):
+        try:
+            spec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{option} {text!r}: invalid JSON ({exc})") from None
+        if not isinstance(spec, dict) or "kind" not in spec:
+            raise ConfigError(f"{option} {text!r}: a JSON spec is an object with a \"kind\"")
+    else:
+        parts = raw.split(":")
+        try:
+            nums = [float(x) for x in parts[1:]]
+        except ValueError:
+            nums = []
+        if len(parts) not in (2, 3) or len(nums) != len(parts) - 1:
+            raise ConfigError(f"{option} {text!r}: use none, KIND:RATE (dropout:0.1), "
+                              "dropblock:RATE:BLOCK or a JSON spec")
+        spec = {"kind": parts[0], "drop_prob": nums[0]}
+        if len(nums) == 2:
+            spec["block_size"] = int(nums[1])
+    if spec["kind"] == "none":
+        return {"kind": "none"}
+    baseline_kinds(space_kind, [str(spec["kind"])], f"{option} {text!r}")  # unknown or misfit
+    p = spec.get("drop_prob")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ConfigError(f"{option} {text!r}: drop_prob {p!r} must be a number in [0, 1)")
+    if spec["kind"] == "dropblock" and not isinstance(spec.get("block_size"), int):
+        raise ConfigError(f"{option} {text!r}: dropblock needs a block size, e.g. "
+                          "dropblock:0.1:5")
+    return spec
+
+
+def given_settings(texts: Sequence[str], space_kind: str,
+                   kinds: Sequence[str]) -> dict[str, dict[str, Any]] | None:
+    """``adsearch verify --tuned SPEC`` (repeatable): baseline settings already tuned on
+    validation elsewhere, one per kind, each a kind of ``kinds`` (the baselines compared).
+    Returns ``{kind: spec}`` in the order given, or None when none is given. Raises
+    ConfigError on a bad spec, ``none``, a kind given twice or one not compared."""
+    given: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        spec = parse_spec(text, space_kind, "--tuned")
+        kind = str(spec["kind"])
+        if kind == "none":
+            raise ConfigError(f"--tuned {text!r}: none has no setting to tune (it is always "
+                              "compared); give a baseline's setting, e.g. --tuned dropout:0.2")
+        if kind in given:
+            raise ConfigError(f"--tuned: two settings of {kind} ({describe(given[kind])} and "
+                              f"{describe(spec)}); give one --tuned per baseline")
+        if kind not in kinds:
+            raise ConfigError(f"--tuned {text!r}: {kind} is not among the baselines compared "
+                              f"({', '.join(kinds)}); add it to --baselines or drop this "
+                              "--tuned")
+        given[kind] = spec
+    return given or None
 
 
 def describe(spec: dict[str, Any]) -> str:
