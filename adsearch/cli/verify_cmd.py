@@ -46,6 +46,9 @@ def _tuned_table(tuned: dict[str, Any]) -> Any:
     t.add_column("val reward", justify="right")
     t.add_column("grid (val reward)")
     for kind, v in tuned.items():
+        if v.get("source") == "given":
+            t.add_row(kind, v["label"], "-", "given (--tuned), not tuned here")
+            continue
         grid = ", ".join(f"{g['label'].split(' ', 1)[1]}: "
                          + ("-" if g["val_mean"] is None else f"{g['val_mean']:.3g}")
                          for g in v["grid"])
@@ -79,6 +82,7 @@ def register(app: typer.Typer) -> None:
         child_steps: int | None = typer.Option(None, "--child-steps", help="optimizer steps per run"),  # noqa: B008
         workers: int | None = typer.Option(None, "--workers", help="CPU runs at once (default: the search's slots)"),  # noqa: B008
         verify_name: str | None = typer.Option(None, "--verify-name", help="name of the verify search (default: NAME-verify)"),  # noqa: B008
+        tuned_specs: list[str] = typer.Option([], "--tuned", help="a baseline setting already tuned on validation elsewhere, used instead of tuning its kind here: KIND:RATE (dropout:0.2), dropblock:RATE:BLOCK or a JSON spec; repeatable"),  # noqa: B008
         compare: list[str] = typer.Option([], "--compare", help="also retrain the best pattern of this search (name or run directory; same task, space and child protocol), e.g. a random search; repeatable"),  # noqa: B008
         output: Path | None = typer.Option(None, "-o", "--output", help="report JSON (default: in the verify run directory)"),  # noqa: B008
         png: Path | None = typer.Option(None, "--png", help="chart (default: in the verify run directory)"),  # noqa: B008
@@ -87,6 +91,7 @@ def register(app: typer.Typer) -> None:
         json_out: Path | None = typer.Option(None, "--json-out", hidden=True),  # noqa: B008
     ) -> None:
         """Retrain the best patterns next to none and tuned baselines; paired 95% CIs on test."""
+        from adsearch.verify import plan as P
         from adsearch.verify import report
         from adsearch.verify.run import (
             VerifyRequest,
@@ -96,6 +101,7 @@ def register(app: typer.Typer) -> None:
             select_tuned,
             test_items,
             tune_items,
+            tuned_here,
         )
 
         epochs = one("--child-epochs", child_epochs, "--epochs", epochs)
@@ -106,15 +112,18 @@ def register(app: typer.Typer) -> None:
                             tune_seeds=tune_seeds, baselines=kinds,
                             test_data=test_data, epochs=epochs, steps=steps, workers=workers,
                             tune_only=tune_only, verify_name=verify_name,
-                            compare=tuple(compare))
+                            compare=tuple(compare), tuned=tuple(tuned_specs))
         vr = prepare(req)
         for note in vr.notes:
             console.print(f"[yellow]{note}[/]")
         console.print(f"{'created' if vr.created else 'continuing'} verify search {vr.name!r} "
                       f"in {vr.run.path} (status: `adsearch status {vr.name}`)")
         added = ensure_trials(vr, tune_items(vr.plan))
-        console.print(f"stage 1, tuning {', '.join(vr.plan['baselines'])} on validation: "
-                      f"{added} run(s) added")
+        given = vr.plan.get("given_tuned") or {}
+        console.print(f"stage 1, tuning {', '.join(tuned_here(vr.plan)) or 'nothing'} on "
+                      f"validation: {added} run(s) added"
+                      + "".join(f"; {k} given with --tuned ({P.describe(s)}), not tuned here"
+                                for k, s in given.items()))
         run_pending(vr, _progress("tuning"))
         tuned = select_tuned(vr)
         console.print(_tuned_table(tuned))

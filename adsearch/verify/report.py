@@ -8,6 +8,7 @@ reward over the same seeds, never by its test value.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ def pick_metric(keys: set[str]) -> str | None:
 
 def lower_is_better(metric: str) -> bool:
     return metric.endswith(_LOWER_BETTER)
+
+
+#: How the report words a baseline's setting, by its ``source`` (verify.run.select_tuned).
+SOURCE_WORDS = {"tuned": "tuned here on validation", "given": "given (--tuned), not tuned here"}
+
+
+def setting_lines(doc: dict[str, Any]) -> list[str]:
+    """One line per baseline: its setting and whether this verify tuned it on validation or
+    it was given with ``--tuned`` (``dropout p=0.2: given (--tuned), not tuned here``)."""
+    return [f"{v['label']}: {SOURCE_WORDS[v.get('source', 'tuned')]}"
+            for v in doc["tuning"].values()]
 
 
 def build(vr: VerifyRun) -> dict[str, Any]:
@@ -77,8 +89,12 @@ def build(vr: VerifyRun) -> dict[str, Any]:
                                    if best is not None and row is not best else None)
     for row in rows:  # JSON keys are strings
         row["test_by_seed"] = {str(k): v for k, v in sorted(row["test_by_seed"].items())}
+    # source: "tuned" (this verify's grid) or "given" (--tuned; verify runs before it: tuned)
     tuning = {k: {"best": v["spec"], "label": v["label"], "val_mean": v["val_mean"],
-                  "grid": v["grid"]} for k, v in (vr.plan.get("tuned") or {}).items()}
+                  "grid": v["grid"], "source": v.get("source", "tuned"),
+                  "setting": SOURCE_WORDS[v.get("source", "tuned")]}
+              for k, v in (vr.plan.get("tuned") or {}).items()}
+    given = any(v["source"] == "given" for v in tuning.values())
     return {
         "search": vr.plan["of"], "verify_search": vr.name, "task": vr.cfg.task,
         "space": vr.cfg.space, "metric": metric, "lower_is_better": lower_is_better(metric),
@@ -87,7 +103,9 @@ def build(vr: VerifyRun) -> dict[str, Any]:
         "best_baseline": best["label"] if best else None,
         "selection": ("tuned settings: best mean validation reward over the tuning seeds; "
                       "best baseline: best mean validation reward over the test seeds; "
-                      "patterns: the search's top-k by validation reward"),
+                      "patterns: the search's top-k by validation reward"
+                      + ("; given settings (--tuned): tuned on validation elsewhere, not here"
+                         if given else "")),
         "tuning": tuning, "regularizers": rows, "failed_runs": list(vr.failures),
     }
 
@@ -123,6 +141,10 @@ def table(doc: dict[str, Any]) -> Any:
         n = f"{len(r['runs'])}" + (f" ({len(r['failed'])} failed)" if r["failed"] else "")
         t.add_row(r["label"], _ms(r["val"]), _ms(r["test"]), _ci(r["vs_none"]),
                   _ci(r["vs_best_baseline"]), n)
+    lines = setting_lines(doc)
+    if lines:
+        t.caption = "baseline settings: " + "; ".join(lines)
+        t.caption_justify = "left"
     return t
 
 
@@ -153,7 +175,12 @@ def plot(doc: dict[str, Any], path: Path) -> None:
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
     fig.suptitle(f"adsearch verify {doc['search']} ({doc['task']})")
-    fig.tight_layout()
+    lines = setting_lines(doc)
+    note = textwrap.wrap("baseline settings: " + "; ".join(lines),
+                         int(fig.get_figwidth() * 16)) if lines else []  # ~16 chars/in at 7 pt
+    if note:
+        fig.text(0.01, 0.01, "\n".join(note), fontsize=7, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.035 * len(note), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)

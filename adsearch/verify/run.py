@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from adsearch.store.records import ResultRecord, TrialRecord
 
 #: Options of an earlier verify that must match for ``adsearch verify`` to continue it.
+#: ``given_tuned`` (``--tuned``) is missing from verify runs made before it: read as None.
 PLAN_KEYS = ("of", "top_k", "seeds", "tune_seeds", "baselines", "test_data", "epochs", "steps",
-             "compare")
+             "compare", "given_tuned")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class VerifyRequest:
     #: other searches (names, or run directories) whose best pattern is retrained alongside,
     #: e.g. a random search run at the same budget; same task and space required
     compare: tuple[str, ...] = ()
+    #: ``--tuned SPEC``: baseline settings already tuned on validation elsewhere (the syntax
+    #: of ``calibrate --reference``); their kinds skip the grid and test the given setting
+    tuned: tuple[str, ...] = ()
 
 
 @dataclass
@@ -153,6 +157,7 @@ def prepare(req: VerifyRequest) -> VerifyRun:
                               f"search it checks ({(src.verify or {}).get('of')})")
         space = SearchSpace.from_name(src.space)
         kinds = P.baseline_kinds(space.kind, req.baselines)
+        given = P.given_settings(req.tuned, space.kind, kinds)
         top = distinct_top(store, search.id, req.top_k)
         store_url = run.store_url()
     finally:
@@ -166,7 +171,7 @@ def prepare(req: VerifyRequest) -> VerifyRun:
     wanted = {"of": search.name, "top_k": req.top_k, "seeds": list(range(req.seeds)),
               "tune_seeds": [P.TUNE_SEED + i for i in range(req.tune_seeds)],
               "baselines": list(kinds), "test_data": req.test_data, "epochs": req.epochs,
-              "steps": req.steps, "compare": list(req.compare) or None}
+              "steps": req.steps, "compare": list(req.compare) or None, "given_tuned": given}
     compared = compared_best(req.compare, src, search.name)
     if vrun.identity() is not None:
         pid = vrun.daemon_pid()
@@ -180,10 +185,12 @@ def prepare(req: VerifyRequest) -> VerifyRun:
         raise ConfigError(f"verify needs a test split: {problem}")
     the_plan = {**wanted, "patterns": top, "compared": compared, "tuned": None,
                 "source_space": src.space}
-    n_tune = sum(len(P.grid(k)) for k in kinds) * len(the_plan["tune_seeds"])
+    n_tune = len(tune_items(the_plan))
+    # every baseline given (--tuned): no tuning stage; the budget is the test stage's
+    n_first = n_tune or (1 + len(top) + len(compared) + len(kinds)) * req.seeds
     vcfg = SearchConfig(
         name=vname, task=src.task, task_config=task_config, space=src.space,
-        controller="fixed", batch_size=1, budget_trials=n_tune,
+        controller="fixed", batch_size=1, budget_trials=n_first,
         gpus=None if req.workers else src.gpus,  # --workers N: CPU runs, as `start` means it
         slots_per_gpu=src.slots_per_gpu, workers=req.workers or src.workers,
         # the search's full child budget (under ASHA: its top rung); no early stopping here
@@ -214,7 +221,7 @@ def _continue(vrun: RunDir, wanted: dict[str, Any], src: SearchConfig) -> Verify
     if cfg.verify is None:
         raise ConfigError(f"{vrun.path} holds search {cfg.name!r}, which is not a verify run; "
                           "pass --verify-name to pick another name")
-    diff = [k for k in PLAN_KEYS if cfg.verify.get(k) != wanted[k]]
+    diff = [k for k in PLAN_KEYS if cfg.verify.get(k) != wanted[k]]  # missing key: None
     if diff:
         was = ", ".join(f"{k}={cfg.verify.get(k)!r}" for k in diff)
         raise ConfigError(f"verify run {cfg.name!r} exists with other settings ({was}); rerun "
@@ -223,8 +230,14 @@ def _continue(vrun: RunDir, wanted: dict[str, Any], src: SearchConfig) -> Verify
 
 
 # ---------------------------------------------------------------------------- stages
+def tuned_here(the_plan: dict[str, Any]) -> list[str]:
+    """The baselines this verify tunes: those compared and not given with ``--tuned``."""
+    given = the_plan.get("given_tuned") or {}
+    return [k for k in the_plan["baselines"] if k not in given]
+
+
 def tune_items(the_plan: dict[str, Any]) -> list[tuple[str, P.Regularizer, int]]:
-    return [("tune", P.baseline_regularizer(spec), s) for kind in the_plan["baselines"]
+    return [("tune", P.baseline_regularizer(spec), s) for kind in tuned_here(the_plan)
             for spec in P.grid(kind) for s in the_plan["tune_seeds"]]
 
 
@@ -259,7 +272,7 @@ def ensure_trials(vr: VerifyRun, items: list[tuple[str, P.Regularizer, int]]) ->
             store.add_trials(search.id, new)
         total = sum(store.counts(search.id).values())
         cfg = SearchConfig.from_dict(search.config)
-        if cfg.budget_trials != total:
+        if total and cfg.budget_trials != total:  # 0: every baseline given, --tune-only
             store.set_search_config(search.id, cfg.with_changes(budget_trials=total).to_dict())
         if new and search.state == "finished":
             store.set_search_state(search.id, "stopped")
@@ -321,13 +334,20 @@ def failure_line(vr: VerifyRun, trial: TrialRecord, label: str) -> str:
 
 def select_tuned(vr: VerifyRun) -> dict[str, dict[str, Any]]:
     """Each baseline's best grid setting by mean **validation** reward over the tuning seeds
-    (ties: the first in grid order). Records it in the verify search's plan and event log."""
+    (ties: the first in grid order), ``"source": "tuned"``; a baseline given with
+    ``--tuned`` keeps its given setting, ``"source": "given"`` (``val_mean`` None, ``grid``
+    []). Records it in the verify search's plan and event log."""
     from adsearch.store import Store
 
     got = outcomes(vr)
     tuned: dict[str, dict[str, Any]] = {}
     vr.failures = []
+    given = vr.plan.get("given_tuned") or {}
     for kind in vr.plan["baselines"]:
+        if kind in given:
+            tuned[kind] = {"spec": given[kind], "label": P.describe(given[kind]),
+                           "val_mean": None, "grid": [], "source": "given"}
+            continue
         rows: list[dict[str, Any]] = []
         for spec in P.grid(kind):
             key = P.trial_key("tune", [spec])
@@ -347,7 +367,7 @@ def select_tuned(vr: VerifyRun) -> dict[str, dict[str, Any]]:
             continue
         best = max(scored, key=lambda r: r["val_mean"])
         tuned[kind] = {"spec": best["spec"], "label": best["label"], "val_mean": best["val_mean"],
-                       "grid": rows}
+                       "grid": rows, "source": "tuned"}
     plan = {**vr.plan, "tuned": tuned}
     with Store(vr.run.store_url()) as store:
         search = store.get_search(vr.name)
@@ -356,8 +376,10 @@ def select_tuned(vr: VerifyRun) -> dict[str, dict[str, Any]]:
             store.set_search_config(search.id, cfg.with_changes(verify=plan).to_dict())
             store.log_event(search.id, "verify.tuned",
                             "tuned on validation: " + ", ".join(
-                                f"{v['label']} ({v['val_mean']:.4g})" for v in tuned.values()),
-                            {k: {"spec": v["spec"], "val_mean": v["val_mean"]}
-                             for k, v in tuned.items()})
+                                f"{v['label']} ({v['val_mean']:.4g})" if v["source"] == "tuned"
+                                else f"{v['label']} (given with --tuned, not tuned here)"
+                                for v in tuned.values()),
+                            {k: {"spec": v["spec"], "val_mean": v["val_mean"],
+                                 "source": v["source"]} for k, v in tuned.items()})
     vr.plan = plan
     return tuned
