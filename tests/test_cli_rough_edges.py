@@ -151,3 +151,18 @@ def test_console_off_a_terminal_does_not_wrap(monkeypatch: pytest.MonkeyPatch) -
     narrow = make_console(file=buf80)
     narrow.print("x" * 300)
     assert narrow.width == 80 and buf80.getvalue().splitlines()[0] == "x" * 80
+
+
+def test_a_missing_run_directory_is_named_as_missing(tmp_path: Path) -> None:
+    """A --run-dir that does not exist says so (it used to say "no search.json", as for a
+    directory that exists but holds no search), and nothing is created there."""
+    missing = tmp_path / "p4-cifar-random"
+    for args in (["status", "x", "--run-dir", str(missing)],
+                 ["show", "x", "1", "--run-dir", str(missing)]):
+        res = cli(tmp_path / "runs", *args)
+        assert res.exit_code != 0, res.output
+        assert "does not exist" in res.output and "Traceback" not in res.output, res.output
+    assert not missing.exists()
+    (tmp_path / "empty").mkdir()
+    res = cli(tmp_path / "runs", "status", "x", "--run-dir", str(tmp_path / "empty"))
+    assert res.exit_code != 0 and "no search.json" in res.output, res.output

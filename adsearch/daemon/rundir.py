@@ -154,6 +154,12 @@ class RunDir:
                 "restore it from a backup, or rewrite it as "
                 '{"name": NAME, "store": URL, "format": 1}'
             )
+        if not self.path.exists():
+            raise ConfigError(
+                f"run directory {self.path} does not exist; check the name or --run-dir "
+                "(`adsearch list` shows the searches it finds), or start one with "
+                "`adsearch start`"
+            )
         raise ConfigError(
             f"{self.path} is not an adsearch run directory (no search.json); start a "
             "search there with `adsearch start`, or pass the right --run-dir"
