@@ -5,6 +5,8 @@
 - :mod:`adsearch.views.plot`: ``adsearch plot``'s reward chart (matplotlib, the ``plot`` extra);
 - :mod:`adsearch.views.live`: ``start --foreground``'s live display around the daemon;
 - :mod:`adsearch.views.calibration_plot`: ``adsearch calibrate --plot``'s chart.
+- :mod:`adsearch.views.learned_plot`: the learned reward per controller batch, as the
+  controller saw it (benchmarks/proof4_report.py; matplotlib).
 - :mod:`adsearch.views.mask_draw`: dropout masks drawn with numpy from the ops' geometry
   (``pattern show``, ``show``, the dashboard; no torch).
 
