@@ -74,25 +74,27 @@ free pinned core a child's wall time is about its CPU time; the C32 scan's child
 ~1.5x its probe's estimate, so plan with a margin). "timing": ``--timing``, a child at 1 and
 at 2 epochs with Dropout 0.2, the difference one epoch (training + validation), the rest
 data loading, set-up and the test pass. "parts": a training epoch, a validation pass and
-the test pass timed apart and added up (the contended machine left no time for ``--timing``
-on these; translation's validation is greedy decoding of 500 sentences, 4-5.5 s at d=128
-and 11-15 s at d=256, its training 0.214 s a step at d=128 and 0.438 s at d=256, 63 steps an
-epoch):
+the test pass timed apart and added up, cross-checked where a 1-epoch child finished (the
+contended machine left no time for the whole ``--timing`` on these). Translation's
+validation is greedy decoding of 500 sentences, 4-5.5 s at d=128 and 11-15 s at d=256; its
+training 0.214 s a step at d=128 and 0.438 s at d=256, 63 steps an epoch:
 
 | protocol | s / child | one epoch (train + validation) | how |
 | --- | ---: | ---: | --- |
-| L30k-d256x4 | 140-185 | 8-11 | parts |
+| L30k-d256x4 | 165-265 | 9-16 | parts; its 1-epoch child took 23.3 |
 | L30k-d128-e32 | 91 | 2.7 | timing (0.8 data + 4.0 fixed + 32 x 2.7) |
-| L15k-d256x4 | 130-180 | 5-7 | parts |
+| L15k-d256x4 | 140-250 | 5.5-10 | parts |
 | T4k-e24 | 440-470 | 18-19 | parts |
 | T4k-e60 | 1,100-1,150 | 18-19 | parts |
 | T4k-d256-e16 | 650-700 | 39-43 | parts |
 
-A one-seed ``--probe`` is 6 LM children (10-20 min on one core) or 4 translation children
+A one-seed ``--probe`` is 6 LM children (10-30 min on one core) or 4 translation children
 (T4k-e24 ~30 min, T4k-d256-e16 ~45 min, T4k-e60 ~75 min); a 5-seed scan five times that.
-The translation ranges are upper bounds: early epochs decode to the length cap, a trained
-model stops sooner. Probe T4k-e24 first: T4k-e60 is only needed if every rate still loses
-there.
+The translation ranges lean high: early epochs decode to the length cap, a trained model
+stops sooner. CPU time itself moved by up to ~1.5x with the load (the same d=128 LM epoch
+measured 2.7 s in ``--timing`` and 3.8 s in parts), so before planning a scan run
+``--timing`` on the free pinned core (a minute or two a protocol) and trust that. Probe
+T4k-e24 first: T4k-e60 is only needed if every rate still loses there.
 
 Resumable: rows go to ``benchmarks/results/proof4/regime.json`` (``--out`` names another file)
 as each child ends, and a rerun skips every (protocol, regularizer, seed) already there.
