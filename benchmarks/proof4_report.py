@@ -397,7 +397,7 @@ def plot_patterns(searches: Sequence[SearchData], path: Path) -> bool:
             known = s.maps[i] if i < len(s.maps) else []
             cells[s.name] += [(i, hw) for hw in known] if known else [(i, None)]
     cols = max(len(c) for c in cells.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(3.0 * cols, 3.9 * len(rows)),
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.0 * cols, 4.3 * len(rows)),
                              squeeze=False)
     for r, s in enumerate(rows):
         for c in range(cols):
@@ -421,8 +421,8 @@ def plot_patterns(searches: Sequence[SearchData], path: Path) -> bool:
             n_maps = len(s.maps[site]) if site < len(s.maps) else 0
             at = (f"{hw[0]}x{hw[1]} px" + (f" (1 of its {n_maps} maps)" if n_maps > 1 else "")
                   if side else "32x32 px (no map recorded)")
-            ax.set_title(f"site {site} at {at}\n{CHANNELS} channels, {drop:.0%} dropped; "
-                         f"{_wrap(words, 40)}", fontsize=7)
+            ax.set_title(f"site {site} at {at}\n{drop:.0%} of {CHANNELS} channels dropped\n"
+                         f"{_wrap(words, 44)}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(f"{s.name}\n({s.controller})", fontsize=8)
     fig.suptitle(f"best pattern of each search: {CHANNELS} channels of one example per "
