@@ -309,6 +309,49 @@ def test_verify_tiny_cifar(tmp_path: Path, data_slices: Path) -> None:
         assert row["vs_none"] is None or row["vs_none"]["n"] == 2
 
 
+@pytest.mark.slow
+def test_verify_compares_a_search_of_the_other_family(tmp_path: Path,
+                                                      data_slices: Path) -> None:
+    """--compare of the paper's v1 space (conv-3) next to a v2 search (conv2-3) on the same
+    CIFAR sites: the v1 best keeps its own space, trains at the same paired seeds and is
+    reported like any compared search (issue 21: the four searches in one table)."""
+    root = tmp_path / "runs"
+    tc = {"train_per_class": 8, "val_per_class": 4, "batch_size": 16}
+    for name, space in (("v2", "conv2-3"), ("v1", "conv-3")):
+        cfg = SearchConfig(name=name, task="cifar10", controller="random", batch_size=1,
+                           workers=2, budget_trials=1, child_steps=2, max_drop=1.0,
+                           space=space, task_config=tc)
+        assert run_daemon(str(create_search(cfg, RunDir(root / name)).path)).finished
+    run_cli(root, "verify", "v2", "--top-k", "1", "--seeds", "2", "--baselines", "dropout",
+            "--tuned", "dropout:0.1", "--compare", "v1",
+            "--test-data", str(data_slices / "cifar10-jpg" / "test"), timeout=600)
+    doc = json.loads((root / "v2-verify" / "verify.json").read_text())
+    rows = {r["label"]: r for r in doc["regularizers"]}
+    assert list(rows) == ["none", "pattern 1", "v1 best", "dropout p=0.1"]
+    trials, _ = _store_rows(root / "v1")
+    got = rows["v1 best"]
+    assert got["stored"] == [{"kind": "patterns", "space": "conv-3",
+                              "patterns": trials[0].pattern}]
+    assert [r["seed"] for r in got["runs"]] == [0, 1] and got["test"]["n"] == 2
+    assert got["vs_none"]["n"] == 2
+    assert rows["pattern 1"]["stored"] == _store_rows(root / "v2")[0][0].pattern
+
+
+def test_compare_of_the_other_family_refused_where_a_child_reads_one_space(
+        tmp_path: Path) -> None:
+    """The synthetic reward is defined on one space's tokens: conv-3 next to conv2-3 is
+    refused there with the reason, and nothing is written."""
+    root = tmp_path / "runs"
+    _search(root, "a", budget=2)
+    cfg = SearchConfig(name="b", task="synthetic", controller="random", batch_size=2,
+                       workers=1, budget_trials=2, task_config={"space": "conv2-3"},
+                       space="conv2-3")
+    assert run_daemon(str(create_search(cfg, RunDir(root / "b")).path)).finished
+    res = run_cli(root, "verify", "a", "--compare", "b", check=False)
+    assert res.returncode == 1 and "a synthetic child reads one space" in res.stderr, res.stderr
+    assert not (root / "a-verify").exists()
+
+
 # ---------------------------------------------------------------------------- script mode
 
 

@@ -108,10 +108,21 @@ def _finite_or_none(values: dict[str, Any]) -> dict[str, Any]:
 def regularizer_of(space: SearchSpace, stored: list[Any]) -> list[Pattern] | dict[str, Any]:
     """A trial's stored ``pattern`` column as a ``run_child`` regularizer: one pattern dict per
     site, or (the planned runs of ``adsearch verify``) one baseline spec dict with a ``kind``
-    such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``."""
+    such as ``{"kind": "dropblock", "drop_prob": 0.1, "block_size": 5}``, or one
+    ``{"kind": "patterns", "space": NAME, "patterns": [...]}``: the best pattern of a search
+    verify compares that drew from the other family of the same sites (``conv-3`` next to
+    ``conv2-3``), decoded with its own space."""
+    from adsearch.patterns import SearchSpace, decode_patterns
+
     if len(stored) == 1 and isinstance(stored[0], dict) and "kind" in stored[0]:
-        return dict(stored[0])
-    from adsearch.patterns import decode_patterns
+        spec = dict(stored[0])
+        if spec["kind"] != "patterns":
+            return spec
+        own = SearchSpace.from_name(str(spec.get("space")))
+        if not own.same_sites(space):
+            raise ConfigError(f"patterns of space {own.name} cannot run at the sites of "
+                              f"space {space.name}; compare searches of the same sites")
+        return list(decode_patterns(spec.get("patterns"), own))
 
     return list(decode_patterns(stored, space))
 

@@ -203,9 +203,18 @@ def pattern_regularizers(patterns: Sequence[dict[str, Any]]) -> list[Regularizer
 
 
 def compared_regularizers(entries: Sequence[dict[str, Any]]) -> list[Regularizer]:
-    """``entries``: the plan's ``compared`` list (search, trial_id, reward, pattern)."""
-    return [Regularizer(f"{e['search']} best", "compared", "pattern", list(e["pattern"]),
+    """``entries``: the plan's ``compared`` list (search, trial_id, reward, pattern, and
+    ``space`` when that search drew from the other pattern family of the same sites: its
+    pattern is then stored as ``{"kind": "patterns", "space", "patterns"}``, which the child
+    decodes with that space, see :func:`adsearch.daemon.child.regularizer_of`)."""
+    return [Regularizer(f"{e['search']} best", "compared", "pattern", _compared_stored(e),
                         int(e["trial_id"])) for e in entries]
+
+
+def _compared_stored(entry: dict[str, Any]) -> list[Any]:
+    if entry.get("space") is None:
+        return list(entry["pattern"])
+    return [{"kind": "patterns", "space": entry["space"], "patterns": list(entry["pattern"])}]
 
 
 def check_counts(top_k: int, seeds: int) -> None:

@@ -99,9 +99,10 @@ def compared_best(refs: Sequence[str], src: SearchConfig, of: str) -> list[dict[
             if search.name == of:
                 raise ConfigError(f"--compare {ref}: that is the search being verified; its "
                                   "patterns are in already (--top-k)")
-            why = [f"{k} {a!r} vs {b!r}" for k, a, b in (
-                ("task", other.task, src.task), ("space", other.space, src.space),
-                ("task config", other.task_config, src.task_config)) if a != b]
+            why = [f"task {other.task!r} vs {src.task!r}"] if other.task != src.task else []
+            why += space_difference(other, src)
+            if other.task_config != src.task_config:
+                why.append(f"task config {other.task_config!r} vs {src.task_config!r}")
             if why:
                 raise ConfigError(f"--compare {ref}: search {search.name!r} differs from "
                                   f"{of!r} in {'; '.join(why)}; compare searches of the same "
@@ -112,8 +113,32 @@ def compared_best(refs: Sequence[str], src: SearchConfig, of: str) -> list[dict[
         if not top:
             raise ConfigError(f"--compare {ref}: search {search.name!r} has no finished "
                               "full-length trial to compare")
-        out.append({"search": search.name, **top[0]})
+        # the other family of the same sites (v1 <-> v2): its pattern travels with its space
+        entry = {"search": search.name, **top[0]}
+        out.append(entry if other.space == src.space else {**entry, "space": other.space})
     return out
+
+
+#: built-in tasks whose child reads the patterns of its own space only (a script's trial spec
+#: names one space; the synthetic reward is defined on one space's tokens)
+ONE_SPACE_TASKS = ("script", "synthetic")
+
+
+def space_difference(other: SearchConfig, src: SearchConfig) -> list[str]:
+    """Why a ``--compare`` search's space cannot be retrained next to ``src``'s (empty: it
+    can). The same space, or the other pattern family of the same sites (the paper's v1 space
+    next to v2, say ``conv-3`` and ``conv2-3``), on a built-in or plug-in task: each child
+    decodes the compared pattern with its own space (not on :data:`ONE_SPACE_TASKS`)."""
+    from adsearch.patterns import SearchSpace
+
+    if other.space == src.space:
+        return []
+    a, b = SearchSpace.from_name(other.space), SearchSpace.from_name(src.space)
+    if not a.same_sites(b):
+        return [f"space {other.space!r} vs {src.space!r} (other sites)"]
+    if src.task in ONE_SPACE_TASKS:
+        return [f"space {other.space!r} vs {src.space!r} (a {src.task} child reads one space)"]
+    return []
 
 
 def test_split_problem(task: str, task_config: dict[str, Any]) -> str | None:

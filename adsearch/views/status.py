@@ -473,7 +473,9 @@ def _fmt_s(v: float | None) -> str:
 def _pattern_text(pattern: list[dict[str, Any]]) -> str:
     parts = []
     for p in pattern:
-        if p.get("off"):  # an off site drops nothing: its other fields are inert
+        if p.get("kind") == "patterns":  # verify: a compared search's pattern, its own space
+            parts.append(f"{p.get('space')}: {_pattern_text(list(p.get('patterns') or []))}")
+        elif p.get("off"):  # an off site drops nothing: its other fields are inert
             parts.append("off")
         elif "repeat" in p:
             rep = "all" if p.get("repeat") is None else p.get("repeat")
