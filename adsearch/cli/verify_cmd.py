@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
         workers: int | None = typer.Option(None, "--workers", help="CPU runs at once (default: the search's slots)"),  # noqa: B008
         verify_name: str | None = typer.Option(None, "--verify-name", help="name of the verify search (default: NAME-verify)"),  # noqa: B008
         tuned_specs: list[str] = typer.Option([], "--tuned", help="a baseline setting already tuned on validation elsewhere, used instead of tuning its kind here: KIND:RATE (dropout:0.2), dropblock:RATE:BLOCK or a JSON spec; repeatable"),  # noqa: B008
-        compare: list[str] = typer.Option([], "--compare", help="also retrain the best pattern of this search (name or run directory; same task, space and child protocol), e.g. a random search; repeatable"),  # noqa: B008
+        compare: list[str] = typer.Option([], "--compare", help="also retrain the best pattern of this search (name or run directory; same task and child protocol, same space or its other family: conv-3 next to conv2-3), e.g. a random search; repeatable"),  # noqa: B008
         output: Path | None = typer.Option(None, "-o", "--output", help="report JSON (default: in the verify run directory)"),  # noqa: B008
         png: Path | None = typer.Option(None, "--png", help="chart (default: in the verify run directory)"),  # noqa: B008
         epochs: float | None = typer.Option(None, "--epochs", hidden=True),  # noqa: B008
