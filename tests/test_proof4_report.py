@@ -106,6 +106,18 @@ def test_report_draws_and_summarises_what_exists(made: dict[str, Path]) -> None:
     reg = by["regime (CIFAR C32): best tuned regularizer vs none at its own best length"]
     assert reg["measured"] == pytest.approx(100 * gap["mean"], abs=1e-3) and reg["met"] is True
     assert reg["ci"] == pytest.approx([100 * gap["lo"], 100 * gap["hi"]], abs=1e-3)
+    # the LM regime claim: the scan's LM protocol that met the criterion, else the largest gap
+    lm = [r for r in json.loads((out / "regime_summary.json").read_text())
+          if r["protocol"].startswith("L") and r.get("test_gap")]
+    lmc = by["regime (LM): best tuned regularizer vs none at its own best length"]
+    if lm:
+        best = next((r for r in lm if r["met"]), min(lm, key=lambda r: r["test_gap"]["mean"]))
+        assert lmc["measured"] == pytest.approx(100 * best["test_gap"]["mean"], abs=0.01)
+        assert lmc["met"] is any(r["met"] for r in lm)
+        assert all(f"{r['protocol']}: {r['pick']}" in lmc["note"] for r in lm)
+        assert (lmc["ci"] is None) == (best["test_gap"]["n"] < 2)
+    else:
+        assert lmc["measured"] is None and "the lead fills it" in lmc["note"]
     # best searched vs best baseline: the searched row with the best validation mean
     doc = json.loads(made["verify"].read_text())
     searched = [r for r in doc["regularizers"] if r["role"] in ("pattern", "compared")]
@@ -120,6 +132,10 @@ def test_report_draws_and_summarises_what_exists(made: dict[str, Path]) -> None:
     assert wins["met"] is False  # 2 of the 4 searches
     first, second = wins["table"]
     assert first["test_mean"] >= second["test_mean"] and wins["winner"] == first["search"]
+    # each search against each other, paired on test: here the one pair, the claim's margin
+    (pair,) = wins["pairs"]
+    assert (pair["a"], pair["b"]) == (first["search"], second["search"])
+    assert pair["mean"] == wins["measured"] and pair["ci"] == wins["ci"]
     for c in ("LM: best searched vs best tuned baseline", "transfer"):
         assert by[c]["measured"] is None and "the lead fills it" in by[c]["note"]
 
