@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The searches of proof4_search.sh, in the order the tables list them (others follow).
 ORDER = ("tpe", "reinforce", "random", "v1")
 PREFIX = "p4-cifar-"
+#: The regime protocol the searches ran in (proof4_search.sh): the regime cross-check's rows.
+SEARCHED_PROTOCOL = "C32"
 #: Accuracy metrics are reported in points (x100), as the issue's targets are.
 POINTS = 100.0
 CIFAR_TARGET = 0.5  # points: best searched vs best tuned baseline (issue 21 §3)
@@ -519,6 +521,11 @@ def regime_cross_check(regime: Path, regime_summary: Path, out: Path) -> dict[st
         return None
     rows = json.loads(regime.read_text(encoding="utf-8"))
     rows = rows["rows"] if isinstance(rows, dict) else rows
+    # the searched protocol only: the rows file also holds the LM and translation scans
+    rows = [r for r in rows if r.get("protocol") in (None, SEARCHED_PROTOCOL)]
+    if not rows:
+        say(f"missing: no {SEARCHED_PROTOCOL} rows in {regime}: calibrate_regime.json skipped")
+        return None
     full = max((float(p["epoch"]) for r in rows for p in r.get("curve") or []
                 if p.get("epoch") is not None), default=0.0)
     protocols = sorted({str(r.get("protocol")) for r in rows})
