@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_chaos import clean_error, cli, finished_search, readonly_mount, tree  # noqa: F401
 from test_daemon_support import check_exactly_once, cli_env, wait_for
 
 from adsearch.daemon.rundir import RunDir
+from adsearch.errors import ConfigError
 from adsearch.store import Store
 
 
@@ -227,3 +229,30 @@ def test_weak_messages_name_the_problem(tmp_path: Path) -> None:
                     f"--budget-trials: {value} is no number of trials", "more than the 2 trials")
     clean_error(cli(runs, "resume", "s", "--budget-minutes", "-5"),
                 "--budget-minutes: -5.0 is no budget")
+
+
+class _LateIdentity(RunDir):
+    """A run directory read at the moment of the race: the first read of search.json comes
+    just before a racing `start` links it (and writes its store), later reads find it."""
+
+    reads = 0
+
+    def identity(self) -> dict[str, Any] | None:
+        self.reads += 1
+        return None if self.reads == 1 else super().identity()
+
+
+def test_a_start_that_reads_just_before_the_winner_claims_sees_its_search(
+        tmp_path: Path) -> None:
+    """The race CI hit once: the loser read no search.json, then listed the directory after
+    the winner had claimed it and written its store, and said "not empty and holds no
+    search.json" instead of "already exists". It now reads search.json again."""
+    run = RunDir(tmp_path / "race")
+    assert run.claim_new("race", run.default_store_url)
+    (run.path / "adsearch.db").write_bytes(b"")
+    _LateIdentity(run.path).check_belongs_to("race")  # the same name: no error here
+    with pytest.raises(ConfigError, match="belongs to search 'race', not 'other'"):
+        _LateIdentity(run.path).check_belongs_to("other")
+    (run.identity_file).unlink()
+    with pytest.raises(ConfigError, match="is not empty and holds no search.json"):
+        _LateIdentity(run.path).check_belongs_to("race")

@@ -131,16 +131,20 @@ class RunDir:
     def check_belongs_to(self, name: str) -> None:
         """Refuse a run directory that belongs to another search."""
         ident = self.identity()
+        if ident is None and self.path.exists() and any(
+                not p.name.startswith(".search.json.") for p in self.path.iterdir()):
+            # a racing `start` links search.json before it writes anything else: files seen
+            # after a first read found none mean it appeared meanwhile, so read it again
+            ident = self.identity()
+            if ident is None:
+                raise ConfigError(
+                    f"run directory {self.path} is not empty and holds no search.json; pick "
+                    "an empty or new --run-dir"
+                )
         if ident is not None and ident.get("name") != name:
             raise ConfigError(
                 f"run directory {self.path} belongs to search {ident.get('name')!r}, not "
                 f"{name!r}; pick another --run-dir (or --name {ident.get('name')} to use it)"
-            )
-        if ident is None and self.path.exists() and any(
-                not p.name.startswith(".search.json.") for p in self.path.iterdir()):
-            raise ConfigError(
-                f"run directory {self.path} is not empty and holds no search.json; pick an "
-                "empty or new --run-dir"
             )
 
     def require_identity(self) -> dict[str, Any]:
