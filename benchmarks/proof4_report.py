@@ -27,6 +27,13 @@ there), and writes into ``--out``:
    what the file already says when someone filled it in (the LM and transfer claims);
 6. on stdout, a markdown table of the searches.
 
+The LM searches (``p4-lm-*``, proof4_search.sh ``lm-*``) get their own figures beside the
+CIFAR ones (``searches_lm.png``, ``learned_reward_lm.png``, ``patterns_lm.png``: sequences of
+``bptt`` steps by ``d_model`` channels), their own table, and ``calibrate_lm.json``'s line.
+A verify report whose metric is lower-is-better (``--lm-task``, default wikitext2) answers
+the LM claims: every LM difference is the paired relative one, ``a / b - 1`` in % of test
+perplexity (the issue's LM target is relative), with its 95% t interval.
+
 Every piece is drawn from what exists; a missing piece is skipped with one line saying so.
 Running it again rewrites every output (idempotent). Needs matplotlib (``adsearch[plot]``).
 Selection is on validation only; test values come from verify reports and are reported, not
@@ -51,6 +58,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The searches of proof4_search.sh, in the order the tables list them (others follow).
 ORDER = ("tpe", "reinforce", "random", "v1")
 PREFIX = "p4-cifar-"
+#: The LM searches (proof4_search.sh lm-*): ``p4-lm-tpe`` etc., exported as ``lm-tpe.json``;
+#: their figures carry this suffix (``searches_lm.png``), their claims are the LM ones.
+LM_PREFIX = "p4-lm-"
+LM_SUFFIX = "_lm"
+LM_TARGET = -2.0  # % test perplexity: best searched vs best tuned baseline (issue 21 §3)
 #: The regime protocol the searches ran in (proof4_search.sh): the regime cross-check's rows.
 SEARCHED_PROTOCOL = "C32"
 #: Accuracy metrics are reported in points (x100), as the issue's targets are.
@@ -63,12 +75,14 @@ CLAIM_LM_REGIME = "regime (LM): best tuned regularizer vs none at its own best l
 CLAIM_CIFAR = "CIFAR: best searched vs best tuned baseline"
 CLAIM_LM = "LM: best searched vs best tuned baseline"
 CLAIM_WINS = "which search wins at equal budget"
+CLAIM_WINS_LM = "which search wins at equal budget (LM)"
 CLAIM_TRANSFER = "transfer"
 TARGETS = {
     CLAIM_LM_REGIME: "at least 5% of test perplexity, 95% CI excluding 0, >= 5 paired seeds",
     CLAIM_CIFAR: "+0.5 points",
     CLAIM_LM: "at least 2% lower test perplexity, CI reported",
     CLAIM_WINS: "a table, with CIs, of the four searches",
+    CLAIM_WINS_LM: "a table, with CIs, of the four searches",
     CLAIM_TRANSFER: ("the LM's exported pattern, unchanged, on a translation protocol where "
                      "tuned Dropout beats none on validation BLEU; BLEU at least that of "
                      "tuned Dropout"),
@@ -115,6 +129,7 @@ class SearchData:
     patterns: list[Any] = field(default_factory=list)  # the best pattern set, decoded
     maps: list[list[tuple[int, int]]] = field(default_factory=list)  # per site, largest first
     pattern_source: str = ""
+    seq_shape: tuple[int, int] | None = None  # a seq space's (time steps, channels) drawn
 
 
 def _ts(dt: datetime) -> float:
@@ -145,8 +160,16 @@ def run_clock(starts: Sequence[float], stamps: Sequence[float]) -> Callable[[flo
 
 
 def which(name: str) -> str:
-    """``p4-cifar-tpe`` -> ``tpe`` (the name proof4_search.sh exports under)."""
-    return name[len(PREFIX):] if name.startswith(PREFIX) else name
+    """``p4-cifar-tpe`` -> ``tpe``, ``p4-lm-tpe`` -> ``lm-tpe`` (the names
+    proof4_search.sh exports under)."""
+    if name.startswith(PREFIX):
+        return name[len(PREFIX):]
+    return name[len("p4-"):] if name.startswith(LM_PREFIX) else name
+
+
+def is_lm(s: SearchData) -> bool:
+    """An LM search of proof4_search.sh (its own figures and claims)."""
+    return s.name.startswith(LM_PREFIX)
 
 
 def _words(i: int, pattern: Any, maps: Sequence[tuple[int, int]]) -> str:
@@ -159,7 +182,17 @@ def _words(i: int, pattern: Any, maps: Sequence[tuple[int, int]]) -> str:
     if getattr(pattern, "off", False):
         return f"site {i}{where}: off"
     from adsearch.patterns.canonical import canonical_pattern
+    from adsearch.patterns.seq import SEQ_SITES
+    from adsearch.patterns.seq2 import SeqPattern2
 
+    if isinstance(pattern, SeqPattern2):  # the sub-layers it acts at: "emb=element 0.3"
+        d = pattern.to_dict()
+        on = [f"{sub}={d[f'{sub}_kind']} {d[f'{sub}_rate']:g}" for sub in SEQ_SITES
+              if d[f"{sub}_rate"] > 0]
+        if any(d[f"{sub}_kind"] in ("group", "interleave") for sub in SEQ_SITES
+               if d[f"{sub}_rate"] > 0):
+            on.append(f"groups={d['groups']}")
+        return f"site {i}{where}: {', '.join(on) or 'off'}"
     canon = canonical_pattern(pattern)
     default = {f.name: f.default for f in dataclasses.fields(canon)}
     sized = getattr(canon, "kind", None) in ("block", "tile")
@@ -253,6 +286,8 @@ def load_search(run_dir: Path, out: Path) -> SearchData | None:
                           snap.get("elapsed_s"), sorted(points, key=lambda p: p.minutes),
                           list(snap.get("updates") or []), children, rechecks, len(hashes),
                           None)
+        if space.kind == "seq":
+            data.seq_shape = seq_shape(cfg)
         if top:
             sc = top[0]
             best = {"trial_id": sc.trial_id, "reward": sc.reward, "mean": sc.mean, "n": sc.n,
@@ -274,6 +309,20 @@ def load_search(run_dir: Path, out: Path) -> SearchData | None:
     return data
 
 
+def seq_shape(cfg: Any) -> tuple[int, int]:
+    """A seq search's child states, ``(time steps, channels)``: the task config's
+    ``bptt`` and ``d_model`` (the task's defaults filled in), else (64, 64)."""
+    from adsearch.errors import AdsearchError
+    from adsearch.tasks.registry import get_task
+
+    try:
+        task = get_task(cfg.task)
+        c = task.config_from_dict(dict(cfg.task_config or {}))
+    except (AdsearchError, KeyError, TypeError, ValueError):
+        return (64, 64)
+    return (int(getattr(c, "bptt", 64)), int(getattr(c, "d_model", 64)))
+
+
 def find_searches(runs: Path, out: Path) -> list[SearchData]:
     """Every search run directory under ``runs`` (a directory with ``search.json``), in the
     order of :data:`ORDER`, then by name."""
@@ -291,6 +340,12 @@ def find_searches(runs: Path, out: Path) -> list[SearchData]:
     for w in ORDER:
         if not any(which(s.name) == w for s in got):
             say(f"missing: search {PREFIX}{w} under {runs} (not started yet?)")
+    if any(is_lm(s) for s in got):
+        for w in ORDER:
+            if not any(s.name == LM_PREFIX + w for s in got):
+                say(f"missing: search {LM_PREFIX}{w} under {runs} (not started yet?)")
+    else:
+        say(f"missing: no LM search ({LM_PREFIX}*) under {runs}: the LM figures are skipped")
     return got
 
 
@@ -399,7 +454,9 @@ def plot_patterns(searches: Sequence[SearchData], path: Path) -> bool:
             known = s.maps[i] if i < len(s.maps) else []
             cells[s.name] += [(i, hw) for hw in known] if known else [(i, None)]
     cols = max(len(c) for c in cells.values())
-    fig, axes = plt.subplots(len(rows), cols, figsize=(3.0 * cols, 4.3 * len(rows)),
+    wide = 4.5 if all(s.seq_shape for s in rows) else 3.0  # a (T, D) mosaic is 4x wider
+    tall = 3.2 if wide > 3.0 else 4.3
+    fig, axes = plt.subplots(len(rows), cols, figsize=(wide * cols, tall * len(rows)),
                              squeeze=False)
     for r, s in enumerate(rows):
         for c in range(cols):
@@ -410,7 +467,7 @@ def plot_patterns(searches: Sequence[SearchData], path: Path) -> bool:
                 ax.set_visible(False)
                 continue
             site, side = cells[s.name][c]
-            hw = side or (32, 32)
+            hw = side or s.seq_shape or (32, 32)
             masks = site_masks(s.patterns[site], CHANNELS, hw, seed=site)
             g = max(1, hw[0] // 16)  # grey lines between the channels of a 2x2 mosaic
             m = [masks[k].astype(float) for k in range(CHANNELS)]
@@ -422,13 +479,21 @@ def plot_patterns(searches: Sequence[SearchData], path: Path) -> bool:
             drop = 1.0 - float(masks.mean())
             n_maps = len(s.maps[site]) if site < len(s.maps) else 0
             at = (f"{hw[0]}x{hw[1]} px" + (f" (1 of its {n_maps} maps)" if n_maps > 1 else "")
-                  if side else "32x32 px (no map recorded)")
-            ax.set_title(f"site {site} at {at}\n{drop:.0%} of {CHANNELS} channels dropped\n"
+                  if side else f"{hw[0]} steps x {hw[1]} channels" if s.seq_shape
+                  else "32x32 px (no map recorded)")
+            what = (f"the units of {CHANNELS} sequences" if s.seq_shape and not side
+                    else f"{CHANNELS} channels")
+            ax.set_title(f"site {site} at {at}\n{drop:.0%} of {what} dropped\n"
                          f"{_wrap(words, 44)}", fontsize=7)
             if c == 0:
                 ax.set_ylabel(f"{s.name}\n({s.controller})", fontsize=8)
-    fig.suptitle(f"best pattern of each search: {CHANNELS} channels of one example per "
-                 "site, at each map the site acts on, as recorded (black: dropped)", fontsize=10)
+    if all(s.seq_shape for s in rows):
+        head = (f"best pattern of each search: {CHANNELS} sequences per site\n(time steps "
+                "down, channels across; the site's strongest sub-layer; black: dropped)")
+    else:
+        head = (f"best pattern of each search: {CHANNELS} channels of one example per site, "
+                "at each map the site acts on, as recorded (black: dropped)")
+    fig.suptitle(head, fontsize=10)
     fig.tight_layout()
     _save(fig, path)
     return True
@@ -486,7 +551,8 @@ def regime_calibration(rows: Sequence[dict[str, Any]], full_epochs: float, keep_
     for s in seeds:
         mine = sorted((r for r in rows if int(r["seed"]) == s), key=lambda r: r["regularizer"])
         tables[s] = A.agreement_table([r.get("curve") or [] for r in mine], full_epochs,
-                                      metric, thr, keep_best)
+                                      metric, thr, keep_best,
+                                      [A.best_epoch_of({"metrics": r}) for r in mine])
     epochs: list[dict[str, Any]] = []
     agree: list[A.EpochAgreement] = []
     for k, e in enumerate(A.rung_epochs(full_epochs)):
@@ -500,8 +566,8 @@ def regime_calibration(rows: Sequence[dict[str, Any]], full_epochs: float, keep_
                        "per_seed": {str(s): a.spearman for s, a in per.items()},
                        "n_references": {str(s): a.n for s, a in per.items()}})
     rungs = A.recommend(agree)
-    n_final = min((sum(A.final_value(r.get("curve") or [], full_epochs, metric, keep_best)
-                       is not None
+    n_final = min((sum(A.final_value(r.get("curve") or [], full_epochs, metric, keep_best,
+                                     A.best_epoch_of({"metrics": r})) is not None
                        for r in rows if int(r["seed"]) == s) for s in seeds), default=0)
     return {"kind": "proof4-regime-calibration", "metric": metric,
             "full_epochs": float(full_epochs), "keep_best": keep_best, "threshold": thr,
@@ -649,106 +715,150 @@ def _diff(d: dict[str, Any] | None, scale: float) -> dict[str, Any] | None:
             "n": d["n"], "significant": bool(d.get("significant"))}
 
 
-def search_claims(reports: Sequence[tuple[str, dict[str, Any]]], task: str,
-                  n_searches: int) -> list[dict[str, Any]]:
-    """The claims a verify report answers, from the reports of ``task`` (higher is better):
-    the best searched pattern (picked on validation mean) against the best tuned baseline
-    of its report, and a table of the searches with paired CIs."""
+def _rel(a: dict[Any, Any], b: dict[Any, Any]) -> dict[str, Any] | None:
+    """Paired relative difference ``a / b - 1`` in %, over the seeds both have, with its 95%
+    t interval (the LM claims: negative is lower perplexity than ``b``)."""
     from adsearch.verify.stats import paired_diff
 
-    mine = [(p, d) for p, d in reports if d.get("task") == task and not d.get("lower_is_better")]
+    x = {int(k): float(v) for k, v in a.items()}
+    y = {int(k): float(v) for k, v in b.items()}
+    seeds = sorted(set(x) & set(y))
+    rel = {k: x[k] / y[k] - 1.0 for k in seeds if y[k]}
+    return _diff(paired_diff(rel, dict.fromkeys(rel, 0.0)).to_dict(), POINTS)
+
+
+def search_claims(reports: Sequence[tuple[str, dict[str, Any]]], task: str,
+                  n_searches: int, lm: bool = False) -> list[dict[str, Any]]:
+    """The claims a verify report answers, from the reports of ``task``: the best searched
+    pattern (picked on validation mean) against the best tuned baseline of its report, and
+    a table of the searches with paired CIs. ``lm``: the reports whose metric is lower-is-
+    better (test perplexity), every difference the paired relative one in % (the LM target
+    is relative); else higher is better, differences absolute (accuracy in points)."""
+    from adsearch.verify.stats import paired_diff
+
+    best_claim, wins_claim = (CLAIM_LM, CLAIM_WINS_LM) if lm else (CLAIM_CIFAR, CLAIM_WINS)
+    mine = [(p, d) for p, d in reports
+            if d.get("task") == task and bool(d.get("lower_is_better")) == lm]
     if not mine:
         why = ("verify not run yet" if not reports else
                f"no verify report of task {task} among {', '.join(p for p, _ in reports)}")
-        return [_claim(CLAIM_CIFAR, TARGETS[CLAIM_CIFAR], note=why),
-                _claim(CLAIM_WINS, TARGETS[CLAIM_WINS], note=why)]
+        return [_claim(best_claim, TARGETS[best_claim], note=why),
+                _claim(wins_claim, TARGETS[wins_claim], note=why)]
     table = []
     for p, d in mine:
         scale, unit = _scale(d["metric"])
+        rows = {str(r.get("label")): r for r in d.get("regularizers") or []}
+        none = next((r for r in rows.values() if r.get("role") == "none"), None)
+        base = rows.get(str(d.get("best_baseline")))
         for name, r in searched_rows(d).items():
             if not r.get("test") or not r.get("val"):
                 continue
+            by_seed = r.get("test_by_seed") or {}
+            if lm:
+                vs_none = _rel(by_seed, none["test_by_seed"]) if none else None
+                vs_base = _rel(by_seed, base["test_by_seed"]) if base else None
+            else:
+                vs_none = _diff(r.get("vs_none"), scale)
+                vs_base = _diff(r.get("vs_best_baseline"), scale)
             table.append({"search": name, "report": p, "metric": d["metric"], "unit": unit,
                           "val_mean": r["val"]["mean"],
                           "test_mean": round(r["test"]["mean"] * scale, 4),
                           "n": r["test"]["n"], "best_baseline": d.get("best_baseline"),
-                          "vs_none": _diff(r.get("vs_none"), scale),
-                          "vs_best_baseline": _diff(r.get("vs_best_baseline"), scale),
-                          "_by_seed": r.get("test_by_seed") or {}, "_scale": scale})
+                          "vs_none": vs_none, "vs_best_baseline": vs_base,
+                          **({"diff_unit": "% (paired relative)"} if lm else {}),
+                          "_by_seed": by_seed, "_scale": scale})
     if not table:
         why = "the verify report(s) have no test value of a searched pattern yet"
-        return [_claim(CLAIM_CIFAR, TARGETS[CLAIM_CIFAR], note=why),
-                _claim(CLAIM_WINS, TARGETS[CLAIM_WINS], note=why)]
+        return [_claim(best_claim, TARGETS[best_claim], note=why),
+                _claim(wins_claim, TARGETS[wins_claim], note=why)]
     pick = max(table, key=lambda t: t["val_mean"])  # on validation, never on test
     vb = pick["vs_best_baseline"]
     if vb is None:
-        cifar = _claim(CLAIM_CIFAR, TARGETS[CLAIM_CIFAR],
-                       note=f"{pick['search']}'s best has no paired value against the best "
-                            "baseline in its report")
+        best = _claim(best_claim, TARGETS[best_claim],
+                      note=f"{pick['search']}'s best has no paired value against the best "
+                           "baseline in its report")
+    elif lm:
+        met = vb["ci"] is not None and vb["mean"] <= LM_TARGET and vb["ci"][1] < 0
+        best = _claim(
+            best_claim, TARGETS[best_claim], vb["mean"], vb["ci"], met,
+            f"{pick['search']}'s best (the searched pattern with the best validation mean, "
+            f"{pick['val_mean']:.4f}) against {pick['best_baseline']} (best tuned baseline "
+            f"on validation): test perplexity, paired relative difference (searched / "
+            f"baseline - 1) in % over {vb['n']} paired seeds; met: mean <= {LM_TARGET:g}% "
+            "and the 95% CI below 0", unit="% test perplexity", source=pick["report"])
     else:
         met = vb["ci"] is not None and vb["mean"] >= CIFAR_TARGET and vb["ci"][0] > 0
-        cifar = _claim(
-            CLAIM_CIFAR, TARGETS[CLAIM_CIFAR], vb["mean"], vb["ci"], met,
+        best = _claim(
+            best_claim, TARGETS[best_claim], vb["mean"], vb["ci"], met,
             f"{pick['search']}'s best (the searched pattern with the best validation mean, "
             f"{pick['val_mean']:.4f}) minus {pick['best_baseline']} (best tuned baseline on "
             f"validation), test {pick['metric']} ({pick['unit']}) over {vb['n']} paired "
             "seeds; met: mean >= +0.5 and the 95% CI excludes 0",
             unit=pick["unit"], source=pick["report"])
-    ranked = sorted(table, key=lambda t: -t["test_mean"])
+    ranked = sorted(table, key=lambda t: t["test_mean"] if lm else -t["test_mean"])
     first = ranked[0]
     margin = None
     if len(ranked) > 1:
         second = ranked[1]
-        to_int = {int(k): float(v) for k, v in first["_by_seed"].items()}
-        other = {int(k): float(v) for k, v in second["_by_seed"].items()}
-        margin = _diff(paired_diff(to_int, other).to_dict(), first["_scale"])
-    pairs = pairwise(ranked)
+        if lm:
+            margin = _rel(first["_by_seed"], second["_by_seed"])
+        else:
+            to_int = {int(k): float(v) for k, v in first["_by_seed"].items()}
+            other = {int(k): float(v) for k, v in second["_by_seed"].items()}
+            margin = _diff(paired_diff(to_int, other).to_dict(), first["_scale"])
+    pairs = pairwise(ranked, lm)
     for t in table:
         t.pop("_by_seed")
         t.pop("_scale")
     complete = len({t["search"] for t in table}) >= n_searches
+    unit = "% test perplexity" if lm else first["unit"]
     if margin is None:
         note = f"only {first['search']} verified so far"
-        wins = _claim(CLAIM_WINS, TARGETS[CLAIM_WINS], None, None, None, note, table=ranked)
+        wins = _claim(wins_claim, TARGETS[wins_claim], None, None, None, note, table=ranked)
     else:
         sep = ("its paired 95% CI excludes 0" if margin["significant"] else
                "its paired 95% CI includes 0: not separable from it")
-        note = (f"highest test mean: {first['search']}, {margin['mean']:+.4g} {first['unit']} "
-                f"over {ranked[1]['search']} (same seeds, paired); {sep}; "
-                f"{len(table)} of {n_searches} searches in the table")
-        wins = _claim(CLAIM_WINS, TARGETS[CLAIM_WINS], margin["mean"], margin["ci"],
-                      complete, note, unit=first["unit"], winner=first["search"],
+        best_word = "lowest" if lm else "highest"
+        note = (f"{best_word} test mean: {first['search']}, {margin['mean']:+.4g} {unit} "
+                f"{'relative to' if lm else 'over'} {ranked[1]['search']} (same seeds, "
+                f"paired); {sep}; {len(table)} of {n_searches} searches in the table")
+        wins = _claim(wins_claim, TARGETS[wins_claim], margin["mean"], margin["ci"],
+                      complete, note, unit=unit, winner=first["search"],
                       table=ranked, pairs=pairs)
-    return [cifar, wins]
+    return [best, wins]
 
 
-def pairwise(ranked: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def pairwise(ranked: Sequence[dict[str, Any]], lm: bool = False) -> list[dict[str, Any]]:
     """Each search against each other on test, paired by seed: ``{"a", "b", "mean", "ci",
-    "n", "significant"}`` with ``a`` the one of higher test mean (``ranked``'s order), in
-    its unit. Searches whose best is the same pattern pair to exactly 0."""
+    "n", "significant"}`` with ``a`` the one of better test mean (``ranked``'s order), in
+    its unit (``lm``: the relative difference ``a / b - 1`` in %). Searches whose best is
+    the same pattern pair to exactly 0."""
     from adsearch.verify.stats import paired_diff
 
     out = []
     for i, a in enumerate(ranked):
         for b in ranked[i + 1:]:
-            d = _diff(paired_diff({int(k): float(v) for k, v in a["_by_seed"].items()},
-                                  {int(k): float(v) for k, v in b["_by_seed"].items()}
-                                  ).to_dict(), a["_scale"])
+            if lm:
+                d = _rel(a["_by_seed"], b["_by_seed"])
+            else:
+                d = _diff(paired_diff({int(k): float(v) for k, v in a["_by_seed"].items()},
+                                      {int(k): float(v) for k, v in b["_by_seed"].items()}
+                                      ).to_dict(), a["_scale"])
             out.append({"a": a["search"], "b": b["search"], **(d or {"mean": None, "ci": None,
                                                                     "n": 0})})
     return out
 
 
 def build_summary(regime_summary: Path, reports: Sequence[tuple[str, dict[str, Any]]],
-                  task: str, n_searches: int, old: Sequence[dict[str, Any]]
-                  ) -> list[dict[str, Any]]:
+                  task: str, n_searches: int, old: Sequence[dict[str, Any]],
+                  lm_task: str = "wikitext2", n_lm: int = len(ORDER)) -> list[dict[str, Any]]:
     """Every claim of issue 21's table; what this script cannot measure keeps the value an
     earlier ``summary.json`` holds when someone filled it in (measured, met or its note),
     and claims someone added to that file stay, after these."""
     claims = regime_claims(regime_summary)
     claims.append(lm_regime_claim(regime_summary))
     claims += search_claims(reports, task, n_searches)
-    claims.append(_claim(CLAIM_LM, TARGETS[CLAIM_LM], note=LEAD_NOTE))
+    claims += search_claims(reports, lm_task, n_lm, lm=True)
     claims.append(_claim(CLAIM_TRANSFER, TARGETS[CLAIM_TRANSFER], note=LEAD_NOTE))
     before = {c.get("claim"): c for c in old if isinstance(c, dict)}
     out = []
@@ -814,6 +924,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="a verify report JSON (adsearch verify -o FILE); repeatable")
     ap.add_argument("--task", default="cifar10",
                     help="the task whose verify reports answer the CIFAR claims")
+    ap.add_argument("--lm-task", default="wikitext2",
+                    help="the task whose verify reports (lower is better) answer the LM claims")
     args = ap.parse_args(argv)
     try:
         import matplotlib  # noqa: F401
@@ -829,21 +941,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         searches = find_searches(args.runs, out)
+        groups = [("", [s for s in searches if not is_lm(s)]),
+                  (LM_SUFFIX, [s for s in searches if is_lm(s)])]
         wrote = []
-        for name, fn in (("searches.png", plot_searches), ("learned_reward.png", plot_learned),
-                         ("patterns.png", plot_patterns)):
-            if searches and fn(searches, out / name):
-                wrote.append(name)
+        for suffix, group in groups:
+            for name, fn in (("searches", plot_searches), ("learned_reward", plot_learned),
+                             ("patterns", plot_patterns)):
+                if group and fn(group, out / f"{name}{suffix}.png"):
+                    wrote.append(f"{name}{suffix}.png")
         cal = out / "calibrate.png"
         say(f"calibrate.png: {'exists' if cal.is_file() else 'missing (adsearch calibrate)'}")
         calibrate_line(out / "calibrate.json")
+        if any(is_lm(s) for s in searches) or (out / "calibrate_lm.json").is_file():
+            calibrate_line(out / "calibrate_lm.json")
         if regime_cross_check(out / "regime.json", out / "regime_summary.json", out):
             wrote.append("calibrate_regime.json")
         old_path = out / "summary.json"
         old = json.loads(old_path.read_text(encoding="utf-8")) if old_path.is_file() else []
-        n_expected = max(len(ORDER), len(searches))
+        n_expected = max(len(ORDER), len(groups[0][1]))
         summary = build_summary(out / "regime_summary.json", load_reports(args.verify),
-                                args.task, n_expected, old if isinstance(old, list) else [])
+                                args.task, n_expected, old if isinstance(old, list) else [],
+                                args.lm_task, max(len(ORDER), len(groups[1][1])))
     except AdsearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -857,9 +975,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = "-" if m is None else (f"{m:+.4g}" if isinstance(m, (int, float)) else str(m))
         say(f"- {c['claim']}: target {c['target']}; measured {shown} {ci}; met {c.get('met')}"
             + (f" ({c['note']})" if c.get("note") else ""))
-    if searches:
-        say("")
-        say(markdown_table(searches))
+    for _, group in groups:
+        if group:
+            say("")
+            say(markdown_table(group))
     say("")
     say(f"wrote {', '.join(wrote)} in {out}")
     return 0

@@ -149,6 +149,35 @@ def test_keep_best_ranks_against_the_best_validated_point() -> None:
     assert doc["epochs"][0]["spearman"] == pytest.approx(1.0)
 
 
+def test_keep_best_on_a_perplexity_curve_takes_the_childs_best_epoch() -> None:
+    """A perplexity curve (``val_metric`` lower is better, the LM's): the child keeps its
+    lowest point (chosen on the reward scale) and says which in ``metrics["best_epoch"]``;
+    the final value is that point's, not the highest perplexity (round 4's LM calibration
+    ranked the references by their worst, first epoch before this)."""
+    curves = [
+        [{"epoch": 1.0, "val_metric": 118.0}, {"epoch": 2.0, "val_metric": 80.0},
+         {"epoch": 3.0, "val_metric": 84.0}],
+        [{"epoch": 1.0, "val_metric": 115.0}, {"epoch": 2.0, "val_metric": 81.0},
+         {"epoch": 3.0, "val_metric": 105.0}],
+        [{"epoch": 1.0, "val_metric": 116.0}, {"epoch": 2.0, "val_metric": 83.0},
+         {"epoch": 3.0, "val_metric": 82.0}],
+    ]
+    bests = [2.0, 2.0, 3.0]
+    kept = [A.final_value(c, 3.0, "val_metric", True, b)
+            for c, b in zip(curves, bests, strict=True)]
+    assert kept == [80.0, 81.0, 82.0]
+    # without the child's word (an older record) the highest point is taken: epoch 1 here
+    assert [A.final_value(c, 3.0, "val_metric", True) for c in curves] == [118.0, 115.0, 116.0]
+    refs = [{"label": str(i), "stored": [], "status": "ok", "curve": c,
+             "metrics": {"best_epoch": b}} for i, (c, b) in enumerate(zip(curves, bests, strict=True))]
+    doc = A.build_doc(task="t", task_config={"keep_best": True}, space="s", full_epochs=3.0,
+                      metric="val_metric", threshold=0.7, seed=0, references=refs)
+    assert [r["final"] for r in doc["references"]] == [80.0, 81.0, 82.0]
+    # epoch 2 ranks them as their kept points do; epoch 1 backwards
+    assert doc["epochs"][1]["spearman"] == pytest.approx(1.0)
+    assert doc["epochs"][0]["spearman"] == pytest.approx(-0.5)
+
+
 def test_too_few_references_recommend_nothing() -> None:
     curves = [_curve([1], 1.0), _curve([2], 2.0)]
     doc = A.build_doc(task="t", task_config={}, space="s", full_epochs=2.0, metric="val_metric",

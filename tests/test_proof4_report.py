@@ -136,8 +136,10 @@ def test_report_draws_and_summarises_what_exists(made: dict[str, Path]) -> None:
     (pair,) = wins["pairs"]
     assert (pair["a"], pair["b"]) == (first["search"], second["search"])
     assert pair["mean"] == wins["measured"] and pair["ci"] == wins["ci"]
-    for c in ("LM: best searched vs best tuned baseline", "transfer"):
-        assert by[c]["measured"] is None and "the lead fills it" in by[c]["note"]
+    assert by["transfer"]["measured"] is None and "the lead fills it" in by["transfer"]["note"]
+    for c in ("LM: best searched vs best tuned baseline", "which search wins at equal budget (LM)"):
+        assert by[c]["measured"] is None and "no verify report of task wikitext2" in by[c]["note"]
+    assert "missing: no LM search (p4-lm-*)" in text
 
     # the regime cross-check: per seed, Spearman against the best validated point (the scan's
     # children keep their best epoch, as calibrate ranks them), then the median over seeds
@@ -159,6 +161,54 @@ def test_report_draws_and_summarises_what_exists(made: dict[str, Path]) -> None:
         assert got["epoch"] == e
         assert got["median_spearman"] == pytest.approx(statistics.median(rhos), abs=1e-12)
     assert "regime scan cross-check" in text and "recommended rungs" in text
+
+
+def test_lm_searches_get_their_own_figures_and_relative_claims(made: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """An LM search (``p4-lm-*``, a seq space) is drawn apart from the CIFAR ones, and a
+    verify report whose metric is lower-is-better answers the LM claims in paired relative %
+    (here round 3's real WikiText-2 verify report)."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    for name in ("regime.json", "regime_summary.json"):
+        shutil.copy(RESULTS / name, out / name)
+    seq = ["--task", "synthetic", "--task-config", '{"space": "seq2-2"}', "--workers", "1",
+           "--budget-trials", "4", "--batch-size", "2", "--child-seed", "0", "--foreground",
+           "--no-recheck"]
+    run_cli(runs, "start", "--name", "p4-lm-random", "--controller", "random", *seq,
+            timeout=600)
+    lm = ROOT / "benchmarks" / "results" / "proof3" / "lm-verify.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--runs", str(runs), "--out", str(out),
+                           "--verify", str(lm)], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("searches_lm.png", "patterns_lm.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not (out / "searches.png").exists()  # no CIFAR search: no CIFAR figure
+    assert "p4-lm-random left out (random search learns from nothing)" in proc.stdout
+    row = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| p4-lm-random"))
+    assert "site 0" in row and "seq2-2" in row
+    by = {c["claim"]: c for c in json.loads((out / "summary.json").read_text())}
+    doc = json.loads(lm.read_text())
+    rows = {r["label"]: r for r in doc["regularizers"]}
+    searched = [r for r in doc["regularizers"] if r["role"] in ("pattern", "compared")]
+    pick = max(searched, key=lambda r: r["val"]["mean"])  # on validation
+    base = rows[doc["best_baseline"]]["test_by_seed"]
+    rel = [100 * (v / base[k] - 1) for k, v in pick["test_by_seed"].items()]
+    assert len(rel) == 5
+    mean, half = statistics.fmean(rel), 2.7764451 * statistics.stdev(rel) / math.sqrt(5)
+    claim = by["LM: best searched vs best tuned baseline"]
+    assert claim["measured"] == pytest.approx(mean, abs=1e-3)
+    assert claim["ci"] == pytest.approx([mean - half, mean + half], abs=1e-3)
+    assert claim["met"] is (mean <= -2 and mean + half < 0)
+    assert claim["unit"] == "% test perplexity"
+    wins = by["which search wins at equal budget (LM)"]
+    first, second = wins["table"]
+    assert first["test_mean"] <= second["test_mean"]  # perplexity: lower first
+    (pair,) = wins["pairs"]
+    assert pair["mean"] == wins["measured"] < 0 and wins["met"] is False  # 2 of 4
+    # no CIFAR report among them: the CIFAR claims say why
+    assert by["CIFAR: best searched vs best tuned baseline"]["measured"] is None
 
 
 def test_a_second_run_writes_the_same_and_keeps_what_was_filled_in(

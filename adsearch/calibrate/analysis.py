@@ -86,19 +86,26 @@ def value_at(curve: Sequence[dict[str, Any]], epoch: float, field: str) -> float
 
 
 def final_value(curve: Sequence[dict[str, Any]], full_epochs: float, field: str,
-                keep_best: bool = False) -> float | None:
+                keep_best: bool = False, best_epoch: float | None = None) -> float | None:
     """The full budget's value of ``field``: what the search's reward is made of.
 
     Without ``keep_best``: the last curve point's, if that point is at the full budget (a
     child that stopped short of it, e.g. diverged, has no final value). With ``keep_best``
-    the child reports its best validated point instead (tasks/childloop.py: the first point
-    of the highest ``val_metric``, unless the last one ties it), so that point's ``field``
-    is the final value; the curve must still reach the full budget."""
+    the child reports its best validated point instead, so that point's ``field`` is the
+    final value; the curve must still reach the full budget. Which point that is, the child
+    says: ``best_epoch`` (its ``metrics["best_epoch"]``, tasks/childloop.py, chosen on the
+    reward scale, so a perplexity curve's best is its lowest point). Without it (an older
+    record), the first point of the highest ``val_metric`` unless the last one ties it: right
+    for accuracy and BLEU, wrong for a lower-is-better ``val_metric`` such as perplexity."""
     points = [p for p in curve if p.get("epoch") is not None and p.get(field) is not None]
     if not points or float(points[-1]["epoch"]) < full_epochs - 1e-3:
         return None
     chosen = points[-1]
-    if keep_best:
+    at = ([p for p in points if math.isclose(float(p["epoch"]), float(best_epoch))]
+          if keep_best and best_epoch is not None else [])
+    if at:
+        chosen = at[0]
+    elif keep_best:
         scored = [p for p in points if p.get("val_metric") is not None
                   and math.isfinite(float(p["val_metric"]))]
         if scored:
@@ -132,11 +139,14 @@ class EpochAgreement:
 
 
 def agreement_table(curves: Sequence[Sequence[dict[str, Any]]], full_epochs: float,
-                    field: str, threshold: float,
-                    keep_best: bool = False) -> list[EpochAgreement]:
+                    field: str, threshold: float, keep_best: bool = False,
+                    best_epochs: Sequence[float | None] | None = None) -> list[EpochAgreement]:
     """One :class:`EpochAgreement` per whole epoch before ``full_epochs`` (``keep_best``:
-    against the best validated point's value, as :func:`final_value`)."""
-    finals = [final_value(c, full_epochs, field, keep_best) for c in curves]
+    against the best validated point's value, as :func:`final_value`; ``best_epochs``: each
+    curve's child-reported best epoch)."""
+    bests = list(best_epochs) if best_epochs is not None else [None] * len(curves)
+    finals = [final_value(c, full_epochs, field, keep_best, b)
+              for c, b in zip(curves, bests, strict=True)]
     out = []
     for e in rung_epochs(full_epochs):
         pairs = [(v, f) for c, f in zip(curves, finals, strict=True)
@@ -196,6 +206,12 @@ def notes(rows: Sequence[EpochAgreement], rungs: Sequence[float], n_refs: int,
     return out
 
 
+def best_epoch_of(reference: dict[str, Any]) -> float | None:
+    """The best epoch a keep_best child reported (``metrics["best_epoch"]``), or None."""
+    v = (reference.get("metrics") or {}).get("best_epoch")
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
 def build_doc(*, task: str, task_config: dict[str, Any], space: str, full_epochs: float,
               metric: str, threshold: float, seed: int,
               references: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -207,8 +223,10 @@ def build_doc(*, task: str, task_config: dict[str, Any], space: str, full_epochs
     """
     curves = [r.get("curve") or [] for r in references]
     keep_best = bool(task_config.get("keep_best"))
-    rows = agreement_table(curves, full_epochs, metric, threshold, keep_best)
-    finals = [final_value(c, full_epochs, metric, keep_best) for c in curves]
+    bests = [best_epoch_of(r) for r in references]
+    rows = agreement_table(curves, full_epochs, metric, threshold, keep_best, bests)
+    finals = [final_value(c, full_epochs, metric, keep_best, b)
+              for c, b in zip(curves, bests, strict=True)]
     n_final = sum(f is not None for f in finals)
     rungs = recommend(rows) if n_final >= MIN_REFERENCES else []
     refs = []

@@ -280,7 +280,8 @@ def run(plan: Plan, say: Say = print) -> list[dict[str, Any]]:
                 if got is not None and got.get("key"):
                     done[i] = got
                     final = A.final_value(got["curve"], plan.full_epochs, plan.request.metric,
-                                          bool(plan.task_config.get("keep_best")))
+                                          bool(plan.task_config.get("keep_best")),
+                                          A.best_epoch_of(got))
                     what = ("diverged: no final value" if got["status"] != "ok" else
                             f"final {plan.request.metric} {final:.4g}" if final is not None
                             else "no final value")
