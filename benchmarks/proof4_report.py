@@ -336,7 +336,8 @@ def find_searches(runs: Path, out: Path) -> list[SearchData]:
         if s is not None:
             got.append(s)
     rank = {w: i for i, w in enumerate(ORDER)}
-    got.sort(key=lambda s: (rank.get(which(s.name), len(ORDER)), s.name))
+    got.sort(key=lambda s: (is_lm(s), rank.get(which(s.name).removeprefix("lm-"), len(ORDER)),
+                           s.name))
     for w in ORDER:
         if not any(which(s.name) == w for s in got):
             say(f"missing: search {PREFIX}{w} under {runs} (not started yet?)")
