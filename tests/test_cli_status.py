@@ -101,3 +101,19 @@ def test_watch_ends_when_the_search_ends(runs: Path) -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "search done is finished and no daemon runs it; watch ended" in proc.stdout
+
+
+def test_time_past_the_budget_is_said_apart_from_it(tmp_path: Path) -> None:
+    """A time budget that ran out while children were running, then a re-check: the budget
+    line says the budget was spent and how long the search ran past it, not ``0.1/0.01``."""
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="over", task="synthetic", controller="random", batch_size=2,
+                       workers=1, budget_minutes=0.01, recheck_top=1, recheck_seeds=1,
+                       task_config={"sleep": 1.0})
+    run_daemon(str(create_search(cfg, RunDir(root / "over")).path))
+    snap = json.loads(status(root, "over", "--json").stdout)
+    assert snap["elapsed_s"] > 0.6 and snap["recheck"]["enabled"]
+    text = text_of(root, "over")
+    past = snap["elapsed_s"] / 60 - 0.01
+    assert (f"budget: 0.01/0.01 min spent, then {past:.1f} min past it (the children running "
+            "at its end and the re-check; the budget stops new draws)") in text, text

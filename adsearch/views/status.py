@@ -485,6 +485,20 @@ def _pattern_text(pattern: list[dict[str, Any]]) -> str:
     return "  ".join(parts)
 
 
+def minutes_budget(elapsed_s: float | None, budget_minutes: float, recheck: bool) -> str:
+    """The time budget's words: ``12.3/30 min``; past it, how long the search ran on (the
+    children running when it ran out finish, then the re-check) apart from the budget, so
+    ``45.5/30.0`` does not read as an overrun of the search."""
+    if elapsed_s is None:
+        return f"?/{budget_minutes:g} min"
+    used = elapsed_s / 60.0
+    if used <= budget_minutes:
+        return f"{used:.1f}/{budget_minutes:g} min"
+    after = "the children running at its end" + (" and the re-check" if recheck else "")
+    return (f"{budget_minutes:g}/{budget_minutes:g} min spent, then {used - budget_minutes:.1f} "
+            f"min past it ({after}; the budget stops new draws)")
+
+
 def render_status(snap: dict[str, Any]) -> Any:
     """A Rich renderable of a snapshot: summary, slots, top-k, trend, controller, waits."""
     from rich.console import Group
@@ -501,8 +515,8 @@ def render_status(snap: dict[str, Any]) -> Any:
     if cfg["budget_trials"]:
         budget.append(f"{b['drawn']}/{cfg['budget_trials']} trials drawn ({b['finished']} finished)")
     if cfg["budget_minutes"]:
-        used = "?" if snap["elapsed_s"] is None else f"{snap['elapsed_s'] / 60:.1f}"
-        budget.append(f"{used}/{cfg['budget_minutes']} min")
+        budget.append(minutes_budget(snap["elapsed_s"], float(cfg["budget_minutes"]),
+                                     bool((snap.get("recheck") or {}).get("enabled"))))
     pace = []
     if b["trials_per_hour"]:
         pace.append(f"{b['trials_per_hour']:.1f} trials/hour")
