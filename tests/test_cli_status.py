@@ -117,3 +117,16 @@ def test_time_past_the_budget_is_said_apart_from_it(tmp_path: Path) -> None:
     past = snap["elapsed_s"] / 60 - 0.01
     assert (f"budget: 0.01/0.01 min spent, then {past:.1f} min past it (the children running "
             "at its end and the re-check; the budget stops new draws)") in text, text
+
+
+def test_a_tpe_search_says_it_has_no_entropy(tmp_path: Path) -> None:
+    """TPE has no policy: status says so instead of 'entropy 0.000 nats', which would read
+    as a controller that has settled."""
+    pytest.importorskip("optuna", reason="the TPE controller needs optuna (adsearch[tpe])")
+    root = tmp_path / "runs"
+    cfg = SearchConfig(name="tpe", task="synthetic", controller="tpe", batch_size=2,
+                       workers=1, budget_trials=4, recheck=False)
+    run_daemon(str(create_search(cfg, RunDir(root / "tpe")).path))
+    text = text_of(root, "tpe")
+    assert "controller tpe v" in text and "no entropy (TPE keeps density models" in text, text
+    assert "nats" not in text

@@ -589,7 +589,10 @@ def render_status(snap: dict[str, Any]) -> Any:
         bits = [f"controller {ctrl.get('kind', cfg['controller'])} v{ctrl.get('version', 0)}"]
         if ctrl.get("baseline") is not None:
             bits.append(f"baseline {ctrl['baseline']:.4f}")
-        if ctrl.get("entropy") is not None:
+        if ctrl.get("kind", cfg["controller"]) == "tpe":  # its 0.0 would read as "settled"
+            bits.append("no entropy (TPE keeps density models of good and bad patterns, not "
+                        "a policy)")
+        elif ctrl.get("entropy") is not None:
             top_h = snap.get("entropy_uniform")
             bits.append(f"entropy {ctrl['entropy']:.3f} nats" + (
                 f" of {top_h:.1f} (how unsure the controller is: its policy's entropy summed "
