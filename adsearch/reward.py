@@ -245,15 +245,22 @@ def batch_rewards(trial_ids: Sequence[int], results: Mapping[int, ResultLike],
 
 
 def learned_rewards(store: Any, search_id: int, trial_ids: Sequence[int],
-                    failure_reward: float) -> dict[int, float]:
+                    failure_reward: float, fed: Iterable[int] | None = None) -> dict[int, float]:
     """The reward the controller learns from for each of ``trial_ids`` (one per id), from
-    the store as it is now: the daemon's controller update calls this, and nothing else.
+    the store: the daemon's controller update calls this, and nothing else.
 
     Reads the trials' results and, when one of them was stopped at a rung, the search's rung
-    values (:func:`batch_rewards`).
+    values (:func:`batch_rewards`). ``fed`` (the daemon passes the trials it already fed the
+    controller) limits the rung values to those of ``fed`` and of ``trial_ids``: finished
+    trials, taken in the order they finished. Without it, every rung value in the store
+    counts, including those of children still running, which a busy daemon reaches later
+    than an idle one: the same seeded search then learned from different numbers.
     """
     ids = [int(t) for t in trial_ids]
     results = {r.trial_id: r for r in store.results(search_id, ids)}
     cut = any((r.metrics or {}).get("truncated") for r in results.values())
     rows = store.rung_rows(search_id) if cut else []
+    if fed is not None:
+        known = {int(t) for t in fed} | set(ids)
+        rows = [r for r in rows if int(r.trial_id) in known]
     return batch_rewards(ids, results, rows, failure_reward)

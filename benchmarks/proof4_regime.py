@@ -129,6 +129,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -218,12 +219,16 @@ def load_rows(path: Path = OUT) -> list[dict[str, Any]]:
 
 
 def record(row: dict[str, Any], path: Path = OUT) -> None:
-    """Append one child's row, atomically (write a temp file, then rename)."""
+    """Append one child's row, atomically (write a temp file, then rename), under a file
+    lock: two probes of different protocols may share the rows file, one core each."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = load_rows(path) + [row]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(path)
+    with FileLock(str(path) + ".lock"):
+        rows = load_rows(path) + [row]
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(rows, indent=1) + "\n")
+        tmp.replace(path)
 
 
 def summary(rows: list[dict[str, Any]], protocol: str) -> dict[str, Any]:

@@ -95,6 +95,28 @@ def test_truncated_rewards_are_moved_onto_the_full_budget_scale(store: Store) ->
     assert out[t[0].id] == pytest.approx(0.4) and out[t[1].id] == pytest.approx(0.6)
 
 
+def test_learned_rewards_read_only_the_rung_values_of_finished_fed_trials(store: Store) -> None:
+    """With ``fed`` (what the daemon passes), a child that is still running, or finished but
+    not yet fed, does not move the offset: the controller learns the same numbers however
+    late a busy daemon gets to its update (a dashboard polled hard while a seeded search ran
+    once changed a learned reward this way)."""
+    sid = store.create_search("s", {}).id
+    t = _trials(store, sid, 4)
+    store.record_rung(t[0].id, 1.0, 1.0, 0.5, _rule(0.5, 9))
+    store.record_rung(t[0].id, 3.0, 3.0, 0.8, None)  # fed before: D_1 = 0.3
+    store.record_rung(t[1].id, 1.0, 1.0, 0.1, _rule(0.5, 9))  # the stopped child in the batch
+    store.record_rung(t[2].id, 1.0, 1.0, 0.6, _rule(0.5, 9))  # still running:
+    store.record_rung(t[2].id, 3.0, 3.0, 1.6, None)  # its gain (1.0) would make the median 0.65
+    for rec, reward, metrics in ((t[0], 0.8, {}),
+                                 (t[1], 0.1, {"truncated": 1.0, "truncated_at_rung": 1.0})):
+        store.update_trial(rec.id, state="running")
+        store.finish_trial(rec.id, reward, metrics, [], 1.0, state="done")
+    assert learned_rewards(store, sid, [t[1].id], 0.0)[t[1].id] == pytest.approx(0.75)
+    out = learned_rewards(store, sid, [t[1].id], 0.0, fed={t[0].id})
+    assert out[t[1].id] == pytest.approx(0.4)
+    assert learned_rewards(store, sid, [t[1].id], 0.0, fed=set())[t[1].id] == pytest.approx(0.1)
+
+
 @pytest.fixture
 def rung_store(tmp_path: Path) -> Any:
     url = f"sqlite:///{tmp_path / 'r.db'}"

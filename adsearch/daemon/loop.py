@@ -465,7 +465,8 @@ class Daemon(SlotsMixin):
         while len(self.unconsumed) >= bs or (final and self.unconsumed):
             ids = self.unconsumed[:bs]
             # the one rule for what the controller learns from (failures, stopped children)
-            rewards = learned_rewards(self.store, self.search_id, ids, self.cfg.failure_reward)
+            rewards = learned_rewards(self.store, self.search_id, ids, self.cfg.failure_reward,
+                                      fed=self.consumed)
             batch = []
             for tid in ids:
                 t = self.store.get_trial(tid)
