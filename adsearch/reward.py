@@ -15,7 +15,8 @@ Every number the controller learns from is made here, and nowhere else:
    ``r`` is not comparable with full-budget values (a network after 2 epochs is not one
    after 16), so it is moved onto the full-budget scale by a **learning-curve offset**:
    ``reward = v + D_r``, where ``D_r`` is the median, over the trials that have a value at
-   ``r`` and at the full budget (the top rung), of ``full - value at r``
+   ``r`` and at the full budget (the top rung; in the daemon, only trials already fed to
+   the controller and the batch itself), of ``full - value at r``
    (:func:`rung_offsets`). With no such pair yet, ``D_r`` chains through the next rung that
    has one (``D_r = median(v_r' - v_r) + D_r'``); with none at all ``D_r = 0`` (the raw
    rung value: an under-estimate when curves rise, an over-estimate when they fall).
