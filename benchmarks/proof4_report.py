@@ -695,6 +695,55 @@ def lm_regime_claim(path: Path) -> dict[str, Any]:
                   source=path.name)
 
 
+def transfer_claim(regime_summary: Path, transfer: Path) -> dict[str, Any]:
+    """The transfer claim from ``transfer.json`` (benchmarks/proof4_transfer.py: the LM
+    export against the tuned Dropout of a translation protocol's scan, paired test BLEU
+    points) when it holds a summary; else, when the regime scan probed translation protocols
+    (names starting with ``T``), a note of why it has not run: each probe's validation gap
+    of its best rate over none. The lead's note stays when neither exists."""
+    target = TARGETS[CLAIM_TRANSFER]
+    doc = json.loads(transfer.read_text(encoding="utf-8")) if transfer.is_file() else {}
+    s = doc.get("summary") or {}
+    pick = s.get("tuned_dropout")
+    d = (s.get(f"vs {pick}") or {}).get("test_bleu") if pick else None
+    if d and d.get("n"):
+        ok = d["n"] >= 2 and math.isfinite(d["lo"])
+        v = (s.get(f"vs {pick}") or {}).get("val_bleu") or {}
+        n_none = (s.get("vs none") or {}).get("test_bleu") or {}
+        scan = s.get("scan_val_gap") or {}
+        note = (f"{s['protocol']}: LM export ({s.get('pattern_file')}, unchanged) minus "
+                f"{pick} (tuned on validation by the scan; its validation gain over none "
+                f"{scan.get('mean', math.nan):+.2f} BLEU over {scan.get('n', 0)} seeds, "
+                f"criterion met: {s.get('scan_met')}), test BLEU points over {d['n']} paired "
+                f"seeds; validation {v.get('mean', math.nan):+.2f}; against none, test "
+                f"{n_none.get('mean', math.nan):+.2f}; met: mean >= 0 (a tie within the CI "
+                "counts as 'at least')")
+        return _claim(CLAIM_TRANSFER, target, round(d["mean"], 3),
+                      [round(d["lo"], 3), round(d["hi"], 3)] if ok else None,
+                      bool(s.get("met")) and bool(s.get("scan_met")), note,
+                      unit="BLEU points", source=transfer.name)
+    rows = ([r for r in json.loads(regime_summary.read_text(encoding="utf-8"))
+             if str(r.get("protocol", "")).startswith("T") and r.get("val_gap")]
+            if regime_summary.is_file() else [])
+    if not rows:
+        return _claim(CLAIM_TRANSFER, target, note=LEAD_NOTE)
+
+    def line(r: dict[str, Any]) -> str:
+        g = r["val_gap"]
+        ci = (f" [{g['lo']:+.2f}, {g['hi']:+.2f}]" if g["n"] >= 2 and math.isfinite(g["lo"])
+              else "")
+        return (f"{r['protocol']}: {r['pick']} {g['mean']:+.2f}{ci} validation BLEU vs none "
+                f"over {g['n']} seed(s){' (met)' if r.get('met') else ''}")
+
+    met = [r["protocol"] for r in rows if r.get("met")]
+    why = (f"not run yet: {', '.join(met)} met the premise (run benchmarks/proof4_transfer.py)"
+           if met else "not run: no translation protocol has shown tuned Dropout above none "
+           "on validation BLEU over 5 seeds (the transfer target's premise)")
+    return _claim(CLAIM_TRANSFER, target, note=f"{why}. Probed: "
+                  + "; ".join(line(r) for r in rows), unit="BLEU points",
+                  source=regime_summary.name)
+
+
 def searched_rows(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Search name -> the verify row of its best pattern: ``pattern 1`` is the verified
     search's (its export), ``NAME best`` a ``--compare`` search's."""
@@ -853,23 +902,25 @@ def pairwise(ranked: Sequence[dict[str, Any]], lm: bool = False) -> list[dict[st
 def build_summary(regime_summary: Path, reports: Sequence[tuple[str, dict[str, Any]]],
                   task: str, n_searches: int, old: Sequence[dict[str, Any]],
                   lm_task: str = "wikitext2", n_lm: int = len(ORDER)) -> list[dict[str, Any]]:
-    """Every claim of issue 21's table; what this script cannot measure keeps the value an
-    earlier ``summary.json`` holds when someone filled it in (measured, met or its note),
-    and claims someone added to that file stay, after these."""
+    """Every claim of issue 21's table. A claim this run has no numbers for keeps the one an
+    earlier ``summary.json`` holds when it has numbers (``measured`` or ``met``: filled in by
+    hand, or by a run that had the input this one lacks), or a note someone wrote where this
+    script has only :data:`LEAD_NOTE`; claims someone added to that file stay, after these."""
     claims = regime_claims(regime_summary)
     claims.append(lm_regime_claim(regime_summary))
     claims += search_claims(reports, task, n_searches)
     claims += search_claims(reports, lm_task, n_lm, lm=True)
-    claims.append(_claim(CLAIM_TRANSFER, TARGETS[CLAIM_TRANSFER], note=LEAD_NOTE))
+    claims.append(transfer_claim(regime_summary, regime_summary.with_name("transfer.json")))
     before = {c.get("claim"): c for c in old if isinstance(c, dict)}
     out = []
     for c in claims:
         prev = before.get(c["claim"])
         mine_empty = c["measured"] is None and c["met"] is None
-        filled = prev is not None and (prev.get("measured") is not None
-                                       or prev.get("met") is not None
-                                       or prev.get("note") not in (None, c.get("note")))
-        keep = prev is not None and mine_empty and filled and c.get("note") == LEAD_NOTE
+        numbers = prev is not None and (prev.get("measured") is not None
+                                        or prev.get("met") is not None)
+        noted = (prev is not None and c.get("note") == LEAD_NOTE
+                 and prev.get("note") not in (None, LEAD_NOTE))
+        keep = mine_empty and (numbers or noted)
         out.append(prev if keep and prev is not None else c)
     mine = {c["claim"] for c in claims}
     out += [c for c in old if isinstance(c, dict) and c.get("claim") not in mine]  # added

@@ -136,7 +136,9 @@ def test_report_draws_and_summarises_what_exists(made: dict[str, Path]) -> None:
     (pair,) = wins["pairs"]
     assert (pair["a"], pair["b"]) == (first["search"], second["search"])
     assert pair["mean"] == wins["measured"] and pair["ci"] == wins["ci"]
-    assert by["transfer"]["measured"] is None and "the lead fills it" in by["transfer"]["note"]
+    transfer = by["transfer"]  # the scan's translation probes (no transfer.json here)
+    assert transfer["measured"] is None and transfer["note"].startswith("not run")
+    assert "T4k-e24: dropout 0.1" in transfer["note"]
     for c in ("LM: best searched vs best tuned baseline", "which search wins at equal budget (LM)"):
         assert by[c]["measured"] is None and "no verify report of task wikitext2" in by[c]["note"]
     assert "missing: no LM search (p4-lm-*)" in text
@@ -245,3 +247,41 @@ def test_without_matplotlib_it_refuses_and_writes_nothing(made: dict[str, Path],
     assert "needs matplotlib" in proc.stderr or "matplotlib, which is not installed" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not empty.exists()
+
+
+def test_the_transfer_claim_comes_from_the_scan_then_the_transfer_run(tmp_path: Path) -> None:
+    """A translation protocol's scan (none and Dropout 0.1, 5 seeds) meets the premise; the
+    claim says the transfer has not run, then, once proof4_transfer.py has rendered its runs
+    of the LM export, holds their paired test-BLEU difference against the tuned Dropout."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import proof4_report
+
+    proto = "T4k-d256-e16"
+    rows = tmp_path / "regime.json"
+    noise = [0.3, -0.2, 0.1, 0.0, -0.1]
+    rows.write_text(json.dumps(
+        [{"protocol": proto, "regularizer": reg, "seed": s, "val_bleu": 30 + s + gain + n,
+          "test_bleu": 29 + s + gain - n, "best_epoch": 16, "seconds": 600.0}
+         for s, n in enumerate(noise) for reg, gain in (("none", 0.0), ("dropout 0.1", 1.0))]))
+    summary = tmp_path / "regime_summary.json"
+    regime = [sys.executable, str(ROOT / "benchmarks" / "proof4_regime.py"), "--render",
+              "--out", str(rows)]
+    assert subprocess.run(regime, capture_output=True, timeout=120).returncode == 0
+    transfer = tmp_path / "transfer.json"
+    claim = proof4_report.transfer_claim(summary, transfer)
+    assert claim["measured"] is None and claim["note"].startswith(f"not run yet: {proto} met")
+    export = [0.5, 0.5, 0.4, 0.6, 0.5]  # the export's test BLEU over the tuned Dropout's
+    transfer.write_text(json.dumps({
+        "protocol": proto, "pattern_file": "lm-tpe.json", "pattern_sha256": "x",
+        "runs": [{"protocol": proto, "regularizer": "LM export", "seed": s,
+                  "val_bleu": 31 + s, "test_bleu": 30 + s + e - noise[s]}
+                 for s, e in enumerate(export)]}))
+    render = [sys.executable, str(ROOT / "benchmarks" / "proof4_transfer.py"), "--protocol",
+              proto, "--render", "--rows", str(rows), "--out", str(transfer)]
+    done = subprocess.run(render, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "tuned Dropout = dropout 0.1" in done.stdout and "target" in done.stdout
+    claim = proof4_report.transfer_claim(summary, transfer)
+    assert claim["measured"] == pytest.approx(statistics.fmean(export))
+    assert claim["ci"][0] < claim["measured"] < claim["ci"][1] and claim["met"] is True
+    assert claim["unit"] == "BLEU points" and "dropout 0.1" in claim["note"]
