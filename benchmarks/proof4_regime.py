@@ -85,8 +85,8 @@ training 0.214 s a step at d=128 and 0.438 s at d=256, 63 steps an epoch:
 | L30k-d128-e32 | 91 | 2.7 | timing (0.8 data + 4.0 fixed + 32 x 2.7) |
 | L15k-d256x4 | 140-250 | 5.5-10 | parts |
 | T4k-e24 | 440-470 | 18-19 | parts |
-| T4k-e60 | 1,100-1,150 | 18-19 | parts |
-| T4k-d256-e16 | 650-700 | 39-43 | parts |
+| T4k-e60 | 1,100-1,150 | 18-19 | parts; its probe's children took 890-1,100 |
+| T4k-d256-e16 | 650-700 | 39-43 | parts; its probe's children took 710-730 |
 
 A one-seed ``--probe`` is 6 LM children (10-30 min on one core) or 4 translation children
 (T4k-e24 ~30 min, T4k-d256-e16 ~45 min, T4k-e60 ~75 min); a 5-seed scan five times that.
