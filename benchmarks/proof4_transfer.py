@@ -34,6 +34,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -58,9 +59,22 @@ def load(out: Path) -> dict[str, Any]:
 
 def save(doc: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     tmp.replace(out)
+
+
+def append_run(row: dict[str, Any], head: dict[str, Any], out: Path) -> None:
+    """Add one finished child to ``out`` under a file lock, re-reading it first: two
+    processes (``--seed-list``, one core each) may fill one file."""
+    from filelock import FileLock
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
+        doc = {**load(out), **head}
+        doc["runs"] = [r for r in doc.get("runs", []) if r["seed"] != row["seed"]] + [row]
+        doc["runs"].sort(key=lambda r: r["seed"])
+        save(doc, out)
 
 
 def summary(doc: dict[str, Any], rows: list[dict[str, Any]], protocol: str) -> dict[str, Any]:
@@ -131,6 +145,9 @@ def main() -> None:
     ap.add_argument("--pattern", type=Path, default=PATTERN,
                     help="the LM search's pattern file, unchanged (default %(default)s)")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seed-list", default=None,
+                    help="comma list of seeds this process runs (default 0..seeds-1): two "
+                         "processes, one core each, can split the seeds of one file")
     ap.add_argument("--rows", type=Path, default=regime.OUT,
                     help="the regime scan's rows (default %(default)s)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -163,9 +180,10 @@ def main() -> None:
                 or doc.get("protocol", args.protocol) != args.protocol):
         sys.exit(f"error: {args.out} holds runs of another pattern file or protocol: pass "
                  "--out NEW.json")
-    doc.update(protocol=args.protocol, config=config, pattern_file=str(args.pattern),
-               pattern_sha256=sha, pattern=ps.to_dict())
-    runs: list[dict[str, Any]] = doc.setdefault("runs", [])
+    head = {"protocol": args.protocol, "config": config, "pattern_file": str(args.pattern),
+            "pattern_sha256": sha, "pattern": ps.to_dict()}
+    seeds = ([int(x) for x in args.seed_list.split(",")] if args.seed_list
+             else list(range(args.seeds)))
     import torch
 
     from adsearch.tasks import get_task
@@ -173,25 +191,29 @@ def main() -> None:
     torch.set_num_threads(1)
     task = get_task("translation")
     cfg = task.config_from_dict(config)
-    for seed in range(args.seeds):
-        if any(r["seed"] == seed for r in runs):
+    for seed in seeds:
+        if any(r["seed"] == seed for r in load(args.out).get("runs", [])):
             continue
         cpu = time.process_time()
         res = task.run_child(cfg, load_patternset(str(args.pattern)), None, "cpu", seed)
         m = res.metrics
-        runs.append({"protocol": args.protocol, "regularizer": LABEL, "seed": seed,
+        append_run({"protocol": args.protocol, "regularizer": LABEL, "seed": seed,
                      "seconds": res.seconds, "cpu_seconds": time.process_time() - cpu,
                      **{k: m.get(k) for k in regime.FAMILIES["bleu"].keys},
                      "curve": [{k: round(v, 5) for k, v in p.items()} for p in res.curve],
                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "command": " ".join(["benchmarks/proof4_transfer.py", *sys.argv[1:]])})
-        save(doc, args.out)
+                     "command": " ".join(["benchmarks/proof4_transfer.py", *sys.argv[1:]])},
+                   head, args.out)
         got = (f"val {m['val_bleu']:.2f} test {m['test_bleu']:.2f} best epoch "
                f"{m['best_epoch']:.0f}" if m.get("test_bleu") is not None else "diverged")
         print(f"{args.protocol} | {LABEL} | seed {seed}: {got} ({res.seconds:.0f} s)", flush=True)
-    s = summary(doc, rows, args.protocol)
-    doc["summary"] = s
-    save(doc, args.out)
+    from filelock import FileLock
+
+    with FileLock(str(args.out) + ".lock"):
+        doc = load(args.out)
+        s = summary(doc, regime.load_rows(args.rows), args.protocol)
+        doc["summary"] = s
+        save(doc, args.out)
     print(render(s))
 
 
