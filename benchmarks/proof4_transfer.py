@@ -49,6 +49,14 @@ PATTERN = regime.OUT.with_name("lm-tpe.json")
 LABEL = "LM export"
 
 
+def _rel(path: str | Path | None) -> str | None:
+    """A path inside the repository as it is written there (results hold no home paths)."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    return str(p.relative_to(regime.REPO)) if p.is_relative_to(regime.REPO) else str(path)
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -158,10 +166,16 @@ def main() -> None:
     rows = regime.load_rows(args.rows)
     doc = load(args.out)
     if args.render:
-        s = summary(doc, rows, args.protocol)
+        from filelock import FileLock
+
+        with FileLock(str(args.out) + ".lock"):  # a running child may append meanwhile
+            doc = load(args.out)
+            if doc.get("pattern_file"):
+                doc["pattern_file"] = _rel(doc["pattern_file"])
+            s = summary(doc, rows, args.protocol)
+            doc["summary"] = s
+            save(doc, args.out)
         print(render(s))
-        doc["summary"] = s
-        save(doc, args.out)
         return
     from adsearch.patterns import load_patternset
 
@@ -180,7 +194,7 @@ def main() -> None:
                 or doc.get("protocol", args.protocol) != args.protocol):
         sys.exit(f"error: {args.out} holds runs of another pattern file or protocol: pass "
                  "--out NEW.json")
-    head = {"protocol": args.protocol, "config": config, "pattern_file": str(args.pattern),
+    head = {"protocol": args.protocol, "config": config, "pattern_file": _rel(args.pattern),
             "pattern_sha256": sha, "pattern": ps.to_dict()}
     seeds = ([int(x) for x in args.seed_list.split(",")] if args.seed_list
              else list(range(args.seeds)))
