@@ -200,6 +200,10 @@ def _fresh_database(base: str, name: str = TEST_DB) -> Iterator[str]:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
+            # A process an earlier test left running (a worker it failed to stop) would hold
+            # locks the DROP waits on, or deadlock with it: end its sessions first.
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     finally:

@@ -57,11 +57,31 @@ def _seed(url: str, name: str, n: int) -> None:
 def test_two_workers_never_claim_a_trial_twice(pg_url: str, tmp_path: Path) -> None:
     n = 10_050  # over 10,000 claims
     _seed(pg_url, "claims", n)
-    procs = [subprocess.Popen(_worker(pg_url, "claims", "--inline", "--burst", "-v",
-                                      "--work-dir", str(tmp_path / f"w{i}")),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = [p.communicate(timeout=240) for p in procs]
+    # Output goes to files, not pipes: a worker logs a line per claim, and a pipe nobody
+    # reads while the test waits on the other worker fills (64 KiB) and stalls that worker,
+    # so the two would not claim side by side and the one left would do most of the work.
+    logs = [(tmp_path / f"w{i}.out", tmp_path / f"w{i}.err") for i in range(2)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, (out, err) in enumerate(logs):
+            with out.open("wb") as fo, err.open("wb") as fe:
+                procs.append(subprocess.Popen(
+                    _worker(pg_url, "claims", "--inline", "--burst", "-v",
+                            "--work-dir", str(tmp_path / f"w{i}")), stdout=fo, stderr=fe))
+        # a hang guard, not a speed target (one worker alone takes ~100 s on one busy core)
+        deadline = time.monotonic() + 900
+        for p in procs:
+            try:
+                p.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                counts = [len(re.findall(r"claimed trial", e.read_text())) for _, e in logs]
+                pytest.fail(f"workers still running after 900 s; claims so far {counts} of {n}")
+    finally:
+        for p in procs:  # never leave a worker behind to lock the next test's database
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=30)
+    outs = [(o.read_text(), e.read_text()) for o, e in logs]
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     claimed = [[int(t) for t in re.findall(r"claimed trial (\d+)", err)] for _, err in outs]
