@@ -254,7 +254,7 @@ def test_the_transfer_claim_comes_from_the_scan_then_the_transfer_run(tmp_path: 
     claim says the transfer has not run, then, once proof4_transfer.py has rendered its runs
     of the LM export, holds their paired test-BLEU difference against the tuned Dropout."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import proof4_report
+    import proof4_claims
 
     proto = "T4k-d256-e16"
     rows = tmp_path / "regime.json"
@@ -268,7 +268,7 @@ def test_the_transfer_claim_comes_from_the_scan_then_the_transfer_run(tmp_path: 
               "--out", str(rows)]
     assert subprocess.run(regime, capture_output=True, timeout=120).returncode == 0
     transfer = tmp_path / "transfer.json"
-    claim = proof4_report.transfer_claim(summary, transfer)
+    claim = proof4_claims.transfer_claim(summary, transfer)
     assert claim["measured"] is None and claim["note"].startswith(f"not run yet: {proto} met")
     export = [0.5, 0.5, 0.4, 0.6, 0.5]  # the export's test BLEU over the tuned Dropout's
     transfer.write_text(json.dumps({
@@ -281,7 +281,7 @@ def test_the_transfer_claim_comes_from_the_scan_then_the_transfer_run(tmp_path: 
     done = subprocess.run(render, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "tuned Dropout = dropout 0.1" in done.stdout and "target" in done.stdout
-    claim = proof4_report.transfer_claim(summary, transfer)
+    claim = proof4_claims.transfer_claim(summary, transfer)
     assert claim["measured"] == pytest.approx(statistics.fmean(export))
     assert claim["ci"][0] < claim["measured"] < claim["ci"][1] and claim["met"] is True
     assert claim["unit"] == "BLEU points" and "dropout 0.1" in claim["note"]
